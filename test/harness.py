@@ -1,0 +1,271 @@
+"""harness.py -- shared plumbing for whoop_fdw's integration suites.
+
+Standard library only.  Every suite is a unittest module (test/test_*.py);
+test/runner.py runs one module and records its pass/fail counts for the
+totals line.  The pieces here:
+
+  Simulator   start test/whoop_sim.py on a free loopback port, talk to its
+              /_sim/ control plane
+  Database    run SQL through psql against the cluster the runner started
+              (libpq environment: PGHOST, PGPORT, PGUSER, PGPASSWORD ...)
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+SIMULATOR = os.path.join(TEST_DIR, "whoop_sim.py")
+PYTHON = sys.executable or "python3"
+
+
+class Simulator:
+    """A running WHOOP API simulator (a child process) and its control plane.
+
+    Use as a context manager, or call start()/stop().  Extra command-line
+    flags are passed through: Simulator("--athletes", "3", "--days", "60").
+    Defaults: --seed 42 --now 2026-06-30T12:00:00Z unless given.
+    """
+
+    def __init__(self, *args):
+        args = list(args)
+        if "--seed" not in args:
+            args += ["--seed", "42"]
+        if "--now" not in args:
+            args += ["--now", "2026-06-30T12:00:00Z"]
+        self.args = args
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [PYTHON, SIMULATOR, "--port", "0"] + self.args,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            self.stop()
+            raise RuntimeError("simulator did not start: %r %s" % (line, err))
+        self.port = int(line)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream:
+                    stream.close()
+            self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def api_url(self):
+        return self.base + "/developer"
+
+    @property
+    def oauth_url(self):
+        return self.base + "/oauth/oauth2"
+
+    def request(self, method, path, body=None, headers=None, form=None):
+        """request sends one HTTP request; returns (status, headers, body bytes)."""
+        data = None
+        hdrs = dict(headers or {})
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers=hdrs)
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(req, timeout=30) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def control(self, method, path, body=None):
+        """control calls /_sim/<path> and returns the decoded JSON answer."""
+        status, _, data = self.request(method, "/_sim/" + path.lstrip("/"), body)
+        if status >= 300:
+            raise RuntimeError("simulator control %s %s: %d %s"
+                               % (method, path, status, data[:300]))
+        return json.loads(data) if data else None
+
+    def accounts(self):
+        return self.control("GET", "accounts")
+
+    def stats(self):
+        return self.control("GET", "stats")
+
+    def reset(self):
+        return self.control("POST", "reset")
+
+    def fault(self, **spec):
+        return self.control("POST", "faults", spec)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+
+class SQLError(Exception):
+    """A psql run that ended in an ERROR; .sqlstate and .message are parsed."""
+
+    def __init__(self, output, sqlstate=None):
+        super().__init__(output)
+        self.output = output
+        self.sqlstate = sqlstate
+
+
+def psql(sql, dbname=None, user=None, timeout=600, extra_env=None, check=True,
+         variables=None):
+    """psql runs SQL in one psql session and returns stdout (unaligned, tuples only).
+
+    On error (check=True) raises SQLError carrying the SQLSTATE, which psql
+    prints because of VERBOSITY verbose.
+    """
+    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+           "-v", "VERBOSITY=verbose", "-F", "|"]
+    if dbname or os.environ.get("WHOOP_TEST_DB"):
+        cmd += ["-d", dbname or os.environ["WHOOP_TEST_DB"]]
+    if user:
+        cmd += ["-U", user]
+    for k, v in (variables or {}).items():
+        cmd += ["-v", "%s=%s" % (k, v)]
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    env["PGOPTIONS"] = env.get("PGOPTIONS", "") + " -c client_min_messages=warning"
+    proc = subprocess.run(cmd, input=sql, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if proc.returncode != 0 and check:
+        sqlstate = None
+        for line in proc.stderr.splitlines():
+            if line.startswith("ERROR:"):
+                parts = line.split()
+                if len(parts) > 1 and len(parts[1].rstrip(":")) == 5:
+                    sqlstate = parts[1].rstrip(":")
+                break
+        raise SQLError(proc.stderr.strip(), sqlstate)
+    return proc.stdout
+
+
+def rows(sql, **kw):
+    """rows runs one query and returns its rows as lists of strings."""
+    out = psql(sql, **kw)
+    return [line.split("|") for line in out.splitlines() if line != ""]
+
+
+def scalar(sql, **kw):
+    out = psql(sql, **kw).strip()
+    return out.splitlines()[-1] if out else None
+
+
+def wait_until(predicate, timeout=30, interval=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+PG_BINDIR = os.environ.get("PG_BINDIR") or subprocess.run(
+    ["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+
+
+def free_port():
+    """free_port asks the kernel for an unused loopback TCP port."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster in a temporary directory.
+
+    initdb and postgres refuse to run as root, so as root every server
+    command runs as the "postgres" OS user (runuser).  The server listens on
+    127.0.0.1 and a socket directory inside the cluster directory, on a free
+    port, so several clusters can run side by side.
+    """
+
+    def __init__(self, settings=None):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="whoop_cluster.")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "server.log")
+        self.port = free_port()
+        self.settings = {
+            "shared_preload_libraries": "pg_cron",
+            "cron.database_name": "postgres",
+            "cron.use_background_workers": "on",
+            "max_worker_processes": "32",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": "'%s'" % self.dir,
+            "log_min_messages": "warning",
+            "log_line_prefix": "'%m [%p] '",
+        }
+        self.settings.update(settings or {})
+        self.as_root = os.geteuid() == 0
+
+    def _run(self, cmd, check=True, timeout=120):
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        return subprocess.run(cmd, check=check, capture_output=True, text=True,
+                              timeout=timeout, cwd="/")
+
+    def init(self):
+        if self.as_root:
+            subprocess.run(["chown", "postgres:postgres", self.dir], check=True)
+        self._run([os.path.join(PG_BINDIR, "initdb"), "-D", self.data, "-A", "trust",
+                   "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
+        with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
+            for k, v in self.settings.items():
+                f.write("%s = %s\n" % (k, v))
+        return self
+
+    def start(self):
+        self._run([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.data, "-l", self.log,
+                   "-o", "-p %d" % self.port, "-w", "-t", "60", "start"])
+        return self
+
+    def stop(self, mode="fast"):
+        self._run([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.data, "-m", mode,
+                   "-w", "-t", "60", "stop"], check=False)
+
+    def destroy(self):
+        self.stop("immediate")
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def env(self):
+        """env is the libpq environment that points psql and pg_regress here."""
+        return {"PGHOST": "127.0.0.1", "PGPORT": str(self.port),
+                "PGUSER": "postgres", "PGDATABASE": "postgres"}

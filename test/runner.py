@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""runner.py -- run every whoop_fdw test suite and print the totals.
+
+Started by test/run_tests.sh after the build and install.  It creates a
+throwaway cluster (pg_cron preloaded), starts a WHOOP simulator for the
+pg_regress suite, runs pg_regress on sql/ and then every test/test_*.py
+module (each in its own process, against the same cluster), stops all it
+started -- also on failure -- and prints as its last line
+
+    N passed, N failed
+
+exiting non-zero when anything failed.
+
+    runner.py                     every suite
+    runner.py regress test_sim    only the named suites
+    runner.py --module test_x     (internal) run one unittest module
+"""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TEST_DIR)
+sys.path.insert(0, TEST_DIR)
+
+import harness  # noqa: E402
+
+
+def run_module(name, results_file):
+    """run_module runs one unittest module and writes its counts as JSON."""
+    module = __import__(name)
+    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2,
+                                     buffer=False).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    passed = result.testsRun - failed - len(result.skipped)
+    with open(results_file, "w") as f:
+        json.dump({"passed": passed, "failed": failed,
+                   "skipped": len(result.skipped)}, f)
+    return 0 if failed == 0 else 1
+
+
+def run_regress(env):
+    """run_regress runs pg_regress (make installcheck); counts its ok/FAILED lines."""
+    with harness.Simulator("--athletes", "2", "--days", "120") as sim:
+        env = dict(env, WHOOP_SIM_URL=sim.base)
+        proc = subprocess.run(["make", "-s", "-C", ROOT, "installcheck"], env=env,
+                              capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    sys.stdout.write(out)
+    passed = len(re.findall(r"\.\.\.\s+ok\b", out))
+    failed = len(re.findall(r"\.\.\.\s+FAILED\b", out))
+    if proc.returncode != 0 and failed == 0:
+        failed = 1
+        diffs = os.path.join(ROOT, "regression.diffs")
+        if os.path.exists(diffs):
+            sys.stdout.write(open(diffs).read()[-20000:])
+    elif failed:
+        diffs = os.path.join(ROOT, "regression.diffs")
+        if os.path.exists(diffs):
+            sys.stdout.write(open(diffs).read()[-20000:])
+    return passed, failed
+
+
+def main(argv):
+    if argv[:1] == ["--module"]:
+        return run_module(argv[1], argv[2])
+
+    wanted = set(argv)
+    modules = sorted(os.path.basename(p)[:-3]
+                     for p in glob.glob(os.path.join(TEST_DIR, "test_*.py")))
+    totals = {"passed": 0, "failed": 0}
+    lines = []
+    cluster = harness.Cluster().init().start()
+    started = time.time()
+    try:
+        env = dict(os.environ, **cluster.env())
+        if not wanted or "regress" in wanted:
+            print("== suite regress (pg_regress on sql/)", flush=True)
+            p, f = run_regress(env)
+            totals["passed"] += p
+            totals["failed"] += f
+            lines.append("regress: %d passed, %d failed" % (p, f))
+        for name in modules:
+            if wanted and name not in wanted:
+                continue
+            print("== suite %s" % name, flush=True)
+            t0 = time.time()
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+                results = tmp.name
+            os.unlink(results)
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--module",
+                                   name, results], env=env, cwd=TEST_DIR)
+            if os.path.exists(results):
+                counts = json.load(open(results))
+                os.unlink(results)
+            else:
+                counts = {"passed": 0, "failed": 1}
+                print("suite %s crashed (exit %d)" % (name, proc.returncode))
+            totals["passed"] += counts["passed"]
+            totals["failed"] += counts["failed"]
+            lines.append("%s: %d passed, %d failed (%.0f s)"
+                         % (name, counts["passed"], counts["failed"], time.time() - t0))
+    finally:
+        if totals["failed"]:
+            log = open(cluster.log, errors="replace").read()
+            sys.stdout.write("---- server log (tail) ----\n" + log[-6000:] + "\n")
+        cluster.destroy()
+    print("---- summary (%.0f s)" % (time.time() - started))
+    for line in lines:
+        print(line)
+    print("%d passed, %d failed" % (totals["passed"], totals["failed"]))
+    return 0 if totals["failed"] == 0 and totals["passed"] > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
