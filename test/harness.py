@@ -232,6 +232,8 @@ class Cluster:
             "log_min_messages": "warning",
             "log_line_prefix": "'%m [%p] '",
         }
+        if os.environ.get("WHOOP_EXTENSION_DESTDIR"):
+            self.settings["extension_destdir"] = "'%s'" % os.environ["WHOOP_EXTENSION_DESTDIR"]
         self.settings.update(settings or {})
         self.as_root = os.geteuid() == 0
 

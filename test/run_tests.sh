@@ -7,11 +7,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bash test/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-if ! make -s >/dev/null || ! "${sudo[@]}" make -s install >/dev/null; then
+
+# Install into a private staging directory that the test clusters load from
+# (Debian's extension_destdir), so tests never touch the system installation
+# and need no root.  It must be readable by the postgres OS user.
+destdir=$(mktemp -d /tmp/whoop_fdw_install.XXXXXX)
+chmod 755 "$destdir"
+trap 'rm -rf "$destdir"' EXIT
+if ! make -s >/dev/null || ! make -s install DESTDIR="$destdir" >/dev/null; then
 	echo "build or install failed"
 	echo "0 passed, 1 failed"
 	exit 1
 fi
-exec /usr/bin/python3 test/runner.py "$@"
+export WHOOP_EXTENSION_DESTDIR="$destdir"
+/usr/bin/python3 test/runner.py "$@"
