@@ -271,3 +271,18 @@ class Cluster:
         """env is the libpq environment that points psql and pg_regress here."""
         return {"PGHOST": "127.0.0.1", "PGPORT": str(self.port),
                 "PGUSER": "postgres", "PGDATABASE": "postgres"}
+
+
+def fresh_database(name, extensions=("whoop_fdw",)):
+    """fresh_database (re)creates database NAME with the given extensions.
+
+    Every integration suite works in a database of its own, so suites never
+    see each other's objects.  Later psql()/rows()/scalar() calls pick it up
+    through WHOOP_TEST_DB.
+    """
+    psql("drop database if exists %s with (force)" % name, dbname="postgres")
+    psql("create database %s" % name, dbname="postgres")
+    for ext in extensions:
+        psql("create extension if not exists %s cascade" % ext, dbname=name)
+    os.environ["WHOOP_TEST_DB"] = name
+    return name
