@@ -1,0 +1,115 @@
+-- 20_raw.sql: the raw layer -- WHOOP records as they arrived, one table per endpoint.
+--
+-- Rows are keyed by WHOOP's own ids.  whoop.sync() upserts into them and a row
+-- only changes when the incoming updated_at is newer, so replaying a fetch is
+-- harmless.  Profile and body measurement have no ids or timestamps of their
+-- own: they are kept as snapshot histories, a new row whenever a value changes
+-- (that history feeds the SCD2 user dimension).
+
+create table whoop.raw_cycle (
+    id              bigint primary key,
+    user_id         bigint not null,
+    start           timestamptz not null,
+    "end"           timestamptz,
+    timezone_offset text not null,
+    score_state     text not null,
+    created_at      timestamptz not null,
+    updated_at      timestamptz not null,
+    record          jsonb not null,
+    _extracted_at   timestamptz not null default now()
+);
+create index on whoop.raw_cycle (user_id, start);
+
+create table whoop.raw_recovery (
+    cycle_id        bigint primary key,
+    sleep_id        uuid,
+    user_id         bigint not null,
+    score_state     text not null,
+    created_at      timestamptz not null,
+    updated_at      timestamptz not null,
+    record          jsonb not null,
+    _extracted_at   timestamptz not null default now()
+);
+create index on whoop.raw_recovery (user_id);
+
+create table whoop.raw_sleep (
+    id              uuid primary key,
+    cycle_id        bigint,
+    user_id         bigint not null,
+    start           timestamptz not null,
+    "end"           timestamptz not null,
+    timezone_offset text not null,
+    nap             boolean not null,
+    score_state     text not null,
+    created_at      timestamptz not null,
+    updated_at      timestamptz not null,
+    record          jsonb not null,
+    _extracted_at   timestamptz not null default now()
+);
+create index on whoop.raw_sleep (user_id, start);
+create index on whoop.raw_sleep (cycle_id);
+
+create table whoop.raw_workout (
+    id              uuid primary key,
+    user_id         bigint not null,
+    start           timestamptz not null,
+    "end"           timestamptz not null,
+    timezone_offset text not null,
+    sport_name      text,
+    score_state     text not null,
+    created_at      timestamptz not null,
+    updated_at      timestamptz not null,
+    record          jsonb not null,
+    _extracted_at   timestamptz not null default now()
+);
+create index on whoop.raw_workout (user_id, start);
+
+create table whoop.raw_profile (
+    user_id         bigint not null,
+    observed_at     timestamptz not null,
+    email           text,
+    first_name      text,
+    last_name       text,
+    record          jsonb not null,
+    primary key (user_id, observed_at)
+);
+
+create table whoop.raw_body_measurement (
+    user_id         bigint not null,
+    observed_at     timestamptz not null,
+    height_meter    double precision,
+    weight_kilogram double precision,
+    max_heart_rate  integer,
+    record          jsonb not null,
+    primary key (user_id, observed_at)
+);
+
+comment on table whoop.raw_cycle is
+    'WHOOP cycles (physiological days, sleep onset to sleep onset) as last fetched; one row per cycle id';
+comment on table whoop.raw_recovery is
+    'WHOOP recoveries as last fetched; one row per cycle (a recovery belongs to its cycle and main sleep)';
+comment on table whoop.raw_sleep is
+    'WHOOP sleeps and naps as last fetched; one row per sleep id';
+comment on table whoop.raw_workout is
+    'WHOOP workouts as last fetched; one row per workout id';
+comment on table whoop.raw_profile is
+    'history of WHOOP basic profiles: a row each time a fetched profile differs from the previous one';
+comment on table whoop.raw_body_measurement is
+    'history of WHOOP body measurements: a row each time a fetched measurement differs from the previous one';
+comment on column whoop.raw_cycle.record is 'the whole API record as returned by WHOOP';
+comment on column whoop.raw_recovery.record is 'the whole API record as returned by WHOOP';
+comment on column whoop.raw_sleep.record is 'the whole API record as returned by WHOOP';
+comment on column whoop.raw_workout.record is 'the whole API record as returned by WHOOP';
+comment on column whoop.raw_profile.record is 'the whole API record as returned by WHOOP';
+comment on column whoop.raw_body_measurement.record is
+    'the whole API record as returned by WHOOP, plus user_id (WHOOP omits it)';
+comment on column whoop.raw_cycle."end" is 'NULL while the cycle is ongoing (the current day)';
+comment on column whoop.raw_cycle.updated_at is
+    'WHOOP''s last change of the record; the upsert only replaces a row with a newer one';
+comment on column whoop.raw_cycle._extracted_at is 'when whoop.sync() last wrote this row';
+comment on column whoop.raw_recovery._extracted_at is 'when whoop.sync() last wrote this row';
+comment on column whoop.raw_sleep._extracted_at is 'when whoop.sync() last wrote this row';
+comment on column whoop.raw_workout._extracted_at is 'when whoop.sync() last wrote this row';
+comment on column whoop.raw_profile.observed_at is 'when whoop.sync() first saw this version of the profile';
+comment on column whoop.raw_body_measurement.observed_at is
+    'when whoop.sync() first saw this version of the measurement';
