@@ -37,9 +37,10 @@ COMMAND LINE
   --no-body-for N          athlete N (1-based index; a value larger than
                            --athletes is taken as a user_id) has no body
                            measurement (404).  Repeatable.
-  --jobs N                 processes generating the data at start-up (2: from
-                           24 athletes on, a forked helper generates half of
-                           them; 1: this process alone).  Same data either way.
+  --jobs N                 processes generating the data at start-up (default
+                           2: from 24 athletes on, forked helpers generate all
+                           but the first 1/N of them; 1: this process alone).
+                           Same data either way.
   --quiet                  nothing at all on stderr
   --verbose                one line per request on stderr (default: none)
 
@@ -548,6 +549,7 @@ class _Absent:
 
 
 ABSENT = _Absent()
+ALCOHOL, ILL, JET, NAP = 1, 2, 4, 8      # flags of a night
 
 
 def _put(d, key, value):
@@ -572,7 +574,8 @@ def build_cycle(rec, early):
 
 
 def build_sleep(rec, early):
-    (v1, uid, tzd, uns, stage, need, resp, perf, cons, eff, e_perf, e_resp) = rec.spec
+    (v1, uid, tzd, uns, seed, awake, nodata, need, perf, cons, flags, prev_strain, resp0,
+     has_early) = rec.spec
     d = {"id": rec.key, "cycle_id": rec.cyc}
     if v1 is not None:
         d["v1_id"] = v1
@@ -587,38 +590,76 @@ def build_sleep(rec, early):
         d["score_state"] = "UNSCORABLE"
         return d
     d["score_state"] = "SCORED"
-    if early and e_perf is not None:
-        perf, resp = e_perf, e_resp
+    r = random.Random(seed)
+    inbed = rec.end - rec.start
+    if flags & NAP:
+        sws = int(inbed * r.uniform(0.05, 0.15))
+        rem = int(inbed * r.uniform(0.05, 0.15))
+        stage = (inbed, awake, 0, inbed - awake - sws - rem, sws, rem,
+                 int(inbed > 50 * MINUTE), int(r.random() * 5))
+        resp = round((resp0 + r.gauss(0, 0.3)) * 256) / 256
+    else:
+        alcohol = 0.03 if flags & ALCOHOL else 0.0
+        sws = int(inbed * clamp(r.gauss(0.20, 0.022) + 0.002 * (prev_strain - 10) - alcohol,
+                                0.13, 0.27))
+        rem = int(inbed * clamp(r.gauss(0.225, 0.018) - 1.33 * alcohol, 0.15, 0.27))
+        asleep = inbed - awake - nodata
+        stage = (inbed, awake, nodata, asleep - sws - rem, sws, rem,
+                 int(clamp(round(asleep / HOUR / 1.5 + r.gauss(0, 0.5)), 3, 6)),
+                 int(clamp(round(r.gauss(10, 3.5) + 133 * alcohol), 2, 25)))
+        resp = round((resp0 + r.gauss(0, 0.25) + (1.0 if flags & ILL else 0)
+                      + 10 * alcohol) * 256) / 256
+        if r.random() < 0.01:
+            resp = ABSENT
+        if cons is None and r.random() < 0.5:
+            cons = ABSENT
+        if early and has_early:     # the first scoring differed a little
+            if perf is not ABSENT:
+                perf = float(max(0.0, perf - 3))
+            if resp is not ABSENT:
+                resp = round((resp + 0.25) * 256) / 256
     sc = {"stage_summary": dict(zip(STAGE_KEYS, stage)),
           "sleep_needed": dict(zip(NEED_KEYS, need))}
     _put(sc, "respiratory_rate", resp)
     _put(sc, "sleep_performance_percentage", perf)
     _put(sc, "sleep_consistency_percentage", cons)
-    sc["sleep_efficiency_percentage"] = eff
+    sc["sleep_efficiency_percentage"] = round((inbed - awake - nodata) / inbed * 100, 8)
     d["score"] = sc
     return d
 
 
 def build_recovery(rec, early):
-    sleep_id, uid, uns, calib, score, rhr, hrv, spo2, skin, e_score = rec.spec
+    (sleep_id, uid, uns, calib, seed, ln, rhr, mln, sdl, mr, sdr, perf, hw4, ill, season,
+     spo20, skin0, has_early) = rec.spec
     d = {"cycle_id": rec.key, "sleep_id": sleep_id, "user_id": uid,
          "created_at": iso(rec.created), "updated_at": iso(rec.updated(early))}
     if uns:
         d["score_state"] = "UNSCORABLE"
         return d
     d["score_state"] = "SCORED"
-    sc = {"user_calibrating": calib,
-          "recovery_score": e_score if early and e_score is not None else score,
-          "resting_heart_rate": rhr, "hrv_rmssd_milli": hrv}
-    _put(sc, "spo2_percentage", spo2)
-    _put(sc, "skin_temp_celsius", skin)
+    r = random.Random(seed ^ 0x5DEECE66D)       # not the stream of its sleep
+    raw = (0.35 + 0.9 * (ln - mln) / sdl - 0.4 * (rhr - mr) / sdr + 0.2 * (perf - 85) / 15
+           + r.gauss(0, 0.3))
+    score = float(int(round(clamp(100 / (1 + math.exp(-0.8 * raw)), 1, 99))))
+    if early and has_early:
+        score = float(clamp(score + (3 if score < 50 else -3), 1, 99))
+    sc = {"user_calibrating": calib, "recovery_score": score,
+          "resting_heart_rate": rhr, "hrv_rmssd_milli": round(math.exp(ln), 6)}
+    if hw4:     # 4.0 hardware: SpO2 and skin temperature, now and then missing
+        u = r.random()
+        if u > 0.015:
+            sc["spo2_percentage"] = round(clamp(spo20 + r.gauss(0, 0.5) - (0.8 if ill else 0),
+                                                94.0, 99.5) * 16) / 16
+            sc["skin_temp_celsius"] = round(clamp(skin0 + 0.25 * season + (0.6 if ill else 0)
+                                                  + r.gauss(0, 0.18), 32.5, 35.5), 2)
+        elif u > 0.0075:
+            sc["spo2_percentage"] = sc["skin_temp_celsius"] = None
     d["score"] = sc
     return d
 
 
 def build_workout(rec, early):
-    (v1, uid, tzd, sport, sid, uns, strain, avg, mx, kj, pct, dist, gain, change,
-     zms, has_early) = rec.spec
+    (v1, uid, tzd, sport, sid, uns, strain, avg, mx, kj, frac, seed, has_early) = rec.spec
     d = {"id": rec.key}
     if v1 is not None:
         d["v1_id"] = v1
@@ -635,11 +676,28 @@ def build_workout(rec, early):
         d["score_state"] = "SCORED"
         if early and has_early:
             strain, kj = round(strain * 0.96, 6), round(kj * 0.96, 3)
+        r = random.Random(seed)
+        _, _, _, flo, fhi, speed, alt = SPORTS[sport]
+        dur = rec.end - rec.start
+        c = (frac - 0.45) / 0.1      # centre of the zone mass (zones by % HR reserve)
+        ws = [math.exp(-((z - c) ** 2) / 1.45) * r.uniform(0.6, 1.4) for z in range(6)]
+        ws[0] += 0.04
+        tot = sum(ws)
+        zms = [int(dur * v / tot) for v in ws]
+        zms[ws.index(max(ws))] += dur - sum(zms)     # the zones add up to the duration
+        x = [r.random() for _ in range(5)]
         sc = {"strain": strain, "average_heart_rate": avg, "max_heart_rate": mx,
-              "kilojoule": kj, "percent_recorded": pct}
-        _put(sc, "distance_meter", dist)
-        _put(sc, "altitude_gain_meter", gain)
-        _put(sc, "altitude_change_meter", change)
+              "kilojoule": kj, "percent_recorded": 100.0 if x[0] < 0.92 else round(80 + 19.9 * x[1], 2)}
+        if speed is not None:
+            if x[2] < 0.03:
+                sc["distance_meter"] = None     # no GPS
+            else:
+                v = speed[0] + (speed[1] - speed[0]) * clamp((frac - flo) / (fhi - flo), 0, 1)
+                dist = round(v * dur / 1000, 8)
+                sc["distance_meter"] = dist
+                if alt and x[3] < 0.75:         # outdoors
+                    sc["altitude_gain_meter"] = round(dist * (0.002 + 0.013 * x[4]), 11)
+                    sc["altitude_change_meter"] = round((x[3] - 0.375) * 40, 11)
         sc["zone_durations"] = dict(zip(ZONE_KEYS, zms))
         d["score"] = sc
     if sid is not None:
@@ -970,7 +1028,9 @@ class Athlete:
         busy = list(sleeps)
         hrr = self.max_hr - rhr
         max_hr = self.max_hr
-        wrecs, loads, wstats = [], [], []
+        wrecs, loads = [], []
+        w_ms = w_beats = w_kj = 0.0
+        w_max = 0
         for wi, slot in enumerate(slots):
             sport = self.sports[bisect.bisect(self.sport_cw, rand() * self.sport_cw[-1])]
             if slot == 1 and SPORTS[sport][1] > 35:
@@ -982,7 +1042,6 @@ class Athlete:
             end = start + int(dur_min * MINUTE) + int(rand() * 1000)
             frac = uni(flo, fhi) + (0.03 if mult > 1.2 else -0.03 if mult < 0.6 else 0)
             x = [rand() for _ in range(9)]
-            zw = [uni(0.6, 1.4) for _ in range(6)]
             wuuid = det_uuid(r)
             if start < wake + 10 * MINUTE or end > cyc_end - 40 * MINUTE:
                 continue
@@ -994,28 +1053,11 @@ class Athlete:
             mx = min(max_hr, avg + 10 + int(x[0] * 24))
             load = dur / HOUR * (frac / 0.6) ** 3 * 2.5
             strain = 21 * (1 - math.exp(-load / STRAIN_SCALE))
-            c = (frac - 0.45) / 0.1      # centre of the zone mass (zones by % HR reserve)
-            ws = [math.exp(-((z - c) ** 2) / 1.45) * zw[z] for z in range(6)]
-            ws[0] += 0.04
-            tot = sum(ws)
-            zms = [int(dur * v / tot) for v in ws]
-            zms[ws.index(max(ws))] += dur - sum(zms)
             if self.sex == "M":
                 kjm = -55.0969 + 0.6309 * avg + 0.1988 * self.weight + 0.2017 * self.age
             else:
                 kjm = -20.4022 + 0.4472 * avg - 0.1263 * self.weight + 0.074 * self.age
             kj = max(3.0, kjm) * dur / MINUTE
-            pct = 100.0 if x[1] < 0.92 else round(80 + 19.9 * x[2], 2)
-            dist = gain = change = ABSENT
-            if speed is not None:
-                if x[3] < 0.03:
-                    dist = None
-                else:
-                    v = speed[0] + (speed[1] - speed[0]) * clamp((frac - flo) / (fhi - flo), 0, 1)
-                    dist = round(v * dur / 1000, 8)
-                    if alt and x[4] < 0.75:
-                        gain = round(dist * (0.002 + 0.013 * x[5]), 11)
-                        change = round((x[4] - 0.375) * 40, 11)
             created = end + int((3 + 27 * x[6]) * MINUTE)
             pend = created + int((5 + 55 * x[7]) * MINUTE)
             uns = x[8] < 0.015
@@ -1024,20 +1066,21 @@ class Athlete:
             legacy = created < V1_CUTOFF
             spec = ((e * 8 + wi) * 1000 + self.idx % 1000 if legacy else None, uid,
                     zone.tzd(start), sport, sid if legacy else None, uns, round(strain, 6),
-                    avg, mx, round(kj, 3), pct, dist, gain, change, tuple(zms), has_early)
+                    avg, mx, round(kj, 3), frac, int(x[1] * 2 ** 48), has_early)
             wrecs.append(self._rec("workout", wuuid, start, end, start, e * 8 + wi,
                                    created, pend, rescore, spec))
             loads.append(load)
-            wstats.append((dur, avg, mx, kj))
+            w_ms += dur
+            w_beats += dur / HOUR * avg
+            w_kj += kj
+            w_max = max(w_max, mx)
 
         # ---- nap ------------------------------------------------------------
         nap = None
-        nap_u = rand()
-        nap_st = zone.to_utc(e * DAY + int((13 * 60 + 45 + uni(0, 100)) * MINUTE)) + int(rand() * 60000)
-        nap_len = int(uni(20, 80) * MINUTE) + int(rand() * 1000)
-        nap_uuid = det_uuid(r)
-        if not sc.split and nap_u < self.nap_p * (2 if slept_h < 6.5 else 1):
-            ns, ne = nap_st, nap_st + nap_len
+        if not sc.split and rand() < self.nap_p * (2 if slept_h < 6.5 else 1):
+            ns = zone.to_utc(e * DAY + int((13 * 60 + 45 + uni(0, 100)) * MINUTE)) + int(rand() * 60000)
+            ne = ns + int(uni(20, 80) * MINUTE) + int(rand() * 1000)
+            nap_uuid = det_uuid(r)
             if ns > wake + HOUR and ne < cyc_end - 2 * HOUR and not any(ns < t and s < ne for s, t in busy):
                 nap = (ns, ne)
 
@@ -1046,7 +1089,12 @@ class Athlete:
         day_strain = 21 * (1 - math.exp(-(base_load + sum(loads)) / STRAIN_SCALE))
 
         # ---- main sleeps with their cycles and recoveries -----------------
+        # Only what the state, the timelines and the cycle need is computed
+        # here; the rest of each body (sleep stages, recovery score, SpO2,
+        # skin temperature...) is drawn when served, from a per-record seed.
         cycle = None
+        hw4 = e >= self.hw4_from
+        flags = (ALCOHOL if alcohol else 0) | (ILL if ill else 0) | (JET if jet else 0)
         for si, (s_start, s_end) in enumerate(sleeps):
             last = si + 1 == len(sleeps)
             c_end = cyc_end if last else sleeps[si + 1][0]
@@ -1054,106 +1102,71 @@ class Athlete:
             inbed = s_end - s_start
             awake = int(inbed * (uni(0.05, 0.10) + (0.03 if alcohol else 0) + (0.02 if jet else 0)))
             nodata = int(uni(5, 40) * MINUTE) if rand() < 0.05 else 0
-            sws = int(inbed * clamp(gauss(0.20, 0.022) + 0.002 * (st.prev_strain - 10)
-                                    - (0.03 if alcohol else 0), 0.13, 0.27))
-            rem = int(inbed * clamp(gauss(0.225, 0.018) - (0.04 if alcohol else 0), 0.15, 0.27))
             asleep = inbed - awake - nodata
-            light = asleep - sws - rem
-            baseline = int(self.need_h * HOUR)
-            need_debt = int(min(st.debt, 4 * HOUR) * 0.35)
-            need_strain = int(max(0.0, st.prev_strain - 9) * 5 * MINUTE)
-            need_nap = -int(st.prev_nap * 0.6)
-            need = baseline + need_debt + need_strain + need_nap
-            perf = float(min(100, int(round(asleep / need * 100))))
+            need = (int(self.need_h * HOUR), int(min(st.debt, 4 * HOUR) * 0.35),
+                    int(max(0.0, st.prev_strain - 9) * 5 * MINUTE), -int(st.prev_nap * 0.6))
+            perf = float(min(100, int(round(asleep / sum(need) * 100))))
             wake_lm = (s_end - e * DAY + zone.offset(s_end) * MINUTE) / MINUTE
-            resp = round((self.resp0 + gauss(0, 0.25) + (1.0 if ill else 0)
-                          + (0.3 if alcohol else 0)) * 256) / 256
-            stage = (inbed, awake, nodata, light, sws, rem,
-                     int(clamp(round(asleep / HOUR / 1.5 + gauss(0, 0.5)), 3, 6)),
-                     int(clamp(round(gauss(10, 3.5) + (4 if alcohol else 0)), 2, 25)))
-            u = [rand() for _ in range(8)]
-            if u[0] < 0.01:
-                resp = ABSENT
-            if st.worn < 1:
-                perf = ABSENT
             if si == 0 and st.prev_bed is not None:
                 cons = 100 - (abs(sc.bed - st.prev_bed) + abs(wake_lm - st.prev_wake)) / 3
                 cons = float(int(clamp(round(cons), 25, 100)))
             else:
-                cons = None if u[1] < 0.5 else ABSENT
+                cons = None         # not enough history: null or absent
             if si == 0:
                 st.prev_bed, st.prev_wake = sc.bed, wake_lm
-            eff = round(asleep / inbed * 100, 8)
-
-            # recovery: HRV and RHR against the athlete's own baseline
             ln_n = ln + (gauss(0, 0.05) if si else 0.0)
-            raw = (0.35 + 0.9 * (ln_n - mln) / sdl - 0.4 * (rhr - mr) / sdr
-                   + 0.2 * ((perf if perf is not ABSENT else 85) - 85) / 15 + gauss(0, 0.3))
-            recov = float(int(round(clamp(100 / (1 + math.exp(-0.8 * raw)), 1, 99))))
-            spo2 = skin = ABSENT
-            if e >= self.hw4_from:
-                if u[2] > 0.015:
-                    spo2 = round(clamp(self.spo20 + gauss(0, 0.5) - (0.8 if ill else 0), 94.0, 99.5) * 16) / 16
-                    skin = round(clamp(self.skin0 + 0.25 * season + (0.6 if ill else 0)
-                                       + gauss(0, 0.18), 32.5, 35.5), 2)
-                elif u[2] > 0.0075:
-                    spo2 = skin = None
-
-            # the sleep record
+            tzd = zone.tzd(s_start)
             suuid = det_uuid(r)
-            s_created = s_end + int(uni(2, 25) * MINUTE)
-            s_pend = s_created + int(uni(10, 120) * MINUTE)
-            uns = u[3] < 0.012
-            s_early = not uns and u[4] > 0.95
-            s_resc = s_pend + int(uni(1, 72) * HOUR) if s_early else 0
-            e_perf = e_resp = None
-            if s_early:
-                e_perf = perf if perf is ABSENT else float(max(0.0, perf - 3))
-                e_resp = resp if resp is ABSENT else round((resp + 0.25) * 256) / 256
+            u = [rand() for _ in range(12)]
+            seed = r.getrandbits(48)
+
+            # the sleep
+            s_created = s_end + int((2 + 23 * u[0]) * MINUTE)
+            s_pend = s_created + int((10 + 110 * u[1]) * MINUTE)
+            uns = u[2] < 0.012
+            s_early = not uns and u[3] > 0.95
+            s_resc = s_pend + int((1 + 71 * u[4]) * HOUR) if s_early else 0
             spec = ((e * 8 + si) * 1000 + self.idx % 1000 if s_created < V1_CUTOFF else None,
-                    uid, zone.tzd(s_start), uns, stage, (baseline, need_debt, need_strain, need_nap),
-                    resp, perf, cons, eff, e_perf, e_resp)
+                    uid, tzd, uns, seed, awake, nodata, need, perf if st.worn else ABSENT, cons,
+                    flags, st.prev_strain, self.resp0, s_early)
             sleep = self._rec("sleep", suuid, s_start, s_end, s_start, e * 8 + si,
                               s_created, s_pend, s_resc, spec, cid, False)
 
-            # its recovery
-            r_created = s_created + int(uni(0.5, 3) * MINUTE)
-            r_pend = s_pend + int(uni(0, 3) * MINUTE)
-            r_early = not uns and u[5] > 0.95
-            r_resc = r_pend + int(uni(1, 60) * HOUR) if r_early else 0
-            spec = (suuid, uid, uns, calibrating, recov, rhr, round(math.exp(ln_n), 6), spo2, skin,
-                    float(clamp(recov + (3 if recov < 50 else -3), 1, 99)) if r_early else None)
+            # its recovery: HRV and RHR against the athlete's own baseline
+            r_created = s_created + int((0.5 + 2.5 * u[5]) * MINUTE)
+            r_pend = s_pend + int(3 * u[6] * MINUTE)
+            r_early = not uns and u[7] > 0.95
+            r_resc = r_pend + int((1 + 59 * u[8]) * HOUR) if r_early else 0
+            spec = (suuid, uid, uns, calibrating, seed, ln_n, rhr, mln, sdl, mr, sdr, perf,
+                    hw4, ill, season, self.spo20, self.skin0, r_early)
             recovery = self._rec("recovery", cid, s_start, s_end, s_start, cid,
                                  r_created, r_pend, r_resc, spec)
 
             # the cycle this sleep starts
-            c_created = s_end + int(uni(5, 40) * MINUTE)
+            c_created = r_created + int(60000 * u[9])    # sleep, recovery, then cycle
             c_hours = (c_end - s_start) / HOUR
             if last:
                 strain = day_strain
-                wkj = sum(w[3] for w in wstats)
-                kj = (self.bmr_kj * 1.25 + base_load * 1000) * c_hours / 24 + 0.85 * wkj
+                kj = (self.bmr_kj * 1.25 + base_load * 1000) * c_hours / 24 + 0.85 * w_kj
                 if kj > 13000:          # big days flatten out
                     kj = 13000 + (kj - 13000) * 0.3
                 if c_hours >= 18:
                     kj = clamp(kj, 7000.0, 14000.0)
-                w_h = sum(w[0] for w in wstats) / HOUR
-                w_beats = sum(w[0] / HOUR * w[1] for w in wstats)
-                mxs = [w[2] for w in wstats]
+                w_h, beats, mx = w_ms / HOUR, w_beats, w_max
             else:
                 strain = 21 * (1 - math.exp(-base_load * 0.5 / STRAIN_SCALE))
                 kj = self.bmr_kj * c_hours / 24 * 1.1
-                w_h, w_beats, mxs = 0.0, 0.0, []
+                w_h, beats, mx = 0.0, 0.0, 0
             sl_h = inbed / HOUR
             rest_h = max(0.0, c_hours - sl_h - w_h)
-            avg_hr = (sl_h * (rhr + 2) + w_beats + rest_h * (rhr + 15 + 8 * u[6])) / max(c_hours, 1)
-            cmax = min(max_hr, max(mxs + [int(rhr) + 45 + int(35 * u[7])]))
+            avg_hr = (sl_h * (rhr + 2) + beats + rest_h * (rhr + 15 + 8 * u[10])) / max(c_hours, 1)
+            cmax = min(max_hr, max(mx, int(rhr) + 45 + int(35 * u[11])))
             c_uns = rand() < 0.004
             c_early = not c_uns and rand() > 0.95
             steps = None
             if rand() < 0.3 and c_created >= STEP_COUNT_FROM:
                 steps = 3000 + int(day_strain * 700 + 3000 * rand())
-            spec = (uid, zone.tzd(s_start), c_uns, round(strain, 6), round(kj, 3),
+            spec = (uid, tzd, c_uns, round(strain, 6), round(kj, 3),
                     int(round(avg_hr)), int(cmax), steps,
                     round(max(0.0, strain - 0.4), 6) if c_early else None)
             # pending (so updated_at) is known once the next cycle exists:
@@ -1169,18 +1182,13 @@ class Athlete:
             ns, ne = nap
             inbed = ne - ns
             awake = int(inbed * uni(0.08, 0.15))
-            sws = int(inbed * uni(0.05, 0.15))
-            rem = int(inbed * uni(0.05, 0.15))
             n_created = ne + int(uni(2, 20) * MINUTE)
             n_pend = n_created + int(uni(10, 60) * MINUTE)
-            stage = (inbed, awake, 0, inbed - awake - sws - rem, sws, rem,
-                     int(inbed > 50 * MINUTE), int(rand() * 5))
             spec = ((e * 8 + 2) * 1000 + self.idx % 1000 if n_created < V1_CUTOFF else None,
-                    uid, zone.tzd(ns), False, stage, (int(self.need_h * HOUR), 0, 0, 0),
-                    round((self.resp0 + gauss(0, 0.3)) * 256) / 256, ABSENT, ABSENT,
-                    round((inbed - awake) / inbed * 100, 8), None, None)
+                    uid, zone.tzd(ns), False, r.getrandbits(48), awake, 0,
+                    (int(self.need_h * HOUR), 0, 0, 0), ABSENT, ABSENT, NAP, 0.0, self.resp0, False)
             self.add(self._rec("sleep", nap_uuid, ns, ne, ns, e * 8 + 2, n_created, n_pend, 0,
-                            spec, cycle.key, True))
+                               spec, cycle.key, True))
             st.prev_nap = inbed - awake
         else:
             st.prev_nap = 0
@@ -1309,40 +1317,52 @@ class World:
         self.horizon_e = target
 
     def generate_forked(self, target):
-        """generate_forked lets a child process generate the second half of
-        the athletes while this one does the first, then loads its result.
-        Same data as generating in order: each athlete is independent."""
+        """generate_forked splits the athletes into `jobs` chunks: forked
+        helper processes generate all but the first (this process does that
+        one meanwhile) and hand their athletes over in a pickle.  The data is
+        the same as generating in order: each athlete is independent."""
         if not hasattr(os, "fork"):
             return
-        half = self.athletes[len(self.athletes) // 2:]
-        fd, path = tempfile.mkstemp(prefix="whoop_sim.")
+        n = len(self.athletes)
+        chunks = [self.athletes[n * i // self.jobs:n * (i + 1) // self.jobs]
+                  for i in range(self.jobs)]
+        kids = []
         try:
-            pid = os.fork()
-        except OSError:
-            os.close(fd)
-            os.unlink(path)
-            return
-        if pid == 0:
-            code = 1
-            try:
-                for a in half:
-                    a.ensure(target)
-                with os.fdopen(fd, "wb") as f:
-                    pickle.dump([a.export() for a in half], f, protocol=pickle.HIGHEST_PROTOCOL)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(fd)
-        try:
-            for a in self.athletes[:len(self.athletes) // 2]:
+            for chunk in chunks[1:]:
+                fd, path = tempfile.mkstemp(prefix="whoop_sim.")
+                try:
+                    pid = os.fork()
+                except OSError:     # no helper: ensure() generates the rest here
+                    os.close(fd)
+                    os.unlink(path)
+                    break
+                if pid == 0:
+                    code = 1
+                    try:
+                        for a in chunk:
+                            a.ensure(target)
+                        with os.fdopen(fd, "wb") as f:
+                            pickle.dump([a.export() for a in chunk], f,
+                                        protocol=pickle.HIGHEST_PROTOCOL)
+                        code = 0
+                    finally:
+                        os._exit(code)
+                os.close(fd)
+                kids.append((pid, path, chunk))
+            for a in chunks[0]:
                 a.ensure(target)
-            _, status = os.waitpid(pid, 0)
-            if status == 0:
-                with open(path, "rb") as f:
-                    for a, data in zip(half, pickle.load(f)):
-                        a.load(data)
+            for pid, path, chunk in kids:
+                _, status = os.waitpid(pid, 0)
+                if status == 0:     # else the athletes are generated here, in ensure()
+                    with open(path, "rb") as f:
+                        for a, data in zip(chunk, pickle.load(f)):
+                            a.load(data)
         finally:
-            os.unlink(path)
+            for pid, path, chunk in kids:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def find(self, kind, key):
         """find looks a record up by id across athletes (control plane)."""
@@ -2070,7 +2090,8 @@ class Simulator:
 
     def ctl_get_(self, q, d):
         names = sorted(n[4:] for n in dir(self) if n.startswith("ctl_") and not n.endswith("_"))
-        return 200, {"endpoints": ["%s /_sim/%s" % tuple(n.split("_", 1)) for n in names]}
+        return 200, {"endpoints": ["%s /_sim/%s" % (m.upper(), rest)
+                                   for m, rest in (n.split("_", 1) for n in names)]}
 
     def ctl_get_accounts(self, q, d):
         a = self.auth
@@ -2256,6 +2277,13 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 120
 
+    def setup(self):
+        super().setup()
+        try:    # small responses must not wait for delayed ACKs (Nagle)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     def log_message(self, fmt, *args):
         if self.server.sim.verbose:
             sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
@@ -2337,22 +2365,23 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
+        self._headers_buffer.append(b"\r\n")
         try:
-            self.end_headers()
             if resp.mode == "partial":
-                self.wfile.write(body[:len(body) // 2])
-                self.wfile.flush()
+                self._headers_buffer.append(body[:len(body) // 2])
+                self.flush_headers()
                 self.close_connection = True
             elif resp.mode == "slow":
+                self.flush_headers()
                 n = max(1, min(len(body), 16))
                 step = -(-len(body) // n)
                 pause = resp.delay_ms / 1000 / n
                 for i in range(0, len(body), step):
-                    self.wfile.write(body[i:i + step])
-                    self.wfile.flush()
                     time.sleep(pause)
-            else:
-                self.wfile.write(body)
+                    self.wfile.write(body[i:i + step])
+            else:       # headers and body in one write
+                self._headers_buffer.append(body)
+                self.flush_headers()
         except OSError:
             self.close_connection = True
 
