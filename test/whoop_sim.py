@@ -123,19 +123,30 @@ DATA
   falling asleep), recovery (sleep_id = that sleep, HRV/RHR relative to the
   athlete's own 30-day baseline, responding to prior-day strain, sleep,
   alcohol, illness, jet lag and season), 0-3 workouts, sometimes a nap, day
-  strain and energy consistent with the workouts.  Days not worn (gaps),
-  travel trips to other offsets, real US/EU/AU DST dates, rare split nights
-  (two main sleeps => two cycles on one local date), UNSCORABLE records,
-  re-scored records (updated_at later, values change), user_calibrating on
-  the first worn days, SpO2/skin temperature missing on 3.0 hardware, legacy
-  v1_id/sport_id on records created before 2025-09-01, an unknown extra
-  `step_count` on some cycles.  Records appear when created (shortly after
-  they end); the newest cycle is ongoing (no end, PENDING_SCORE) until the
-  next one is created; sleeps, recoveries and workouts are PENDING_SCORE for
-  a while after they appear.  Each day is generated from per-(seed, athlete,
-  date) random streams and the athlete state of the previous days, so data
-  does not depend on when it was generated; the horizon extends lazily when
-  the clock moves.
+  strain and energy consistent with the workouts.  Days not worn (gaps: no
+  cycle, sleep or recovery), travel trips of 3-9 days to other offsets, real
+  US/EU/AU DST dates (athlete 1 lives in America/New_York, 2 in
+  Europe/Berlin, 3 in Europe/London -- offset "Z" in winter, while trips to
+  UTC+0 say "+00:00" -- the others anywhere, Asia/Kolkata's +05:30
+  included), rare split nights (two main sleeps => two cycles on one local
+  date), UNSCORABLE records, re-scored records (updated_at up to 3 days
+  after created_at, values change), user_calibrating on the first worn days,
+  SpO2/skin temperature missing on 3.0 hardware (every 4th athlete, for a
+  while) or now and then (absent or null), legacy v1_id/sport_id on records
+  created before 2025-09-01, an unknown extra `step_count` on some cycles.
+  Cycle ids are int64 growing with time ((epoch day * 2 + n) * 100000 +
+  athlete index); sleep and workout ids are seeded version-4 UUIDs.
+  Timeline: a sleep appears 2-25 min after it ends, then its recovery, then
+  the cycle it starts (so a cycle appears hours after its start); workouts
+  and naps appear minutes after they end.  A cycle is ongoing (no end,
+  PENDING_SCORE) until the next one appears (or for 2 h past its end before
+  a day not worn); sleeps, recoveries, naps and workouts are PENDING_SCORE
+  for 5-120 min after they appear.  The two days before --now are always worn,
+  so the newest cycle is ongoing.  Each athlete draws from its own random
+  streams strictly in date order, day after day, on top of the state of the
+  days before, so a day's data never depends on when it was generated; the
+  horizon (now + 2 days) extends lazily when the clock moves.  Generation
+  keeps only numbers; JSON bodies are built when served.
 
 CONTROL PLANE (/_sim/, loopback clients only, JSON in and out, not counted,
 not rate limited, never faulted)
@@ -243,11 +254,12 @@ not rate limited, never faulted)
                         => {"expired": n}
   POST /_sim/ratelimit  {"per_minute": n, "per_day": n, "minute_seconds": s}
                         change limits at run time (windows restart)
+  GET  /_sim/            {"endpoints": [...]} this list
   GET  /_sim/records?kind=cycle|recovery|sleep|workout|profile|body
                      [&user_id=n]
                         {"records": [...]} every record of that kind visible
                         now, exactly as the API serves it, newest first
-                        (across athletes: by start, then user).
+                        (across athletes: by start, then id, then user).
 
 NOT REPRODUCED
   Webhooks; the sleep stream, partner and v1 mapping endpoints; token reuse
@@ -287,7 +299,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SCOPES = ("read:recovery", "read:cycles", "read:workout", "read:sleep",
           "read:profile", "read:body_measurement", "offline")
-ALL_SCOPES = " ".join(("offline",) + SCOPES[:-1])
+GRANT_ALL = ("offline",) + SCOPES[:-1]     # what /_sim/accounts grants
 
 MINUTE = 60_000
 HOUR = 3_600_000
@@ -298,7 +310,7 @@ V1_CUTOFF = 20332 * DAY           # 2025-09-01T00:00Z: legacy ids end here
 STEP_COUNT_FROM = 20240 * DAY     # 2025-06-01: some cycles carry step_count
 UNLIMITED = 1_000_000_000
 STRAIN_SCALE = 5.5               # strain = 21 * (1 - exp(-load / STRAIN_SCALE))
-PARALLEL_FROM = 24               # athletes: from here a helper process generates half
+PARALLEL_FROM = 24               # athletes: from here helper processes generate (--jobs)
 
 # sport: (sport_id, min minutes, max minutes, HRR fraction lo, hi,
 #         speed m/s (lo, hi) or None, outdoor altitude possible)
@@ -370,10 +382,6 @@ def parse_iso(text):
 
 def ymd(e):
     return date.fromordinal(EPOCH_ORD + e)
-
-
-def epochday(y, m, d):
-    return date(y, m, d).toordinal() - EPOCH_ORD
 
 
 def nth_sunday(y, m, n):
@@ -1351,14 +1359,22 @@ class World:
                 kids.append((pid, path, chunk))
             for a in chunks[0]:
                 a.ensure(target)
-            for pid, path, chunk in kids:
+            while kids:
+                pid, path, chunk = kids[0]
                 _, status = os.waitpid(pid, 0)
+                kids.pop(0)
                 if status == 0:     # else the athletes are generated here, in ensure()
                     with open(path, "rb") as f:
                         for a, data in zip(chunk, pickle.load(f)):
                             a.load(data)
-        finally:
+                os.unlink(path)
+        finally:        # interrupted (SIGTERM): no orphans, no files left
             for pid, path, chunk in kids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:
+                    pass
                 try:
                     os.unlink(path)
                 except OSError:
@@ -1717,6 +1733,8 @@ class Simulator:
         self.limiter = RateLimiter(args.rate_per_minute, args.rate_per_day, args.rate_minute_seconds)
         self.lock = threading.RLock()
         self.verbose = args.verbose and not args.quiet
+        self.quiet = args.quiet
+        self.bugs = 0
         self.reset_counters()
 
     def reset_counters(self):
@@ -2097,8 +2115,8 @@ class Simulator:
         a = self.auth
         out = []
         for ath in self.world.athletes:
-            g = a.new_grant(ath.user_id, ("offline",) + SCOPES[:-1])
-            code = a.new_code(ath.user_id, ("offline",) + SCOPES[:-1], a.redirect_uri)
+            g = a.new_grant(ath.user_id, GRANT_ALL)
+            code = a.new_code(ath.user_id, GRANT_ALL, a.redirect_uri)
             out.append({"user_id": ath.user_id, "refresh_token": g.refresh, "code": code})
         return 200, {"client_id": a.client_id, "client_secret": a.client_secret,
                      "redirect_uri": a.redirect_uri, "athletes": out}
@@ -2348,8 +2366,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             resp = sim.handle(method, area, apath, query, self.headers, body)
         except Exception as e:  # a bug in the simulator: say so, keep serving
-            import traceback
-            traceback.print_exc()
+            sim.bugs += 1
+            if sim.bugs <= 5 and not sim.quiet:      # nobody may be reading stderr
+                import traceback
+                traceback.print_exc()
             resp = Resp(500, {"error": "server_error", "error_description": "simulator bug: %r" % e})
         self._send(resp)
 
