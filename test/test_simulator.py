@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.error
 import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -549,6 +551,7 @@ class OAuthTest(SimTestCase):
         return form_token(self.sim, self.acc, **form)
 
     def test_authorize_redirects_with_code_and_state(self):
+        grants = self.sim.stats()["token_grants"]["authorization_code"]
         st, h, _ = self.authorize()
         self.assertEqual(st, 302)
         code, state = self.code_from(h["Location"])
@@ -563,6 +566,7 @@ class OAuthTest(SimTestCase):
         self.assertGreater(len(tok["access_token"]), 40)
         st, _, prof = self.sim.api("/v2/cycle", tok["access_token"])
         self.assertEqual(st, 200)
+        self.assertEqual(self.sim.stats()["token_grants"]["authorization_code"], grants + 1)
         # codes are single use
         st, body = self.exchange(code)
         self.assertEqual((st, body["error"]), (400, "invalid_grant"))
@@ -1189,6 +1193,16 @@ class ControlTest(SimTestCase):
         self.assertEqual(st, 404)
         self.assertIn("POST /_sim/faults", self.sim.control("GET", "")["endpoints"])
 
+    def test_control_plane_rejects_bad_input(self):
+        for path, body in (("faults", b"not json"), ("faults", b"[1, 2]"),
+                           ("clock", b'{"now": "tomorrow"}'), ("clock", b"{}"),
+                           ("faults", b'{"kind": "status", "count": 0}')):
+            req = urllib.request.Request(self.sim.base + "/_sim/" + path, data=body, method="POST")
+            with self.assertRaises(urllib.error.HTTPError) as cm:
+                urllib.request.urlopen(req, timeout=10)
+            self.assertEqual(cm.exception.code, 400, (path, body))
+            cm.exception.close()
+
     def test_control_plane_is_not_counted(self):
         self.sim.reset()
         self.sim.records("cycle")
@@ -1484,7 +1498,14 @@ class ConsistencyTest(unittest.TestCase):
 
 
 class MultiAthleteTest(SimTestCase):
-    SIM_ARGS = ("--athletes", "3", "--days", "60", "--no-body-for", "2", "--rate-per-minute", "0")
+    SIM_ARGS = ("--athletes", "3", "--days", "60", "--no-body-for", "2", "--rate-per-minute", "0",
+                "--max-page-size", "40")
+
+    def test_max_page_size_flag(self):
+        tok = self.token()
+        st, _, body = self.sim.api("/v2/cycle", tok, limit=40)
+        self.assertEqual((st, len(body["records"])), (200, 40))
+        self.assertEqual(self.sim.api("/v2/cycle", tok, limit=41)[0], 400)
 
     def test_separation(self):
         uids = [a["user_id"] for a in self.acc["athletes"]]
