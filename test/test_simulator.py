@@ -652,6 +652,25 @@ class OAuthTest(SimTestCase):
                               refresh_token=t3["refresh_token"], client_secret="nope")
         self.assertEqual((st, body["error"]), (400, "invalid_client"))
 
+    def test_racing_refreshes_have_one_winner(self):
+        import threading
+        rt = self.sim.accounts()["athletes"][0]["refresh_token"]
+        results = []
+        gate = threading.Barrier(6)
+
+        def go():
+            gate.wait()
+            results.append(refresh(self.sim, self.acc, rt))
+        threads = [threading.Thread(target=go) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(st for st, _ in results), [200] + [400] * 5)
+        self.assertTrue(all(b["error"] == "invalid_grant" for st, b in results if st == 400))
+        winner = [b for st, b in results if st == 200][0]
+        self.assertEqual(self.sim.api("/v2/cycle", winner["access_token"])[0], 200)
+
     def test_minting_accounts_keeps_issued_tokens(self):
         a1 = self.sim.accounts()["athletes"][0]
         st, t1 = refresh(self.sim, self.acc, a1["refresh_token"])

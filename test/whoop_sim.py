@@ -959,9 +959,9 @@ class Athlete:
         rand, uni, gauss = r.random, r.uniform, r.gauss
         uid = self.user_id
         zone = sc.zone
-        dd = ymd(e)
         weekend = (e + 3) % 7 >= 5
-        season = math.cos(2 * math.pi * (dd.timetuple().tm_yday - 196) / 365.25) * self.hemi
+        # +1 in mid-July, -1 in mid-January (northern hemisphere); 1970-07-15 = day 195
+        season = math.cos(2 * math.pi * (e - 195) / 365.2425) * self.hemi
         if st.ill > 0:
             st.ill -= 1
         elif rand() < 0.005:
