@@ -124,6 +124,56 @@ class Simulator:
     def fault(self, **spec):
         return self.control("POST", "faults", spec)
 
+    # -- small conveniences over the control plane (see whoop_sim.py) --------
+
+    def chaos(self, **spec):
+        return self.control("POST", "chaos", spec)
+
+    def clock(self, now=None, advance_seconds=None):
+        """clock reads the simulator clock, or sets/advances it; returns ISO now."""
+        if now is None and advance_seconds is None:
+            return self.control("GET", "clock")["now"]
+        body = {"now": now} if now is not None else {"advance_seconds": advance_seconds}
+        return self.control("POST", "clock", body)["now"]
+
+    def records(self, kind, user_id=None):
+        """records: every visible record of kind as the API serves it, newest first."""
+        q = "records?kind=" + kind + ("&user_id=%d" % user_id if user_id is not None else "")
+        return self.control("GET", q)["records"]
+
+    def touch(self, kind, id, set=None, unset=None):
+        return self.control("POST", "touch", {"kind": kind, "id": id, "set": set or {},
+                                              "unset": unset or []})
+
+    def expire_tokens(self, user_id=None):
+        return self.control("POST", "expire_tokens",
+                            {} if user_id is None else {"user_id": user_id})
+
+    def request_log(self):
+        return self.control("GET", "requests")["requests"]
+
+    def token(self, athlete=0):
+        """token returns a fresh access token for athlete number `athlete` (0-based)."""
+        acc = self.accounts()
+        a = acc["athletes"][athlete]
+        status, _, data = self.request("POST", "/oauth/oauth2/token", form={
+            "grant_type": "refresh_token", "refresh_token": a["refresh_token"],
+            "client_id": acc["client_id"], "client_secret": acc["client_secret"],
+            "scope": "offline"})
+        if status != 200:
+            raise RuntimeError("simulator refused a refresh: %d %s" % (status, data[:200]))
+        return json.loads(data)["access_token"]
+
+    def api(self, path, token, **params):
+        """api GETs an API path (without /developer); returns (status, headers, JSON or bytes)."""
+        q = ("?" + urllib.parse.urlencode(params)) if params else ""
+        status, headers, data = self.request(
+            "GET", "/developer" + path + q, headers={"Authorization": "Bearer " + token})
+        try:
+            return status, headers, json.loads(data)
+        except ValueError:
+            return status, headers, data
+
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
