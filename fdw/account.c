@@ -29,6 +29,7 @@ PG_FUNCTION_INFO_V1(whoop_disconnect_account);
 
 #define STATE_LENGTH 8
 
+static void hide_statement(void *arg);
 static WhoopProfile *fetch_profile(const WhoopServer *server, const char *access_token);
 static void check_relink(const WhoopServer *server, int64 user_id);
 static int64 link_account(const WhoopServer *server, const char *form,
@@ -89,6 +90,17 @@ whoop_authorize_url(PG_FUNCTION_ARGS)
 }
 
 /*
+ * hide_statement keeps the statement text -- which carries a code or a
+ * refresh token -- out of the server log when linking fails.
+ */
+static void
+hide_statement(void *arg)
+{
+	errhidestmt(true);
+	errcontext("linking a WHOOP account to server \"%s\"", (const char *) arg);
+}
+
+/*
  * fetch_profile reads the member's basic profile with a fresh access token,
  * to learn who authorized.
  */
@@ -144,9 +156,16 @@ static int64
 link_account(const WhoopServer *server, const char *form, const char *what,
 			 const char *hint)
 {
-	WhoopTokenWriter *volatile writer = whoop_token_writer_start();
+	WhoopTokenWriter *volatile writer;
 	int64		user_id = 0;
+	ErrorContextCallback callback;
 
+	callback.callback = hide_statement;
+	callback.arg = server->server_name;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+
+	writer = whoop_token_writer_start();
 	PG_TRY();
 	{
 		char	   *rejection = NULL;
@@ -181,6 +200,7 @@ link_account(const WhoopServer *server, const char *form, const char *what,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	error_context_stack = callback.previous;
 	return user_id;
 }
 

@@ -17,6 +17,7 @@
  */
 #include "whoop_fdw.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
 
@@ -361,9 +362,12 @@ whoop_http_url_acceptable(const char *url, const char **why)
 		return false;
 	}
 	if (curl_url_set(parsed, CURLUPART_URL, url, 0) != CURLUE_OK ||
-		curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-		curl_url_get(parsed, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
 		*why = "The value is not an absolute URL.";
+	else if (pg_strcasecmp(scheme, "https") != 0 && pg_strcasecmp(scheme, "http") != 0)
+		*why = "Only the https scheme (and http to loopback hosts) is allowed.";
+	else if (curl_url_get(parsed, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		*why = "The URL has no host.";
 	else if (curl_url_get(parsed, CURLUPART_USER, &part, 0) == CURLUE_OK)
 		*why = "The URL must not contain credentials.";
 	else if (curl_url_get(parsed, CURLUPART_QUERY, &part, 0) == CURLUE_OK ||
@@ -373,15 +377,17 @@ whoop_http_url_acceptable(const char *url, const char **why)
 		ok = true;
 	else if (pg_strcasecmp(scheme, "http") == 0)
 	{
+		struct in_addr ipv4;
+
+		/* a literal 127.x.x.x address; "127.example.com" is not loopback */
 		if (pg_strcasecmp(host, "localhost") == 0 ||
 			strcmp(host, "[::1]") == 0 ||
-			strncmp(host, "127.", 4) == 0)
+			(inet_pton(AF_INET, host, &ipv4) == 1 &&
+			 (ntohl(ipv4.s_addr) >> 24) == 127))
 			ok = true;
 		else
 			*why = "Plain http:// is accepted only for loopback hosts; the WHOOP API must be reached over https://.";
 	}
-	else
-		*why = "Only the https scheme (and http to loopback hosts) is allowed.";
 
 	curl_free(part);
 	curl_free(host);

@@ -36,6 +36,7 @@
 #include "optimizer/restrictinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/datetime.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -100,6 +101,7 @@ typedef struct WhoopScanState
 	MemoryContext scan_cxt;		/* lives as long as the scan */
 	MemoryContext page_cxt;		/* the current page; reset per page */
 	MemoryContext row_cxt;		/* one row's values; reset per row */
+	MemoryContext values_cxt;	/* the planned pushed values */
 
 	bool		planned;		/* requests decided */
 	bool		complete;		/* every request read to the end */
@@ -116,7 +118,10 @@ typedef struct WhoopScanState
 	int			next_record;
 	int64		rows;
 
+	Datum	   *planned_values; /* the pushed values the requests were made for */
+	bool	   *planned_nulls;
 	Tuplestorestate *store;		/* rows kept for rescans, or NULL */
+	TupleTableSlot *replay_slot;	/* reads the store's minimal tuples */
 	bool		replaying;
 	WhoopFetchStats stats;
 } WhoopScanState;
@@ -515,6 +520,8 @@ whoopBeginForeignScan(ForeignScanState *node, int eflags)
 											"whoop_fdw page", ALLOCSET_DEFAULT_SIZES);
 	state->row_cxt = AllocSetContextCreate(state->scan_cxt,
 										   "whoop_fdw row", ALLOCSET_SMALL_SIZES);
+	state->values_cxt = AllocSetContextCreate(state->scan_cxt,
+											  "whoop_fdw values", ALLOCSET_SMALL_SIZES);
 
 	/* keep the rows only if a rescan could reuse them */
 	if ((eflags & EXEC_FLAG_REWIND) || state->param_ids != NULL)
@@ -522,6 +529,7 @@ whoopBeginForeignScan(ForeignScanState *node, int eflags)
 		MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
 
 		state->store = tuplestore_begin_heap(false, false, work_mem);
+		state->replay_slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 		MemoryContextSwitchTo(old);
 	}
 
@@ -671,6 +679,71 @@ intersect_users(List *current, List *next, bool constrained)
 }
 
 /*
+ * evaluate_values computes the pushed values for the current parameters,
+ * copied into the scan's memory.
+ */
+static void
+evaluate_values(WhoopScanState *state, ExprContext *econtext, MemoryContext target,
+				Datum **values, bool **nulls)
+{
+	int			n = list_length(state->values);
+	ListCell   *cell;
+	int			i = 0;
+
+	*values = MemoryContextAlloc(target, sizeof(Datum) * Max(n, 1));
+	*nulls = MemoryContextAlloc(target, sizeof(bool) * Max(n, 1));
+	foreach(cell, state->values)
+	{
+		ExprState  *expr = (ExprState *) lfirst(cell);
+		MemoryContext old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+		Datum		value = ExecEvalExpr(expr, econtext, &(*nulls)[i]);
+		int16		typlen;
+		bool		typbyval;
+
+		MemoryContextSwitchTo(target);
+		get_typlenbyval(exprType((Node *) expr->expr), &typlen, &typbyval);
+		(*values)[i] = (*nulls)[i] ? (Datum) 0 : datumCopy(value, typbyval, typlen);
+		MemoryContextSwitchTo(old);
+		i++;
+	}
+}
+
+/*
+ * values_unchanged says whether the pushed values are still those the
+ * requests were made for.
+ */
+static bool
+values_unchanged(WhoopScanState *state, ExprContext *econtext)
+{
+	Datum	   *values;
+	bool	   *nulls;
+	ListCell   *cell;
+	int			i = 0;
+
+	if (state->planned_values == NULL)
+		return false;
+	evaluate_values(state, econtext, econtext->ecxt_per_tuple_memory, &values, &nulls);
+	foreach(cell, state->values)
+	{
+		Oid			type = exprType((Node *) ((ExprState *) lfirst(cell))->expr);
+		int16		typlen;
+		bool		typbyval;
+
+		get_typlenbyval(type, &typlen, &typbyval);
+		if (nulls[i] != state->planned_nulls[i] ||
+			(!nulls[i] && !datumIsEqual(values[i], state->planned_values[i],
+										typbyval, typlen)))
+		{
+			ResetExprContext(econtext);
+			return false;
+		}
+		i++;
+	}
+	ResetExprContext(econtext);
+	return true;
+}
+
+/*
  * plan_requests evaluates the pushed values and decides the requests:
  * which accounts, which endpoint, which start/end.  With EXPLAIN_ONLY it
  * only describes them (and does not insist on linked accounts).
@@ -692,21 +765,25 @@ plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 	ListCell   *value_cell;
 	ListCell   *cell;
 	int			page_limit;
+	int			i;
 	StringInfoData query;
 
 	state->requests = NIL;
 	state->descriptions = NIL;
 	state->request_index = 0;
 
+	MemoryContextReset(state->values_cxt);
+	evaluate_values(state, econtext, state->values_cxt, &state->planned_values,
+					&state->planned_nulls);
+	ResetExprContext(econtext);
+	i = 0;
 	forboth(kind_cell, state->kinds, value_cell, state->values)
 	{
 		WhoopPushKind kind = lfirst_int(kind_cell);
-		bool		isnull;
-		Datum		value;
-		MemoryContext eval = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+		bool		isnull = state->planned_nulls[i];
+		Datum		value = state->planned_values[i];
 
-		value = ExecEvalExpr((ExprState *) lfirst(value_cell), econtext, &isnull);
-		MemoryContextSwitchTo(eval);
+		i++;
 		if (isnull)
 		{
 			/* a comparison with NULL is never true */
@@ -917,9 +994,9 @@ whoopIterateForeignScan(ForeignScanState *node)
 
 	if (state->replaying)
 	{
-		if (!tuplestore_gettupleslot(state->store, true, false, slot))
-			ExecClearTuple(slot);
-		return slot;
+		if (!tuplestore_gettupleslot(state->store, true, false, state->replay_slot))
+			return ExecClearTuple(slot);
+		return ExecCopySlot(slot, state->replay_slot);
 	}
 
 	if (!state->planned)
@@ -961,8 +1038,9 @@ whoopIterateForeignScan(ForeignScanState *node)
 
 /*
  * whoopReScanForeignScan restarts the scan.  When the pushed values did
- * not change and the first pass was read to the end, the kept rows are
- * replayed instead of asking WHOOP again.
+ * not change (a parameter may be set again to the same value) and the
+ * first pass was read to the end, the kept rows are replayed instead of
+ * asking WHOOP again.
  */
 static void
 whoopReScanForeignScan(ForeignScanState *node)
@@ -970,7 +1048,8 @@ whoopReScanForeignScan(ForeignScanState *node)
 	WhoopScanState *state = (WhoopScanState *) node->fdw_state;
 
 	if (state->store != NULL && state->complete &&
-		!bms_overlap(node->ss.ps.chgParam, state->param_ids))
+		(!bms_overlap(node->ss.ps.chgParam, state->param_ids) ||
+		 values_unchanged(state, node->ss.ps.ps_ExprContext)))
 	{
 		tuplestore_rescan(state->store);
 		state->replaying = true;
@@ -1003,7 +1082,10 @@ whoopEndForeignScan(ForeignScanState *node)
 	if (state == NULL)
 		return;
 	if (state->store != NULL)
+	{
 		tuplestore_end(state->store);
+		ExecDropSingleTupleTableSlot(state->replay_slot);
+	}
 	MemoryContextDelete(state->scan_cxt);
 }
 

@@ -336,3 +336,42 @@ def fresh_database(name, extensions=("whoop_fdw",)):
         psql("create extension if not exists %s cascade" % ext, dbname=name)
     os.environ["WHOOP_TEST_DB"] = name
     return name
+
+
+def link_simulator(sim, server="sim", options=None, import_into="api",
+                   import_options=None, athletes=None):
+    """link_simulator points a whoop_fdw server at SIM and links its athletes.
+
+    Creates the server (plus extra OPTIONS), a user mapping for the current
+    role with the simulator's client credentials, imports the foreign
+    tables into schema IMPORT_INTO, and links every athlete through
+    whoop.add_account() (only the first ATHLETES of them if given).
+    Returns the linked user_ids.
+    """
+    accounts = sim.accounts()
+    opts = {"api_url": sim.api_url, "oauth_url": sim.oauth_url}
+    opts.update(options or {})
+    opt_sql = ", ".join("%s %s" % (k, quote_literal(v)) for k, v in opts.items())
+    sql = ["create server %s foreign data wrapper whoop_fdw options (%s);" % (server, opt_sql),
+           "create user mapping for current_user server %s options (client_id %s, client_secret %s);"
+           % (server, quote_literal(accounts["client_id"]),
+              quote_literal(accounts["client_secret"]))]
+    if import_into:
+        imp = ""
+        if import_options:
+            imp = " options (%s)" % ", ".join("%s %s" % (k, quote_literal(v))
+                                              for k, v in import_options.items())
+        sql.append("create schema if not exists %s;" % import_into)
+        sql.append("import foreign schema whoop from server %s into %s%s;"
+                   % (server, import_into, imp))
+    psql("\n".join(sql))
+    user_ids = []
+    for athlete in accounts["athletes"][:athletes]:
+        user_ids.append(int(scalar("select whoop.add_account(%s, %s)"
+                                   % (quote_literal(server),
+                                      quote_literal(athlete["refresh_token"])))))
+    return user_ids
+
+
+def quote_literal(value):
+    return "'" + str(value).replace("'", "''") + "'"

@@ -82,6 +82,7 @@ def main(argv):
     started = time.time()
     try:
         env = dict(os.environ, **cluster.env())
+        env["WHOOP_SERVER_LOG"] = cluster.log
         if not wanted or "regress" in wanted:
             print("== suite regress (pg_regress on sql/)", flush=True)
             p, f = run_regress(env)
