@@ -76,6 +76,12 @@ PG_FUNCTION_INFO_V1(ewma_final);
  */
 #define TOLERANCE		(1.0 / 1152921504606846976.0)	/* 2^-60 */
 
+/*
+ * SLACK bounds, relative to the operands, the rounding of a centred sum
+ * formed in plain double from the high parts (4u, generously).
+ */
+#define SLACK			(4.0 * DBL_EPSILON / 2.0)
+
 /* Version tag of the serialized states, for a clear error on mismatch. */
 #define ROLLING_STATE_MAGIC		0x524F4C31	/* "ROL1" */
 
@@ -489,6 +495,23 @@ rolling_var_accum_inv(PG_FUNCTION_ARGS)
 
 	var_apply(state, x, -1.0);
 
+	/*
+	 * The usual case is settled in plain double: a lower bound on the
+	 * centred sum, from the high parts, that already clears the tolerance.
+	 * Only near the limit is the exact double-double check needed.
+	 */
+	{
+		double		mean_part = state->s1.hi * state->s1.hi / (double) nf;
+		double		bound = ERROR_UNIT * (state->b2 + 2.0 * fabs(state->s1.hi) *
+										  state->b1 / (double) nf +
+										  mean_part + fabs(state->s2.hi));
+		double		low = state->s2.hi - mean_part -
+			SLACK * (fabs(state->s2.hi) + mean_part) - bound;
+
+		if (bound <= TOLERANCE * low)
+			PG_RETURN_POINTER(state);
+	}
+
 	m2 = var_m2(state, (double) nf, &err);
 	if (!(err <= TOLERANCE * m2.hi))
 		PG_RETURN_NULL();
@@ -832,6 +855,37 @@ momentum_centred(const MomentumState *state, double ng,
 }
 
 /*
+ * momentum_quick_check settles the removal check in plain double when lower
+ * bounds of the centred sums, from the high parts, already clear the
+ * tolerance; false means "undecided", not "restart".
+ */
+static inline bool
+momentum_quick_check(const MomentumState *state, double ng, bool x_const)
+{
+	double		ax = fabs(state->sx.hi);
+	double		ay = fabs(state->sy.hi);
+	double		mx = ax * ax / ng;
+	double		my = ay * ay / ng;
+	double		exx = ERROR_UNIT * (state->bxx + 2.0 * ax * state->bx / ng + mx +
+									fabs(state->sxx.hi));
+	double		eyy = ERROR_UNIT * (state->byy + 2.0 * ay * state->by / ng + my +
+									fabs(state->syy.hi));
+	double		exy = ERROR_UNIT * (state->bxy + (ax * state->by + ay * state->bx) / ng +
+									ax * ay / ng + fabs(state->sxy.hi));
+	double		low_yy = state->syy.hi - my - SLACK * (fabs(state->syy.hi) + my) - eyy;
+	double		low_xx;
+
+	if (!(eyy <= TOLERANCE * low_yy))
+		return false;
+	if (x_const)
+		return true;
+	low_xx = state->sxx.hi - mx - SLACK * (fabs(state->sxx.hi) + mx) - exx;
+	if (!(exx <= TOLERANCE * low_xx))
+		return false;
+	return low_xx > 0.0 && low_yy > 0.0 && exy <= TOLERANCE * sqrt(low_xx * low_yy);
+}
+
+/*
  * momentum_new_state allocates an empty state in the aggregate context.
  */
 static MomentumState *
@@ -952,6 +1006,9 @@ momentum_remove(MomentumState *state, int64 t, bool t_finite, double y)
 	if (y_const)
 		momentum_reset_y(state, state->yrun_value);
 	if (ng == 1 || y_const)
+		return true;
+
+	if (momentum_quick_check(state, (double) ng, x_const))
 		return true;
 
 	momentum_centred(state, (double) ng, &cxx, &cyy, &cxy, &exx, &eyy, &exy);
@@ -1230,11 +1287,7 @@ momentum_final(PG_FUNCTION_ARGS)
 	MomentumState *state = (MomentumState *) PG_GETARG_POINTER(0);
 	double		ng;
 	DD			cxx,
-				cyy,
 				cxy;
-	double		exx,
-				eyy,
-				exy;
 	double		slope;
 
 	if (state->n < 2)
@@ -1248,8 +1301,10 @@ momentum_final(PG_FUNCTION_ARGS)
 	if (state->yrun_len >= state->n)
 		PG_RETURN_FLOAT8(0.0);
 
+	/* only the two centred sums the slope needs */
 	ng = (double) state->n;
-	momentum_centred(state, ng, &cxx, &cyy, &cxy, &exx, &eyy, &exy);
+	cxx = dd_add(state->sxx, dd_neg(dd_div_d(dd_mul(state->sx, state->sx), ng)));
+	cxy = dd_add(state->sxy, dd_neg(dd_div_d(dd_mul(state->sx, state->sy), ng)));
 	if (!(cxx.hi > 0.0))
 		PG_RETURN_NULL();		/* unreachable unless rounding wrecked cxx */
 	slope = dd_mul_d(dd_div(cxy, cxx), state->unit).hi;
