@@ -184,6 +184,18 @@ dd_add(DD x, DD y)
 }
 
 /*
+ * dd_add_d returns x + b for a double b; relative error at most 2u^2
+ * (DWPlusFP).
+ */
+static inline DD
+dd_add_d(DD x, double b)
+{
+	DD			s = dd_two_sum(x.hi, b);
+
+	return dd_fast_two_sum(s.hi, x.lo + s.lo);
+}
+
+/*
  * dd_neg returns -x, exactly.
  */
 static inline DD
@@ -796,30 +808,37 @@ momentum_apply(MomentumState *state, int64 t, double y, double sign)
 {
 	double		dx = (double) (t - state->kx);
 	DD			dy = dd_two_sum(y, -state->ky);
-	DD			dxx = dd_two_prod(dx, dx);
 	DD			dyy = dd_square_of(dy);
 	DD			dxy = dd_times_double(dx, dy);
-	DD			ddx = dd_from_double(dx);
+	double		dxx_hi = dx * dx;
 
 	if (!isfinite(dy.hi) || !dd_is_finite(dyy) || !dd_is_finite(dxy))
 		float_overflow_error();
 
 	state->bx += fabs(state->sx.hi) + fabs(dx);
 	state->by += fabs(state->sy.hi) + fabs(dy.hi);
-	state->bxx += fabs(state->sxx.hi) + dxx.hi;
+	state->bxx += fabs(state->sxx.hi) + dxx_hi;
 	state->byy += fabs(state->syy.hi) + dyy.hi;
 	state->bxy += fabs(state->sxy.hi) + fabs(dxy.hi);
 	if (sign < 0)
 	{
-		ddx = dd_neg(ddx);
+		dx = -dx;
 		dy = dd_neg(dy);
-		dxx = dd_neg(dxx);
 		dyy = dd_neg(dyy);
 		dxy = dd_neg(dxy);
 	}
-	state->sx = dd_add(state->sx, ddx);
+	state->sx = dd_add_d(state->sx, dx);
+
+	/* dx is an integer: below 2^26 its square is exact in one double */
+	if (fabs(dx) < 67108864.0)
+		state->sxx = dd_add_d(state->sxx, sign < 0 ? -dxx_hi : dxx_hi);
+	else
+	{
+		DD			dxx = dd_two_prod(dx, dx);
+
+		state->sxx = dd_add(state->sxx, sign < 0 ? dd_neg(dxx) : dxx);
+	}
 	state->sy = dd_add(state->sy, dy);
-	state->sxx = dd_add(state->sxx, dxx);
 	state->syy = dd_add(state->syy, dyy);
 	state->sxy = dd_add(state->sxy, dxy);
 
@@ -862,16 +881,17 @@ momentum_centred(const MomentumState *state, double ng,
 static inline bool
 momentum_quick_check(const MomentumState *state, double ng, bool x_const)
 {
+	double		inv = 1.0 / ng;
 	double		ax = fabs(state->sx.hi);
 	double		ay = fabs(state->sy.hi);
-	double		mx = ax * ax / ng;
-	double		my = ay * ay / ng;
-	double		exx = ERROR_UNIT * (state->bxx + 2.0 * ax * state->bx / ng + mx +
+	double		mx = ax * ax * inv;
+	double		my = ay * ay * inv;
+	double		exx = ERROR_UNIT * (state->bxx + 2.0 * ax * state->bx * inv + mx +
 									fabs(state->sxx.hi));
-	double		eyy = ERROR_UNIT * (state->byy + 2.0 * ay * state->by / ng + my +
+	double		eyy = ERROR_UNIT * (state->byy + 2.0 * ay * state->by * inv + my +
 									fabs(state->syy.hi));
-	double		exy = ERROR_UNIT * (state->bxy + (ax * state->by + ay * state->bx) / ng +
-									ax * ay / ng + fabs(state->sxy.hi));
+	double		exy = ERROR_UNIT * (state->bxy + (ax * state->by + ay * state->bx) * inv +
+									ax * ay * inv + fabs(state->sxy.hi));
 	double		low_yy = state->syy.hi - my - SLACK * (fabs(state->syy.hi) + my) - eyy;
 	double		low_xx;
 
