@@ -84,7 +84,6 @@ whoop_fdw_validator(PG_FUNCTION_ARGS)
 	{
 		DefElem    *def = (DefElem *) lfirst(cell);
 		const WhoopOption *match = NULL;
-		ListCell   *prev;
 
 		for (int i = 0; i < lengthof(whoop_options); i++)
 		{
@@ -106,19 +105,6 @@ whoop_fdw_validator(PG_FUNCTION_ARGS)
 					 valid[0] != '\0'
 					 ? errhint("Valid options in this context are: %s.", valid)
 					 : errhint("There are no valid options in this context.")));
-		}
-
-		foreach(prev, options)
-		{
-			DefElem    *other = (DefElem *) lfirst(prev);
-
-			if (other == def)
-				break;
-			if (strcmp(other->defname, def->defname) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_SYNTAX_ERROR),
-						 errmsg("option \"%s\" given more than once",
-								def->defname)));
 		}
 
 		check_option_value(match, def);

@@ -858,6 +858,8 @@ plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 	if (users_constrained)
 		accounts = intersect_users(accounts, users, true);
 	state->naccounts = list_length(accounts);
+	if (accounts == NIL)
+		empty = true;
 	if (empty)
 	{
 		state->planned = true;
@@ -1102,7 +1104,10 @@ whoopExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (state->planned)
 	{
 		if (state->descriptions == NIL)
-			ExplainPropertyText("WHOOP request", "none (the conditions exclude every row)", es);
+			ExplainPropertyText("WHOOP request",
+								state->naccounts == 0
+								? "none (no linked account matches)"
+								: "none (the conditions exclude every row)", es);
 		else if (list_length(state->descriptions) == 1)
 			ExplainPropertyText("WHOOP request", linitial(state->descriptions), es);
 		else
