@@ -282,10 +282,13 @@ class ScanTest(unittest.TestCase):
                "('2026-06-26')) v(t)) s")
         self.assertEqual(len(sim_requests(self.sim, "/v2/cycle")), 4)
 
-    def test_user_agent_and_requests_equal_pages(self):
+    def test_user_agent_keep_alive_and_requests_equal_pages(self):
         psql("select count(*) from api.sleep")
         reqs = sim_requests(self.sim, "/v2/activity/sleep")
         self.assertTrue(all(r["user_agent"] == "whoop_fdw/1.0" for r in reqs))
+        # one reused connection (keep-alive): every page came over the same socket
+        self.assertGreater(len(reqs), 5)
+        self.assertEqual(len({r["client_port"] for r in reqs}), 1)
         pages = int(scalar("select count(*) from api.sleep")) // 25
         self.assertLessEqual(pages, len(reqs))
         self.assertEqual(api_count(self.sim.stats(), "GET /v2/activity/sleep"), len(reqs) * 2)

@@ -166,8 +166,9 @@ not rate limited, never faulted)
                         not counted there).
   GET  /_sim/requests   {"requests": [{"method","path","query","status",
                          "user_agent","bearer_user_id","bearer_state",
-                         "fault"}]} the last 10,000 API/OAuth requests in
-                        arrival order; path without /developer; query values
+                         "fault","client_port"}]} the last 10,000 API/OAuth
+                        requests in arrival order; path without /developer;
+                        client_port tells connections apart; query values
                         are strings (lists when repeated); code/token/secret
                         values redacted.  bearer_user_id is the athlete of
                         any token this simulator issued (also an expired or
@@ -1746,7 +1747,8 @@ class Simulator:
         self.chaos_counts = {}
 
     # -- accounting --------------------------------------------------------
-    def record(self, method, template, path, query, status, ua, bearer_uid, bearer_state, fault):
+    def record(self, method, template, path, query, status, ua, bearer_uid, bearer_state, fault,
+               client_port=None):
         key = "%s %s" % (method, template)
         d = self.stats.setdefault(key, {})
         s = str(status)
@@ -1758,7 +1760,8 @@ class Simulator:
             q[k] = v[0] if len(v) == 1 else v
         self.log.append({"method": method, "path": path, "query": q, "status": status,
                          "user_agent": ua, "bearer_user_id": bearer_uid,
-                         "bearer_state": bearer_state, "fault": fault})
+                         "bearer_state": bearer_state, "fault": fault,
+                         "client_port": client_port})
 
     # -- faults --------------------------------------------------------------
     def take_fault(self, path, template, token_request):
@@ -1779,7 +1782,7 @@ class Simulator:
         return None
 
     # -- the main entry ---------------------------------------------------------
-    def handle(self, method, area, path, query, headers, body):
+    def handle(self, method, area, path, query, headers, body, client_port=None):
         """handle processes one /developer or /oauth request into a Resp."""
         with self.lock:
             w = self.world
@@ -1851,7 +1854,8 @@ class Simulator:
                         self.post_fault(resp, kind, self.chaos.timeout_ms)
             resp.fault = fault
             status = 0 if resp.mode == "reset" else resp.status
-            self.record(method, template, path, query, status, ua, buid, bstate, fault)
+            self.record(method, template, path, query, status, ua, buid, bstate, fault,
+                        client_port)
             return resp
 
     def pre_fault(self, kind, status, rl_headers):
@@ -2364,7 +2368,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             return self._send(err(404, "not_found", "No resource at %s" % path))
         try:
-            resp = sim.handle(method, area, apath, query, self.headers, body)
+            resp = sim.handle(method, area, apath, query, self.headers, body,
+                              self.client_address[1])
         except Exception as e:  # a bug in the simulator: say so, keep serving
             sim.bugs += 1
             if sim.bugs <= 5 and not sim.quiet:      # nobody may be reading stderr
