@@ -42,12 +42,15 @@ $(EXTENSION)--$(EXTVERSION).sql: $(EXTENSION_SQL) $(EXTENSION).control Makefile
 
 $(OBJS): $(wildcard fdw/*.h)
 
-.PHONY: test demo bench
+.PHONY: test demo demo-stop bench
 test:
 	bash test/run_tests.sh
 
 demo:
 	bash test/demo.sh
+
+demo-stop:
+	bash test/demo.sh stop
 
 bench:
 	bash test/run_benchmarks.sh

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""demo.py -- the main job (make demo): a WHOOP warehouse from scratch.
+
+Started by test/demo.sh after the packages, the build and `make install`.
+It starts a throwaway PostgreSQL cluster (pg_cron preloaded) and the bundled
+WHOOP simulator (one athlete, two years, up to today), creates the
+extension, links the account the way a real user does (authorize URL ->
+code -> connect_account), runs the pipeline, and prints the report.  The
+cluster and the simulator keep running so you can connect; `make demo-stop`
+(demo.py stop) ends them.
+
+    demo.py            run the demo
+    demo.py stop       stop what the last demo left running
+"""
+
+import datetime
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, TEST_DIR)
+
+import harness  # noqa: E402
+
+STATE_FILE = "/tmp/whoop_fdw_demo.json"
+REDIRECT_URI = "https://localhost/callback"
+
+
+def say(text):
+    print("\n\033[1m== %s\033[0m" % text, flush=True)
+
+
+def stop():
+    """stop ends the cluster and simulator of the last demo."""
+    if not os.path.exists(STATE_FILE):
+        print("no demo is running")
+        return 0
+    state = json.load(open(STATE_FILE))
+    try:
+        os.kill(state["simulator_pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    cluster = harness.Cluster()
+    cluster.dir, cluster.data = state["cluster_dir"], state["cluster_data"]
+    cluster.destroy()
+    os.unlink(STATE_FILE)
+    print("demo cluster and simulator stopped")
+    return 0
+
+
+def psql_show(sql, db="whoop_demo"):
+    """psql_show prints query results the way psql shows them to a person."""
+    subprocess.run(["psql", "-X", "-q", "-d", db, "-v", "ON_ERROR_STOP=1",
+                    "-P", "footer=off", "-c", sql], check=True)
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "stop":
+        return stop()
+    if os.path.exists(STATE_FILE):
+        stop()
+    started = time.time()
+
+    say("starting a throwaway PostgreSQL cluster with pg_cron")
+    cluster = harness.Cluster().init().start()
+    os.environ.update(cluster.env())
+    print("cluster in %s, port %d" % (cluster.dir, cluster.port))
+
+    say("starting the WHOOP simulator: one athlete, two years of data up to today")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # the simulator outlives this script: its output goes to a file, not a pipe
+    sim_out = os.path.join(cluster.dir, "simulator.out")
+    with open(sim_out, "w") as out:
+        sim = subprocess.Popen([sys.executable, harness.SIMULATOR, "--port", "0", "--seed", "7",
+                                "--athletes", "1", "--days", "730", "--now", now,
+                                "--rate-per-minute", "0", "--rate-per-day", "0"],
+                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    if not harness.wait_until(lambda: open(sim_out).readline().strip().isdigit(), timeout=60):
+        raise RuntimeError("the simulator did not start: " + open(sim_out).read()[-2000:])
+    port = int(open(sim_out).readline())
+    base = "http://127.0.0.1:%d" % port
+    accounts = json.load(urllib.request.urlopen(base + "/_sim/accounts"))
+    json.dump({"cluster_dir": cluster.dir, "cluster_data": cluster.data,
+               "simulator_pid": sim.pid, "port": cluster.port}, open(STATE_FILE, "w"))
+    print("simulator at %s (same URL layout as api.prod.whoop.com)" % base)
+
+    say("CREATE EXTENSION, a server for the WHOOP app, a user mapping with its credentials")
+    harness.psql("create database whoop_demo", dbname="postgres")
+    os.environ["WHOOP_TEST_DB"] = "whoop_demo"
+    setup = """
+create extension whoop_fdw;
+create server whoop foreign data wrapper whoop_fdw
+    options (api_url '{base}/developer', oauth_url '{base}/oauth/oauth2');
+create user mapping for current_user server whoop
+    options (client_id '{client_id}', client_secret '{client_secret}');
+create schema whoop_api;
+import foreign schema whoop from server whoop into whoop_api;
+""".format(base=base, **accounts)
+    print(setup.strip())
+    harness.psql(setup)
+
+    say("linking the account like a person would: authorize URL, log in, code, connect_account")
+    url = harness.scalar("select whoop.authorize_url('whoop', '%s')" % REDIRECT_URI)
+    print("select whoop.authorize_url('whoop', '%s');\n  -> %s" % (REDIRECT_URI, url))
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    try:
+        urllib.request.build_opener(NoRedirect).open(url)
+        raise RuntimeError("the authorization server did not redirect")
+    except urllib.error.HTTPError as e:
+        location = e.headers["Location"]
+    code = re.search(r"[?&]code=([^&]+)", location).group(1)
+    print("the browser is sent to %s..." % location[:60])
+    user_id = harness.scalar("select whoop.connect_account('whoop', '%s', '%s')"
+                             % (code, REDIRECT_URI))
+    print("select whoop.connect_account('whoop', code => '...', redirect_uri => '%s');\n  -> %s"
+          % (REDIRECT_URI, user_id))
+    psql_show("select server_name, user_id, first_name, last_name, status, access_expires_at "
+              "from whoop.accounts")
+
+    say("CALL whoop.run_pipeline(): sync -> refresh -> quality checks")
+    t0 = time.time()
+    harness.psql("call whoop.run_pipeline()")
+    print("pipeline took %.1f s" % (time.time() - t0))
+    psql_show("select step, status, row_count, round(extract(epoch from finished_at - started_at)::numeric, 2) "
+              "as seconds, detail from whoop.run_log "
+              "where run_id = (select max(run_id) from whoop.run_log) order by started_at")
+
+    say("the report: last 14 days")
+    report(user_id)
+
+    say("quality checks")
+    psql_show("select check_name, object_name, failing_rows, status from whoop.check_quality() "
+              "order by status desc, check_name limit 40")
+
+    elapsed = time.time() - started
+    say("done in %.0f s -- the cluster and the simulator keep running" % elapsed)
+    print("""
+connect:        psql -h 127.0.0.1 -p {port} -U postgres whoop_demo
+try:            select * from whoop.recovery_momentum order by day desc limit 14;
+                select * from whoop_api.cycle where start > now() - interval '3 days';
+                explain verbose select * from whoop_api.sleep where start > now() - interval '7 days';
+stop it:        make demo-stop
+
+For a real WHOOP account (https://developer.whoop.com: create an app, note its client id
+and secret, and register a redirect URI), in your own database:
+
+    create extension whoop_fdw;
+    create server whoop foreign data wrapper whoop_fdw;        -- defaults: api.prod.whoop.com
+    create user mapping for current_user server whoop
+        options (client_id '...', client_secret '...');
+    select whoop.authorize_url('whoop', 'https://your.registered/redirect');
+    -- open that URL, log in, copy the code parameter of the page you land on:
+    select whoop.connect_account('whoop', code => '...', redirect_uri => 'https://your.registered/redirect');
+    call whoop.run_pipeline();
+    select whoop.schedule('0 */3 * * *');                      -- with pg_cron
+""".format(port=cluster.port))
+    return 0
+
+
+def report(user_id):
+    """report prints the last 14 days of every metric."""
+    views = [r[0] for r in harness.rows(
+        "select c.relname from pg_class c join pg_depend d on d.objid = c.oid "
+        "join pg_extension x on x.oid = d.refobjid and x.extname = 'whoop_fdw' "
+        "where c.relkind = 'm' and c.relnamespace = 'whoop'::regnamespace "
+        "and c.relname not in ('dim_user', 'dim_date', 'fact_daily_recovery', 'fact_daily_strain') "
+        "order by 1")]
+    for view in views:
+        has_day = harness.scalar("select count(*) from pg_attribute where attrelid = 'whoop.%s'::regclass "
+                                 "and attname = 'day'" % view)
+        print("\n-- whoop.%s" % view)
+        if has_day == "1":
+            psql_show("select * from whoop.%s where user_id = %s and day > "
+                      "(select max(day) from whoop.%s) - 14 order by day" % (view, user_id, view))
+        else:
+            psql_show("select * from whoop.%s where user_id = %s" % (view, user_id))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
