@@ -297,17 +297,18 @@ left join lateral (
              u.valid_from desc
     limit 1
 ) u on true
+-- sums in start order: float results independent of the physical row order
 left join lateral (
     select count(*) as workout_count,
            max(x.strain) as max_workout_strain,
-           sum(x.duration_minutes) as workout_minutes,
-           sum(x.zone_0_minutes) as zone_0_minutes,
-           sum(x.zone_1_minutes) as zone_1_minutes,
-           sum(x.zone_2_minutes) as zone_2_minutes,
-           sum(x.zone_3_minutes) as zone_3_minutes,
-           sum(x.zone_4_minutes) as zone_4_minutes,
-           sum(x.zone_5_minutes) as zone_5_minutes,
-           sum(x.distance_km) as distance_km,
+           sum(x.duration_minutes order by x.start, x.workout_id) as workout_minutes,
+           sum(x.zone_0_minutes order by x.start, x.workout_id) as zone_0_minutes,
+           sum(x.zone_1_minutes order by x.start, x.workout_id) as zone_1_minutes,
+           sum(x.zone_2_minutes order by x.start, x.workout_id) as zone_2_minutes,
+           sum(x.zone_3_minutes order by x.start, x.workout_id) as zone_3_minutes,
+           sum(x.zone_4_minutes order by x.start, x.workout_id) as zone_4_minutes,
+           sum(x.zone_5_minutes order by x.start, x.workout_id) as zone_5_minutes,
+           sum(x.distance_km order by x.start, x.workout_id) as distance_km,
            array_agg(distinct x.sport_name order by x.sport_name)
                filter (where x.sport_name is not null) as sports,
            max(x.updated_at) as updated_at

@@ -380,8 +380,10 @@ s as (
 ),
 b as (
     select s.*,
-           greatest(0, least(100, 50 + 10 * (0.45 * z_hrv - 0.35 * z_rhr - 0.20 * z_resp)))
-               as balance_score
+           -- greatest/least skip NULLs: clamp only a value that exists.
+           case when z_hrv is not null and z_rhr is not null and z_resp is not null
+                then greatest(0, least(100, 50 + 10 * (0.45 * z_hrv - 0.35 * z_rhr - 0.20 * z_resp)))
+           end as balance_score
     from s
 )
 select
@@ -434,29 +436,32 @@ with d as (
     left join whoop.user_settings us on us.user_id = f.user_id
     where f.recovery_score is not null or f.day_strain is not null
 ),
+-- Aggregates take their inputs in day order, so that the float sums do not
+-- depend on the physical order of rows (a refresh with unchanged data then
+-- reproduces every value bit for bit).
 s as (
     select user_id, season_year, season, hemisphere, season_start, season_end,
            count(*) as days,
-           avg(recovery_score) as avg_recovery,
-           avg(ln_rmssd) as avg_ln_rmssd,
-           avg(resting_heart_rate) as avg_resting_heart_rate,
-           avg(skin_temp_celsius) as avg_skin_temp_celsius,
-           avg(day_strain) as avg_day_strain
+           avg(recovery_score order by day) as avg_recovery,
+           avg(ln_rmssd order by day) as avg_ln_rmssd,
+           avg(resting_heart_rate order by day) as avg_resting_heart_rate,
+           avg(skin_temp_celsius order by day) as avg_skin_temp_celsius,
+           avg(day_strain order by day) as avg_day_strain
     from d
     group by user_id, season_year, season, hemisphere, season_start, season_end
 ),
 b as (
     select s.user_id, s.season_year, s.season,
            count(p.day) as baseline_days,
-           case when count(p.recovery_score) >= 30 then avg(p.recovery_score) end as recovery_mean,
-           case when count(p.recovery_score) >= 30 then whoop.rolling_stddev(p.recovery_score) end as recovery_sd,
-           case when count(p.ln_rmssd) >= 30 then avg(p.ln_rmssd) end as ln_rmssd_mean,
-           case when count(p.ln_rmssd) >= 30 then whoop.rolling_stddev(p.ln_rmssd) end as ln_rmssd_sd,
-           case when count(p.resting_heart_rate) >= 30 then avg(p.resting_heart_rate) end as rhr_mean,
-           case when count(p.resting_heart_rate) >= 30 then whoop.rolling_stddev(p.resting_heart_rate) end as rhr_sd,
-           case when count(p.skin_temp_celsius) >= 30 then avg(p.skin_temp_celsius) end as skin_mean,
-           case when count(p.skin_temp_celsius) >= 30 then whoop.rolling_stddev(p.skin_temp_celsius) end as skin_sd,
-           case when count(p.day_strain) >= 30 then avg(p.day_strain) end as strain_mean
+           case when count(p.recovery_score) >= 30 then avg(p.recovery_score order by p.day) end as recovery_mean,
+           case when count(p.recovery_score) >= 30 then whoop.rolling_stddev(p.recovery_score order by p.day) end as recovery_sd,
+           case when count(p.ln_rmssd) >= 30 then avg(p.ln_rmssd order by p.day) end as ln_rmssd_mean,
+           case when count(p.ln_rmssd) >= 30 then whoop.rolling_stddev(p.ln_rmssd order by p.day) end as ln_rmssd_sd,
+           case when count(p.resting_heart_rate) >= 30 then avg(p.resting_heart_rate order by p.day) end as rhr_mean,
+           case when count(p.resting_heart_rate) >= 30 then whoop.rolling_stddev(p.resting_heart_rate order by p.day) end as rhr_sd,
+           case when count(p.skin_temp_celsius) >= 30 then avg(p.skin_temp_celsius order by p.day) end as skin_mean,
+           case when count(p.skin_temp_celsius) >= 30 then whoop.rolling_stddev(p.skin_temp_celsius order by p.day) end as skin_sd,
+           case when count(p.day_strain) >= 30 then avg(p.day_strain order by p.day) end as strain_mean
     from s
     left join d p on p.user_id = s.user_id and p.day < s.season_start
     group by s.user_id, s.season_year, s.season
