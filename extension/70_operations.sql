@@ -691,8 +691,8 @@ begin
         raise exception 'pg_cron runs in database "%", not in "%"', v_cron_db, current_database()
             using errcode = 'object_not_in_prerequisite_state',
                   detail = 'pg_cron jobs can only be created from the database named by cron.database_name.',
-                  hint = format('Run in database %s: %s -- or CREATE EXTENSION dblink here and call this function again.',
-                                v_cron_db, query);
+                  hint = format('Run in database %s: %s; -- or CREATE EXTENSION dblink here and call this function again.',
+                                v_cron_db, regexp_replace(query, '::\w+$', ''));
     end if;
     v_socket := split_part(current_setting('unix_socket_directories'), ',', 1);
     v_conn := format('dbname=%s port=%s user=%s',

@@ -918,6 +918,18 @@ class ReaderRole(unittest.TestCase):
         self.assertEqual(rows("select rolcanlogin, rolsuper from pg_roles where rolname = 'whoop_reader'"),
                          [["f", "f"]])
 
+    def test_outlives_drop_extension(self):
+        try:
+            install_extension("wh_dropped")
+            psql("drop extension whoop_fdw")
+            self.assertEqual(scalar("select count(*) from pg_roles where rolname = 'whoop_reader'"), "1")
+            psql("create extension whoop_fdw")      # an existing role is reused
+            self.assertEqual(scalar("select has_table_privilege('whoop_reader', 'whoop.training_load', 'select')"),
+                             "t")
+        finally:
+            os.environ["WHOOP_TEST_DB"] = DB
+            psql("drop database if exists wh_dropped with (force)", dbname="postgres")
+
     def test_reads_marts_and_metrics(self):
         for v in MARTS + METRICS:
             psql("set role whoop_reader; select count(*) from whoop.%s;" % v)
