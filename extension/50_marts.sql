@@ -181,9 +181,26 @@ comment on column whoop.dim_user.max_heart_rate is 'maximum heart rate WHOOP use
 
 -- Facts carry the dim_user version valid on their day: the last version
 -- first seen on or before that day (UTC date of valid_from), else the
--- member's first version.  Written as a join, not a function, so that the
--- catalog (and with it whoop.lineage and whoop.refresh()) knows that the
+-- member's first version.  As day ranges: the first version reaches back
+-- to -infinity, each version ends where the next begins (versions first seen
+-- on the same day leave only the last with a non-empty range).  A view, not a
+-- function, so the catalog (whoop.lineage, whoop.refresh()) sees that the
 -- facts depend on dim_user.
+create view whoop.dim_user_days as
+select
+    user_id,
+    user_sk,
+    case when lag(valid_from) over w is null then '-infinity'::date
+         else (valid_from at time zone 'UTC')::date end as from_day,
+    coalesce((lead(valid_from) over w at time zone 'UTC')::date, 'infinity'::date) as to_day
+from whoop.dim_user
+window w as (partition by user_id order by valid_from);
+
+comment on view whoop.dim_user_days is
+    'the days on which each whoop.dim_user version is the valid one, [from_day, to_day): how facts pick their user_sk';
+comment on column whoop.dim_user_days.from_day is
+    'first day of the version (UTC date it was first seen; -infinity for the member''s first version)';
+comment on column whoop.dim_user_days.to_day is 'first day of the next version (infinity for the current one)';
 
 create materialized view whoop.fact_daily_recovery as
 select
@@ -216,15 +233,8 @@ select
     greatest(r.updated_at, s.updated_at) as updated_at
 from whoop.stg_cycle_day cd
 left join whoop.stg_recovery r on r.cycle_id = cd.cycle_id
-left join lateral (
-    select u.user_sk
-    from whoop.dim_user u
-    where u.user_id = cd.user_id
-    order by (u.valid_from at time zone 'UTC')::date > cd.day,
-             case when (u.valid_from at time zone 'UTC')::date > cd.day then u.valid_from end,
-             u.valid_from desc
-    limit 1
-) u on true
+left join whoop.dim_user_days u
+    on u.user_id = cd.user_id and cd.day >= u.from_day and cd.day < u.to_day
 left join whoop.stg_sleep s on s.sleep_id = cd.main_sleep_id
 where cd.is_primary
   and (r.cycle_id is not null or s.sleep_id is not null);
@@ -261,6 +271,27 @@ comment on column whoop.fact_daily_recovery.disturbance_count is 'main sleep: nu
 comment on column whoop.fact_daily_recovery.updated_at is 'latest updated_at of the recovery and the main sleep';
 
 create materialized view whoop.fact_daily_strain as
+-- Workouts summed per cycle once (sums in start order, so that float
+-- results do not depend on the physical row order).
+with w as (
+    select x.cycle_id,
+           count(*) as workout_count,
+           max(x.strain) as max_workout_strain,
+           sum(x.duration_minutes order by x.start, x.workout_id) as workout_minutes,
+           sum(x.zone_0_minutes order by x.start, x.workout_id) as zone_0_minutes,
+           sum(x.zone_1_minutes order by x.start, x.workout_id) as zone_1_minutes,
+           sum(x.zone_2_minutes order by x.start, x.workout_id) as zone_2_minutes,
+           sum(x.zone_3_minutes order by x.start, x.workout_id) as zone_3_minutes,
+           sum(x.zone_4_minutes order by x.start, x.workout_id) as zone_4_minutes,
+           sum(x.zone_5_minutes order by x.start, x.workout_id) as zone_5_minutes,
+           sum(x.distance_km order by x.start, x.workout_id) as distance_km,
+           array_agg(distinct x.sport_name order by x.sport_name)
+               filter (where x.sport_name is not null) as sports,
+           max(x.updated_at) as updated_at
+    from whoop.stg_workout x
+    where x.cycle_id is not null and x.score_state = 'SCORED'
+    group by x.cycle_id
+)
 select
     cd.user_id,
     cd.day,
@@ -288,33 +319,9 @@ select
     greatest(c.updated_at, w.updated_at) as updated_at
 from whoop.stg_cycle_day cd
 join whoop.stg_cycle c on c.cycle_id = cd.cycle_id
-left join lateral (
-    select u.user_sk
-    from whoop.dim_user u
-    where u.user_id = cd.user_id
-    order by (u.valid_from at time zone 'UTC')::date > cd.day,
-             case when (u.valid_from at time zone 'UTC')::date > cd.day then u.valid_from end,
-             u.valid_from desc
-    limit 1
-) u on true
--- sums in start order: float results independent of the physical row order
-left join lateral (
-    select count(*) as workout_count,
-           max(x.strain) as max_workout_strain,
-           sum(x.duration_minutes order by x.start, x.workout_id) as workout_minutes,
-           sum(x.zone_0_minutes order by x.start, x.workout_id) as zone_0_minutes,
-           sum(x.zone_1_minutes order by x.start, x.workout_id) as zone_1_minutes,
-           sum(x.zone_2_minutes order by x.start, x.workout_id) as zone_2_minutes,
-           sum(x.zone_3_minutes order by x.start, x.workout_id) as zone_3_minutes,
-           sum(x.zone_4_minutes order by x.start, x.workout_id) as zone_4_minutes,
-           sum(x.zone_5_minutes order by x.start, x.workout_id) as zone_5_minutes,
-           sum(x.distance_km order by x.start, x.workout_id) as distance_km,
-           array_agg(distinct x.sport_name order by x.sport_name)
-               filter (where x.sport_name is not null) as sports,
-           max(x.updated_at) as updated_at
-    from whoop.stg_workout x
-    where x.cycle_id = cd.cycle_id and x.score_state = 'SCORED'
-) w on true
+left join w on w.cycle_id = cd.cycle_id
+left join whoop.dim_user_days u
+    on u.user_id = cd.user_id and cd.day >= u.from_day and cd.day < u.to_day
 where cd.is_primary;
 
 create unique index fact_daily_strain_user_id_day on whoop.fact_daily_strain (user_id, day);

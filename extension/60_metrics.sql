@@ -15,111 +15,112 @@
 -- (named per view); the windows also see only scored values.
 
 -- Categories as immutable SQL functions: one definition per category, used
--- by the views (the planner inlines them) and testable at their exact edges.
+-- by the views and testable at their exact edges.  Single CASE expressions,
+-- not STRICT (a NULL falls through every branch), so the planner inlines them.
 create function whoop.momentum_category(momentum_score double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when momentum_score >= 2 then 'Accelerating'
         when momentum_score >= 0.5 then 'Improving'
         when momentum_score > -0.5 then 'Stable'
         when momentum_score > -2 then 'Declining'
-        else 'Deteriorating'
+        when momentum_score is not null then 'Deteriorating'
     end
 $$;
 comment on function whoop.momentum_category(double precision) is
     '>= 2 Accelerating, >= 0.5 Improving, > -0.5 Stable, > -2 Declining, else Deteriorating';
 
 create function whoop.efficiency_category(efficiency double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when efficiency > 1 then 'Highly Efficient'
         when efficiency > 0.5 then 'Efficient'
         when efficiency > 0 then 'Moderate'
         when efficiency > -0.5 then 'Poor'
-        else 'Very Poor'
+        when efficiency is not null then 'Very Poor'
     end
 $$;
 comment on function whoop.efficiency_category(double precision) is
     '> 1 Highly Efficient, > 0.5 Efficient, > 0 Moderate, > -0.5 Poor, else Very Poor';
 
 create function whoop.strain_gap_category(strain_gap double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when strain_gap > 4 then 'Overreaching'
         when strain_gap > 1.5 then 'Pushing'
         when strain_gap >= -1.5 then 'Aligned'
         when strain_gap >= -4 then 'Conservative'
-        else 'Undertrained'
+        when strain_gap is not null then 'Undertrained'
     end
 $$;
 comment on function whoop.strain_gap_category(double precision) is
     '> 4 Overreaching, > 1.5 Pushing, >= -1.5 Aligned, >= -4 Conservative, else Undertrained';
 
 create function whoop.volatility_category(volatility double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when volatility < 5 then 'Very Stable'
         when volatility < 10 then 'Stable'
         when volatility < 15 then 'Moderate'
         when volatility < 20 then 'Volatile'
-        else 'Very Volatile'
+        when volatility is not null then 'Very Volatile'
     end
 $$;
 comment on function whoop.volatility_category(double precision) is
     '< 5 Very Stable, < 10 Stable, < 15 Moderate, < 20 Volatile, else Very Volatile';
 
 create function whoop.balance_state(hrv_7d double precision, swc_low double precision, swc_high double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when hrv_7d > swc_high then 'Parasympathetic'
         when hrv_7d >= swc_low then 'Balanced'
-        else 'Sympathetic'
+        when hrv_7d < swc_low then 'Sympathetic'
     end
 $$;
 comment on function whoop.balance_state(double precision, double precision, double precision) is
     'hrv_7d above swc_high Parasympathetic, within [swc_low, swc_high] Balanced, below Sympathetic';
 
 create function whoop.balance_category(balance_score double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when balance_score >= 80 then 'Excellent'
         when balance_score >= 60 then 'Good'
         when balance_score >= 40 then 'Moderate'
         when balance_score >= 20 then 'Poor'
-        else 'Very Poor'
+        when balance_score is not null then 'Very Poor'
     end
 $$;
 comment on function whoop.balance_category(double precision) is
     '>= 80 Excellent, >= 60 Good, >= 40 Moderate, >= 20 Poor, else Very Poor';
 
 create function whoop.adaptation_category(recovery_deviation double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when recovery_deviation > 10 then 'Thriving'
         when recovery_deviation > 5 then 'Well Adapted'
         when recovery_deviation > -5 then 'Normal Adaptation'
         when recovery_deviation > -10 then 'Struggling'
-        else 'Poorly Adapted'
+        when recovery_deviation is not null then 'Poorly Adapted'
     end
 $$;
 comment on function whoop.adaptation_category(double precision) is
     '> 10 Thriving, > 5 Well Adapted, > -5 Normal Adaptation, > -10 Struggling, else Poorly Adapted';
 
 create function whoop.load_zone(acwr double precision)
-returns text language sql immutable strict parallel safe
+returns text language sql immutable parallel safe
 as $$
     select case
         when acwr < 0.8 then 'Detraining'
         when acwr <= 1.3 then 'Optimal'
         when acwr <= 1.5 then 'Caution'
-        else 'High Risk'
+        when acwr is not null then 'High Risk'
     end
 $$;
 comment on function whoop.load_zone(double precision) is

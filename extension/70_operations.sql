@@ -154,7 +154,13 @@ declare
     v_start timestamptz;
     v_state text;
     v_msg text;
+    v_work_mem text := current_setting('work_mem');
 begin
+    -- The facts sort a few rows per member and day: give the sorts room
+    -- (at least 64MB, for this refresh only) rather than spill to disk.
+    if pg_size_bytes(v_work_mem) < 64 * 1024 * 1024 then
+        perform set_config('work_mem', '64MB', true);
+    end if;
     for v_plan in select * from whoop.refresh_plan p order by p.refresh_order loop
         v_start := clock_timestamp();
         v_rows := null;
@@ -201,6 +207,7 @@ begin
         end if;
     end loop;
 
+    perform set_config('work_mem', v_work_mem, true);
     return query
         select l.view_name, l.refresh_order, l.mode, l.status, l.duration, l.row_count, l.error
         from whoop.refresh_log l
@@ -340,10 +347,10 @@ begin
             -- fallback labels it tomorrow until that sleep ends: allowed
             -- for the ongoing cycle only, and only one day ahead.
             (30, 'no_future_days', 'whoop.fact_daily_recovery',
-             'day > (select l.local_today from whoop.user_local_today l where l.user_id = t.user_id)',
+             'exists (select from whoop.user_local_today l where l.user_id = t.user_id and t.day > l.local_today)',
              'no day after the member''s local today'),
             (31, 'no_future_days', 'whoop.fact_daily_strain',
-             'day > (select l.local_today + case when t.cycle_complete then 0 else 1 end from whoop.user_local_today l where l.user_id = t.user_id)',
+             'exists (select from whoop.user_local_today l where l.user_id = t.user_id and t.day > l.local_today + case when t.cycle_complete then 0 else 1 end)',
              'no day after the member''s local today (the ongoing cycle may be labelled tomorrow)'),
             (40, 'accepted_score_state', 'whoop.raw_cycle',
              'score_state not in (''SCORED'', ''PENDING_SCORE'', ''UNSCORABLE'')',
