@@ -22,6 +22,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+import warehouse_crosscheck  # noqa: E402
 import warehouse_fixture as fx  # noqa: E402
 from harness import psql, scalar, rows  # noqa: E402
 
@@ -436,6 +437,17 @@ class Metrics(Compare, unittest.TestCase):
                 self.assertEqual(r["c"], fn(r["v"]), "%s: %r" % (view, r))
                 seen.add(r["c"])
             self.assertGreaterEqual(len(seen), 2, "%s: categories seen %s" % (view, seen))
+
+
+class PlainSQL(unittest.TestCase):
+    """Every metric column recomputed with plain SQL (no windows, no extension aggregates)."""
+
+    def test_metrics_match_plain_sql(self):
+        results = warehouse_crosscheck.run(rows)
+        self.assertEqual({v for v, _, _, _ in results}, set(METRICS))
+        for view, column, n, bad in results:
+            self.assertGreater(n, 0, (view, column))
+            self.assertEqual(bad, 0, "%s.%s: %d of %d rows differ" % (view, column, bad, n))
 
 
 class NoLookAhead(unittest.TestCase):
