@@ -672,6 +672,8 @@ declare
     v_dblink name;
     v_conn text;
     v_socket text;
+    v_state text;
+    v_msg text;
 begin
     if coalesce(current_setting('shared_preload_libraries', true), '') !~ '(^|[\s,"])pg_cron([\s,"]|$)'
        or v_cron_db is null then
@@ -705,8 +707,15 @@ begin
     v_conn := format('dbname=%s port=%s user=%s',
                      quote_literal(v_cron_db), current_setting('port'), quote_literal(current_user))
               || case when trim(v_socket) <> '' then ' host=' || quote_literal(trim(v_socket)) else '' end;
-    execute format('select r from %I.dblink($1, $2) as t(r text)', v_dblink)
-        into result using v_conn, query;
+    begin
+        execute format('select r from %I.dblink($1, $2) as t(r text)', v_dblink)
+            into result using v_conn, query;
+    exception when others then
+        get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
+        raise exception 'pg_cron in database "%" (through dblink): %', v_cron_db, v_msg
+            using errcode = v_state,
+                  hint = format('Run in database %s: %s;', v_cron_db, regexp_replace(query, '::\w+$', ''));
+    end;
 end;
 $$;
 
