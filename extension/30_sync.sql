@@ -45,3 +45,276 @@ comment on table whoop.sync_log is 'one row per account and endpoint per whoop.s
 comment on column whoop.sync_log.run_id is 'the whoop.run_pipeline() run that called the sync, if any';
 comment on column whoop.sync_log.fetch_from is 'the updated_at bound the fetch used (NULL = everything)';
 comment on column whoop.sync_log.requests is 'HTTP requests the fetch made to WHOOP';
+
+create schema whoop_source;
+comment on schema whoop_source is
+    'foreign tables whoop.sync() reads WHOOP through, one set per server (<server>__cycle, ...); created on demand';
+
+create function whoop._sync_source(server name, endpoint text)
+returns regclass
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    server_oid oid;
+    server_window text;
+    prefix text;
+    table_name text;
+begin
+    select s.oid, (select o.option_value
+                   from pg_options_to_table(s.srvoptions) o
+                   where o.option_name = 'update_window')
+      into server_oid, server_window
+      from pg_foreign_server s
+      join pg_foreign_data_wrapper w on w.oid = s.srvfdw
+     where s.srvname = server and w.fdwname = 'whoop_fdw';
+    if server_oid is null then
+        raise exception 'server "%" does not exist or does not use whoop_fdw', server
+            using errcode = 'undefined_object',
+                  hint = 'Create one with CREATE SERVER ... FOREIGN DATA WRAPPER whoop_fdw.';
+    end if;
+
+    -- long server names would be truncated into colliding table names
+    prefix := case when length(server) <= 40 then server || '__'
+                   else 'server_' || server_oid || '__' end;
+    table_name := prefix || endpoint;
+    if to_regclass(format('whoop_source.%I', table_name)) is null then
+        execute format('import foreign schema whoop limit to (%I) from server %I '
+                       'into whoop_source options (table_prefix %L%s)',
+                       table_name, server, prefix,
+                       case when server_window is null
+                            then ', update_window ''14 days''' else '' end);
+    end if;
+    return format('whoop_source.%I', table_name)::regclass;
+end
+$$;
+
+comment on function whoop._sync_source(name, text) is
+    'the foreign table whoop.sync() reads an endpoint of a server through, imported on first use with the update window (server option update_window, else 14 days)';
+
+create function whoop._sync_endpoint(server name, user_id bigint, endpoint text,
+                                     fetch_from timestamptz,
+                                     out rows_seen integer, out rows_inserted integer,
+                                     out rows_updated integer, out max_updated_at timestamptz)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    source regclass := whoop._sync_source(server, endpoint);
+    -- the records the fetch brings: one account, changed since fetch_from
+    fetched text := format('select * from %s where user_id = $1 %s', source,
+                           case when fetch_from is null then ''
+                                else 'and updated_at >= $2' end);
+    upsert text;
+begin
+    upsert := case endpoint
+        when 'cycle' then $q$
+            insert into whoop.raw_cycle as r
+                (id, user_id, start, "end", timezone_offset, score_state,
+                 created_at, updated_at, record, _extracted_at)
+            select id, user_id, start, "end", timezone_offset, score_state,
+                   created_at, updated_at, raw, now()
+            from fetched
+            on conflict (id) do update set
+                user_id = excluded.user_id, start = excluded.start, "end" = excluded."end",
+                timezone_offset = excluded.timezone_offset, score_state = excluded.score_state,
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                record = excluded.record, _extracted_at = excluded._extracted_at
+            where excluded.updated_at > r.updated_at
+            returning xmax = 0 as inserted $q$
+        when 'recovery' then $q$
+            insert into whoop.raw_recovery as r
+                (cycle_id, sleep_id, user_id, score_state, created_at, updated_at,
+                 record, _extracted_at)
+            select cycle_id, sleep_id, user_id, score_state, created_at, updated_at, raw, now()
+            from fetched
+            on conflict (cycle_id) do update set
+                sleep_id = excluded.sleep_id, user_id = excluded.user_id,
+                score_state = excluded.score_state, created_at = excluded.created_at,
+                updated_at = excluded.updated_at, record = excluded.record,
+                _extracted_at = excluded._extracted_at
+            where excluded.updated_at > r.updated_at
+            returning xmax = 0 as inserted $q$
+        when 'sleep' then $q$
+            insert into whoop.raw_sleep as r
+                (id, cycle_id, user_id, start, "end", timezone_offset, nap, score_state,
+                 created_at, updated_at, record, _extracted_at)
+            select id, cycle_id, user_id, start, "end", timezone_offset, nap, score_state,
+                   created_at, updated_at, raw, now()
+            from fetched
+            on conflict (id) do update set
+                cycle_id = excluded.cycle_id, user_id = excluded.user_id,
+                start = excluded.start, "end" = excluded."end",
+                timezone_offset = excluded.timezone_offset, nap = excluded.nap,
+                score_state = excluded.score_state, created_at = excluded.created_at,
+                updated_at = excluded.updated_at, record = excluded.record,
+                _extracted_at = excluded._extracted_at
+            where excluded.updated_at > r.updated_at
+            returning xmax = 0 as inserted $q$
+        when 'workout' then $q$
+            insert into whoop.raw_workout as r
+                (id, user_id, start, "end", timezone_offset, sport_name, score_state,
+                 created_at, updated_at, record, _extracted_at)
+            select id, user_id, start, "end", timezone_offset, sport_name, score_state,
+                   created_at, updated_at, raw, now()
+            from fetched
+            on conflict (id) do update set
+                user_id = excluded.user_id, start = excluded.start, "end" = excluded."end",
+                timezone_offset = excluded.timezone_offset, sport_name = excluded.sport_name,
+                score_state = excluded.score_state, created_at = excluded.created_at,
+                updated_at = excluded.updated_at, record = excluded.record,
+                _extracted_at = excluded._extracted_at
+            where excluded.updated_at > r.updated_at
+            returning xmax = 0 as inserted $q$
+        -- snapshots: a new row only when the values differ from the latest one
+        when 'profile' then $q$
+            insert into whoop.raw_profile as r
+                (user_id, observed_at, email, first_name, last_name, record)
+            select f.user_id, now(), f.email, f.first_name, f.last_name, f.raw
+            from fetched f
+            where f.raw is distinct from
+                  (select p.record from whoop.raw_profile p
+                   where p.user_id = f.user_id order by p.observed_at desc limit 1)
+            returning true as inserted $q$
+        when 'body_measurement' then $q$
+            insert into whoop.raw_body_measurement as r
+                (user_id, observed_at, height_meter, weight_kilogram, max_heart_rate, record)
+            select f.user_id, now(), f.height_meter, f.weight_kilogram, f.max_heart_rate,
+                   f.raw || jsonb_build_object('user_id', f.user_id)
+            from fetched f
+            where f.raw || jsonb_build_object('user_id', f.user_id) is distinct from
+                  (select b.record from whoop.raw_body_measurement b
+                   where b.user_id = f.user_id order by b.observed_at desc limit 1)
+            returning true as inserted $q$
+    end;
+
+    execute format($q$
+        with fetched as materialized (%s),
+             written as (%s)
+        select (select count(*) from fetched)::integer,
+               (select count(*) from written where inserted)::integer,
+               (select count(*) from written where not inserted)::integer,
+               %s
+        $q$, fetched, upsert,
+        case when endpoint in ('profile', 'body_measurement') then 'null::timestamptz'
+             else '(select max(updated_at) from fetched)' end)
+    into rows_seen, rows_inserted, rows_updated, max_updated_at
+    using user_id, fetch_from;
+end
+$$;
+
+comment on function whoop._sync_endpoint(name, bigint, text, timestamptz) is
+    'fetches one endpoint of one account changed since fetch_from (NULL: everything) and upserts it into the raw layer; one statement, so a failure writes nothing';
+
+create procedure whoop.sync(server name default null, user_id bigint default null,
+                            endpoint text default null, full boolean default false,
+                            run_id bigint default null)
+language plpgsql
+as $$
+declare
+    all_endpoints constant text[] :=
+        array['profile', 'body_measurement', 'cycle', 'recovery', 'sleep', 'workout'];
+    target record;
+    ep text;
+    mark timestamptz;
+    fetch_from timestamptz;
+    started timestamptz;
+    stats_before record;
+    stats_after record;
+    result record;
+    message text;
+    failures integer := 0;
+    attempts integer := 0;
+    failed text[] := '{}';
+begin
+    if endpoint is not null and endpoint <> all (all_endpoints) then
+        raise exception 'unknown WHOOP endpoint "%"', endpoint
+            using errcode = 'invalid_parameter_value',
+                  hint = 'Endpoints are: ' || array_to_string(all_endpoints, ', ') || '.';
+    end if;
+    if server is not null and not exists (
+            select from pg_foreign_server s
+            join pg_foreign_data_wrapper w on w.oid = s.srvfdw
+            where s.srvname = server and w.fdwname = 'whoop_fdw') then
+        raise exception 'server "%" does not exist or does not use whoop_fdw', server
+            using errcode = 'undefined_object';
+    end if;
+
+    for target in
+        select a.server_name, a.user_id
+        from whoop.accounts a
+        where (sync.server is null or a.server_name = sync.server)
+          and (sync.user_id is null or a.user_id = sync.user_id)
+        order by a.server_name, a.user_id
+    loop
+        foreach ep in array all_endpoints loop
+            continue when sync.endpoint is not null and ep <> sync.endpoint;
+            attempts := attempts + 1;
+            started := clock_timestamp();
+            select * into stats_before from whoop.fetch_stats();
+            mark := null;
+            fetch_from := null;
+            insert into whoop.sync_state as s (server_name, user_id, endpoint)
+            values (target.server_name, target.user_id, ep)
+            on conflict do nothing;
+            begin
+                select s.high_water_mark into mark
+                from whoop.sync_state s
+                where s.server_name = target.server_name and s.user_id = target.user_id
+                  and s.endpoint = ep
+                for update;
+                -- an hour of slack for clock skew at WHOOP; the upsert ignores repeats
+                fetch_from := case when sync.full then null else mark - interval '1 hour' end;
+
+                select * into result
+                from whoop._sync_endpoint(target.server_name, target.user_id, ep, fetch_from);
+
+                select * into stats_after from whoop.fetch_stats();
+                update whoop.sync_state s
+                   set high_water_mark = greatest(s.high_water_mark, result.max_updated_at),
+                       last_success_at = clock_timestamp(),
+                       last_attempt_at = clock_timestamp(),
+                       last_error = null
+                 where s.server_name = target.server_name and s.user_id = target.user_id
+                   and s.endpoint = ep;
+                insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                            finished_at, status, full_resync, fetch_from,
+                                            rows_seen, rows_inserted, rows_updated, requests,
+                                            high_water_mark_before, high_water_mark_after)
+                values (run_id, target.server_name, target.user_id, ep, started,
+                        clock_timestamp(), 'ok', sync.full, fetch_from,
+                        result.rows_seen, result.rows_inserted, result.rows_updated,
+                        stats_after.requests - stats_before.requests,
+                        mark, greatest(mark, result.max_updated_at));
+            exception when others then
+                get stacked diagnostics message = message_text;
+                select * into stats_after from whoop.fetch_stats();
+                failures := failures + 1;
+                failed := failed || format('%s/%s/%s: %s', target.server_name,
+                                           target.user_id, ep, message);
+                update whoop.sync_state s
+                   set last_attempt_at = clock_timestamp(), last_error = message
+                 where s.server_name = target.server_name and s.user_id = target.user_id
+                   and s.endpoint = ep;
+                insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                            finished_at, status, full_resync, fetch_from,
+                                            requests, high_water_mark_before,
+                                            high_water_mark_after, error)
+                values (run_id, target.server_name, target.user_id, ep, started,
+                        clock_timestamp(), 'failed', sync.full, fetch_from,
+                        stats_after.requests - stats_before.requests, mark, mark, message);
+            end;
+            commit;
+        end loop;
+    end loop;
+
+    if failures > 0 then
+        raise warning 'whoop.sync: % of % account endpoints failed', failures, attempts
+            using detail = array_to_string(failed, E'\n'),
+                  hint = 'Failed endpoints keep their rows and high-water marks; the next sync retries them. See whoop.sync_log.';
+    end if;
+end
+$$;
+
+comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
+    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint; full => true refetches all history';

@@ -504,8 +504,13 @@ declare
     v_msg text;
     v_statuses text[] := '{}';
 begin
-    if server is not null and not exists (select from pg_foreign_server s where s.srvname = server) then
-        raise exception 'server "%" does not exist', server
+    -- Bad arguments raise here, before a run is recorded (whoop.sync() would
+    -- raise for them too, but only once the run has begun).
+    if server is not null and not exists (
+            select from pg_foreign_server s
+            join pg_foreign_data_wrapper w on w.oid = s.srvfdw
+            where s.srvname = server and w.fdwname = 'whoop_fdw') then
+        raise exception 'server "%" does not exist or does not use whoop_fdw', server
             using errcode = 'undefined_object',
                   hint = 'Name a server of the whoop_fdw wrapper, or pass NULL for all of them.';
     end if;

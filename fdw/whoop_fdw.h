@@ -3,6 +3,11 @@
  * whoop_fdw.h
  *		  Declarations shared by the files of whoop_fdw.
  *
+ * Dependencies point one way: the FDW callbacks (whoop_fdw.c) and the SQL
+ * account functions (account.c) use fetch, oauth, pushdown, record and
+ * endpoint; fetch uses http, oauth and json; oauth uses http, json and the
+ * token store.  libcurl appears only in http.c and json-c only in json.c.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef WHOOP_FDW_H
@@ -10,8 +15,343 @@
 
 #include "postgres.h"
 
+#include "access/attnum.h"
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/palloc.h"
+
 #ifndef WHOOP_FDW_VERSION
 #define WHOOP_FDW_VERSION "unknown"
 #endif
+
+#define WHOOP_USER_AGENT "whoop_fdw/" WHOOP_FDW_VERSION
+
+/* WHOOP's own limits: a page holds at most 25 records */
+#define WHOOP_MAX_PAGE_SIZE 25
+
+/* scopes requested at authorization; offline is what yields a refresh token */
+#define WHOOP_SCOPES \
+	"offline read:recovery read:cycles read:workout read:sleep read:profile read:body_measurement"
+
+
+/* ---------------------------------------------------------------------
+ * option.c -- table-driven validation and the resolved server settings
+ * ---------------------------------------------------------------------
+ */
+
+/* Settings of one WHOOP server (one WHOOP app), defaults applied. */
+typedef struct WhoopServer
+{
+	Oid			serverid;
+	char	   *server_name;
+	char	   *api_url;		/* no trailing slash */
+	char	   *oauth_url;		/* no trailing slash */
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	int			max_retries;
+	int			page_size;
+	int64		update_window_us;	/* -1: not declared */
+} WhoopServer;
+
+/* OAuth client credentials from a user mapping. */
+typedef struct WhoopClient
+{
+	char	   *client_id;
+	char	   *client_secret;
+} WhoopClient;
+
+extern WhoopServer *whoop_get_server(Oid serverid);
+extern WhoopServer *whoop_get_server_by_name(const char *name, bool check_usage);
+extern WhoopClient *whoop_get_client(Oid serverid, Oid userid);
+extern int64 whoop_table_update_window(Oid foreigntableid, const WhoopServer *server);
+extern char *whoop_table_endpoint_name(Oid foreigntableid);
+extern int64 whoop_parse_interval_us(const char *value, const char *option);
+
+
+/* ---------------------------------------------------------------------
+ * endpoint.c -- the six WHOOP record types
+ * ---------------------------------------------------------------------
+ */
+
+/* How a column gets its value. */
+typedef enum WhoopFieldSource
+{
+	WHOOP_FIELD_JSON,			/* a leaf of the API record */
+	WHOOP_FIELD_RAW,			/* the whole record as jsonb */
+	WHOOP_FIELD_ACCOUNT_USER_ID /* the account's user_id (record lacks one) */
+} WhoopFieldSource;
+
+typedef struct WhoopField
+{
+	const char *name;			/* column name: the leaf name of the field */
+	const char *path;			/* dotted path inside the record */
+	const char *sql_type;		/* column type IMPORT FOREIGN SCHEMA uses */
+	WhoopFieldSource source;
+} WhoopField;
+
+typedef struct WhoopEndpoint
+{
+	const char *name;			/* foreign table name and endpoint option */
+	const char *collection_path;	/* paged collection, or NULL */
+	const char *single_path;	/* one object per account, or NULL */
+	const char *by_id_path;		/* printf pattern with the id, or NULL */
+	const char *by_id_column;	/* column whose equality selects by_id_path */
+	bool		has_time_range; /* has start/end columns the API filters */
+	double		rows_per_day;	/* planner estimate per account */
+	const WhoopField *fields;
+	int			nfields;
+} WhoopEndpoint;
+
+extern const WhoopEndpoint whoop_endpoints[];
+extern const int whoop_endpoint_count;
+extern const WhoopEndpoint *whoop_endpoint_by_name(const char *name);
+extern int	whoop_endpoint_field(const WhoopEndpoint *endpoint, const char *column);
+extern char *whoop_endpoint_names(void);
+
+
+/* ---------------------------------------------------------------------
+ * json.c -- the only file that knows json-c
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct WhoopJsonDoc WhoopJsonDoc;
+
+typedef enum WhoopJsonKind
+{
+	WHOOP_JSON_ABSENT,
+	WHOOP_JSON_NULL,
+	WHOOP_JSON_BOOL,
+	WHOOP_JSON_INT,
+	WHOOP_JSON_DOUBLE,
+	WHOOP_JSON_STRING,
+	WHOOP_JSON_COMPOSITE		/* object or array */
+} WhoopJsonKind;
+
+typedef struct WhoopJsonValue
+{
+	WhoopJsonKind kind;
+	bool		b;
+	int64		i;
+	double		d;
+	const char *s;				/* STRING: NUL-terminated, owned by the doc */
+	int			len;
+} WhoopJsonValue;
+
+extern WhoopJsonDoc *whoop_json_parse(const char *data, size_t len,
+									  MemoryContext owner, const char *what);
+extern int	whoop_json_record_count(WhoopJsonDoc *doc);
+extern char *whoop_json_next_token(WhoopJsonDoc *doc);
+extern void whoop_json_field(WhoopJsonDoc *doc, int record, const char *path,
+							 WhoopJsonValue *value);
+extern char *whoop_json_record_text(WhoopJsonDoc *doc, int record);
+extern char *whoop_json_value_text(const WhoopJsonValue *value);
+
+
+/* ---------------------------------------------------------------------
+ * record.c -- one JSON record into a tuple
+ * ---------------------------------------------------------------------
+ */
+
+/* How a column's datum is produced from JSON. */
+typedef enum WhoopConversion
+{
+	WHOOP_CONVERT_INT8,
+	WHOOP_CONVERT_INT4,
+	WHOOP_CONVERT_FLOAT8,
+	WHOOP_CONVERT_BOOL,
+	WHOOP_CONVERT_TEXT,
+	WHOOP_CONVERT_TIMESTAMPTZ,
+	WHOOP_CONVERT_JSONB,
+	WHOOP_CONVERT_GENERIC		/* through the type's input function */
+} WhoopConversion;
+
+/* A column the scan fills; the others stay NULL. */
+typedef struct WhoopColumn
+{
+	AttrNumber	attnum;
+	const WhoopField *field;
+	Oid			type;
+	int32		typmod;
+	WhoopConversion conversion;
+	FmgrInfo	input;
+	Oid			ioparam;
+} WhoopColumn;
+
+struct FormData_pg_attribute;
+
+extern void whoop_column_init(WhoopColumn *column, const WhoopField *field,
+							  struct FormData_pg_attribute *attr);
+extern void whoop_record_values(WhoopJsonDoc *doc, int record, int64 account_user_id,
+								const WhoopEndpoint *endpoint,
+								WhoopColumn *columns, int ncolumns,
+								Datum *values, bool *nulls);
+extern bool whoop_parse_timestamp(const char *text, int len, TimestampTz *result);
+
+
+/* ---------------------------------------------------------------------
+ * http.c -- the one reused libcurl handle
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct WhoopRateLimit
+{
+	int			limit;			/* -1: header absent */
+	int			remaining;
+	int			reset_s;
+} WhoopRateLimit;
+
+typedef struct WhoopHttpRequest
+{
+	const char *method;			/* GET, POST or DELETE */
+	const char *url;
+	const char *bearer;			/* access token, or NULL */
+	const char *form;			/* urlencoded POST body, or NULL */
+	int			timeout_ms;
+	int			connect_timeout_ms;
+} WhoopHttpRequest;
+
+typedef struct WhoopHttpResponse
+{
+	long		status;			/* 0 when no HTTP answer arrived */
+	bool		transport_failed;	/* timeout, reset, refused, cut body */
+	char		transport_error[256];
+	char	   *body;			/* NUL-terminated, palloc'd */
+	size_t		body_len;
+	WhoopRateLimit rate;
+	double		elapsed_ms;
+} WhoopHttpResponse;
+
+extern void whoop_http_request(const WhoopHttpRequest *request,
+							   WhoopHttpResponse *response);
+extern bool whoop_http_url_acceptable(const char *url, const char **why);
+extern char *whoop_http_escape(const char *text);
+extern bool whoop_parse_rate_limit_header(const char *line, size_t len,
+										  WhoopRateLimit *rate);
+extern char *whoop_body_excerpt(const char *body, size_t len);
+extern void whoop_http_sleep(int ms);
+extern int	whoop_http_backoff_ms(int attempt);
+
+
+/* ---------------------------------------------------------------------
+ * store.c -- the account/token table and its autonomous writer
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct WhoopStoredAccount
+{
+	bool		found;
+	int64		user_id;
+	Oid			owner;
+	char	   *status;
+	char	   *refresh_token;
+	char	   *access_token;
+	TimestampTz access_expires_at;
+	int64		token_version;
+} WhoopStoredAccount;
+
+/* The token set an OAuth token endpoint answers with. */
+typedef struct WhoopTokens
+{
+	char	   *access_token;
+	char	   *refresh_token;	/* NULL when none was granted */
+	int			expires_in;
+	char	   *scope;
+} WhoopTokens;
+
+typedef struct WhoopProfile
+{
+	int64		user_id;
+	char	   *email;
+	char	   *first_name;
+	char	   *last_name;
+} WhoopProfile;
+
+typedef struct WhoopTokenWriter WhoopTokenWriter;
+
+extern void whoop_store_read(const char *server_name, int64 user_id,
+							 WhoopStoredAccount *account);
+extern List *whoop_store_usable_accounts(const char *server_name, Oid userid);
+extern WhoopTokenWriter *whoop_token_writer_start(void);
+extern void whoop_token_writer_abandon(WhoopTokenWriter *writer);
+extern void whoop_store_save_tokens(WhoopTokenWriter *writer,
+									const char *server_name, int64 user_id,
+									Oid owner, const WhoopTokens *tokens,
+									const WhoopProfile *profile);
+extern void whoop_store_mark_failed(WhoopTokenWriter *writer,
+									const char *server_name, int64 user_id,
+									const char *status, const char *error);
+extern void whoop_store_forget(const char *server_name, int64 user_id);
+extern void whoop_account_lock(const char *server_name, int64 user_id);
+extern void whoop_account_unlock(const char *server_name, int64 user_id);
+
+
+/* ---------------------------------------------------------------------
+ * oauth.c -- token endpoint, per-backend access-token cache, refresh
+ * ---------------------------------------------------------------------
+ */
+
+extern char *whoop_access_token(const WhoopServer *server, int64 user_id,
+								const char *rejected_token);
+extern void whoop_oauth_forget_cached(const WhoopServer *server, int64 user_id);
+extern WhoopTokens *whoop_oauth_token_request(const WhoopServer *server,
+											  const char *form,
+											  char **rejection);
+extern char *whoop_oauth_form(const WhoopClient *client, const char *grant_type,
+							  const char *grant_field, const char *grant_value,
+							  const char *redirect_uri);
+
+
+/* ---------------------------------------------------------------------
+ * fetch.c -- one API call with retry, pacing and token handling
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct WhoopFetchStats
+{
+	int			requests;		/* HTTP requests sent, retries included */
+	int			pages;			/* successful pages */
+	int			retries;
+	int			throttled;		/* 429 answers waited out */
+	double		paced_ms;		/* time spent pacing */
+} WhoopFetchStats;
+
+extern WhoopJsonDoc *whoop_fetch(const WhoopServer *server, int64 user_id,
+								 const char *bearer, const char *path_and_query,
+								 bool missing_ok, MemoryContext doc_context,
+								 WhoopFetchStats *stats);
+extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
+extern WhoopFetchStats whoop_backend_fetch_stats;
+
+
+/* ---------------------------------------------------------------------
+ * pushdown.c -- quals turned into request parameters (prefilter)
+ * ---------------------------------------------------------------------
+ */
+
+/* Which request parameter a pushed qual feeds. */
+typedef enum WhoopPushKind
+{
+	WHOOP_PUSH_LOWER,			/* API start >= value */
+	WHOOP_PUSH_LOWER_BY_END,	/* "end" >= value: API start, one ms earlier */
+	WHOOP_PUSH_UPPER,			/* API end: record start < value */
+	WHOOP_PUSH_UPPER_INCLUSIVE, /* API end: record start <= value */
+	WHOOP_PUSH_UPDATED_SINCE,	/* updated_at >= value: start = value - window */
+	WHOOP_PUSH_ID,				/* by-id endpoint, scalar */
+	WHOOP_PUSH_ID_ARRAY,		/* by-id endpoint, array of ids */
+	WHOOP_PUSH_USER,			/* account choice, scalar */
+	WHOOP_PUSH_USER_ARRAY		/* account choice, array */
+} WhoopPushKind;
+
+struct PlannerInfo;
+struct RelOptInfo;
+
+extern void whoop_classify_quals(struct PlannerInfo *root,
+								 struct RelOptInfo *baserel,
+								 const WhoopEndpoint *endpoint,
+								 int64 update_window_us,
+								 List **pushed_kinds, List **pushed_exprs,
+								 List **pushed_quals);
 
 #endif							/* WHOOP_FDW_H */

@@ -124,6 +124,56 @@ class Simulator:
     def fault(self, **spec):
         return self.control("POST", "faults", spec)
 
+    # -- small conveniences over the control plane (see whoop_sim.py) --------
+
+    def chaos(self, **spec):
+        return self.control("POST", "chaos", spec)
+
+    def clock(self, now=None, advance_seconds=None):
+        """clock reads the simulator clock, or sets/advances it; returns ISO now."""
+        if now is None and advance_seconds is None:
+            return self.control("GET", "clock")["now"]
+        body = {"now": now} if now is not None else {"advance_seconds": advance_seconds}
+        return self.control("POST", "clock", body)["now"]
+
+    def records(self, kind, user_id=None):
+        """records: every visible record of kind as the API serves it, newest first."""
+        q = "records?kind=" + kind + ("&user_id=%d" % user_id if user_id is not None else "")
+        return self.control("GET", q)["records"]
+
+    def touch(self, kind, id, set=None, unset=None):
+        return self.control("POST", "touch", {"kind": kind, "id": id, "set": set or {},
+                                              "unset": unset or []})
+
+    def expire_tokens(self, user_id=None):
+        return self.control("POST", "expire_tokens",
+                            {} if user_id is None else {"user_id": user_id})
+
+    def request_log(self):
+        return self.control("GET", "requests")["requests"]
+
+    def token(self, athlete=0):
+        """token returns a fresh access token for athlete number `athlete` (0-based)."""
+        acc = self.accounts()
+        a = acc["athletes"][athlete]
+        status, _, data = self.request("POST", "/oauth/oauth2/token", form={
+            "grant_type": "refresh_token", "refresh_token": a["refresh_token"],
+            "client_id": acc["client_id"], "client_secret": acc["client_secret"],
+            "scope": "offline"})
+        if status != 200:
+            raise RuntimeError("simulator refused a refresh: %d %s" % (status, data[:200]))
+        return json.loads(data)["access_token"]
+
+    def api(self, path, token, **params):
+        """api GETs an API path (without /developer); returns (status, headers, JSON or bytes)."""
+        q = ("?" + urllib.parse.urlencode(params)) if params else ""
+        status, headers, data = self.request(
+            "GET", "/developer" + path + q, headers={"Authorization": "Bearer " + token})
+        try:
+            return status, headers, json.loads(data)
+        except ValueError:
+            return status, headers, data
+
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
@@ -286,3 +336,42 @@ def fresh_database(name, extensions=("whoop_fdw",)):
         psql("create extension if not exists %s cascade" % ext, dbname=name)
     os.environ["WHOOP_TEST_DB"] = name
     return name
+
+
+def link_simulator(sim, server="sim", options=None, import_into="api",
+                   import_options=None, athletes=None):
+    """link_simulator points a whoop_fdw server at SIM and links its athletes.
+
+    Creates the server (plus extra OPTIONS), a user mapping for the current
+    role with the simulator's client credentials, imports the foreign
+    tables into schema IMPORT_INTO, and links every athlete through
+    whoop.add_account() (only the first ATHLETES of them if given).
+    Returns the linked user_ids.
+    """
+    accounts = sim.accounts()
+    opts = {"api_url": sim.api_url, "oauth_url": sim.oauth_url}
+    opts.update(options or {})
+    opt_sql = ", ".join("%s %s" % (k, quote_literal(v)) for k, v in opts.items())
+    sql = ["create server %s foreign data wrapper whoop_fdw options (%s);" % (server, opt_sql),
+           "create user mapping for current_user server %s options (client_id %s, client_secret %s);"
+           % (server, quote_literal(accounts["client_id"]),
+              quote_literal(accounts["client_secret"]))]
+    if import_into:
+        imp = ""
+        if import_options:
+            imp = " options (%s)" % ", ".join("%s %s" % (k, quote_literal(v))
+                                              for k, v in import_options.items())
+        sql.append("create schema if not exists %s;" % import_into)
+        sql.append("import foreign schema whoop from server %s into %s%s;"
+                   % (server, import_into, imp))
+    psql("\n".join(sql))
+    user_ids = []
+    for athlete in accounts["athletes"][:athletes]:
+        user_ids.append(int(scalar("select whoop.add_account(%s, %s)"
+                                   % (quote_literal(server),
+                                      quote_literal(athlete["refresh_token"])))))
+    return user_ids
+
+
+def quote_literal(value):
+    return "'" + str(value).replace("'", "''") + "'"

@@ -49,8 +49,14 @@ def run_module(name, results_file):
 
 def run_regress(env):
     """run_regress runs pg_regress (make installcheck); counts its ok/FAILED lines."""
-    with harness.Simulator("--athletes", "2", "--days", "120") as sim:
+    with harness.Simulator("--athletes", "2", "--days", "120",
+                           "--rate-per-minute", "0", "--rate-per-day", "0") as sim:
         env = dict(env, WHOOP_SIM_URL=sim.base)
+        # single-use credentials for the linking tests: psql reads them with
+        # \getenv, so the expected output never shows them
+        for i, athlete in enumerate(sim.accounts()["athletes"], 1):
+            env["WHOOP_SIM_REFRESH_TOKEN_%d" % i] = athlete["refresh_token"]
+            env["WHOOP_SIM_CODE_%d" % i] = athlete["code"]
         proc = subprocess.run(["make", "-s", "-C", ROOT, "installcheck"], env=env,
                               capture_output=True, text=True)
     out = proc.stdout + proc.stderr
@@ -82,6 +88,7 @@ def main(argv):
     started = time.time()
     try:
         env = dict(os.environ, **cluster.env())
+        env["WHOOP_SERVER_LOG"] = cluster.log
         if not wanted or "regress" in wanted:
             print("== suite regress (pg_regress on sql/)", flush=True)
             p, f = run_regress(env)

@@ -117,19 +117,9 @@ class OtherClusters(unittest.TestCase):
         def run(sql, db="postgres"):
             return harness.psql(sql, dbname=db, extra_env=env)
 
-        def setup(db, extra=""):
+        def setup(db):
             run("create database %s" % db)
-            try:
-                run("create extension whoop_fdw", db)
-            except harness.SQLError as e:
-                if e.sqlstate != "42883":
-                    raise
-                with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "standins.sql")) as f:
-                    run("drop database %s; create database %s;" % (db, db))
-                    run(f.read(), db)
-                run("create extension whoop_fdw", db)
-            if extra:
-                run(extra, db)
+            run("create extension whoop_fdw", db)
         return run, setup, env
 
     def test_pg_cron_absent(self):

@@ -1,0 +1,100 @@
+-- 10_accounts.sql: linked WHOOP accounts, their tokens, and the SQL API
+-- that links them.
+--
+-- Tokens live in whoop.account, which no role but its owner (the role that
+-- created the extension) can read.  The C functions read and write it
+-- with the owner's rights; the rotated refresh token is written by a
+-- short-lived background worker in a transaction of its own, so it is
+-- durable the moment WHOOP returns it, whatever happens to the statement
+-- or transaction that triggered the refresh.
+
+create table whoop.account (
+    server_name       name not null,
+    user_id           bigint not null,
+    owner             regrole not null,
+    email             text,
+    first_name        text,
+    last_name         text,
+    status            text not null default 'active'
+                      check (status in ('active', 'reauthorization_required')),
+    refresh_token     text,
+    access_token      text,
+    access_expires_at timestamptz,
+    scope             text,
+    token_version     bigint not null default 0,
+    linked_at         timestamptz not null default now(),
+    last_refresh_at   timestamptz,
+    last_error        text,
+    primary key (server_name, user_id)
+);
+revoke all on whoop.account from public;
+select pg_catalog.pg_extension_config_dump('whoop.account', '');
+
+comment on table whoop.account is
+    'WHOOP accounts linked to whoop_fdw servers, with their OAuth tokens; readable only by the extension owner';
+comment on column whoop.account.owner is
+    'role that linked the account; it and its members may query the account''s data';
+comment on column whoop.account.status is
+    '''reauthorization_required'' once WHOOP refused the refresh token: link the account again';
+comment on column whoop.account.token_version is
+    'incremented at every token change; backends use it to notice a refresh made by another session';
+
+create view whoop.accounts
+with (security_barrier)
+as
+select server_name,
+       user_id,
+       owner,
+       email,
+       first_name,
+       last_name,
+       status,
+       linked_at,
+       last_refresh_at,
+       access_expires_at,
+       scope,
+       last_error
+from whoop.account
+where pg_catalog.pg_has_role(current_user, owner::oid, 'usage');
+grant select on whoop.accounts to public;
+
+comment on view whoop.accounts is
+    'the linked WHOOP accounts the current role may use, without their tokens';
+
+create function whoop.authorize_url(server name, redirect_uri text, state text default null)
+returns text
+language c
+as 'MODULE_PATHNAME', 'whoop_authorize_url';
+
+create function whoop.connect_account(server name, code text, redirect_uri text)
+returns bigint
+language c strict
+as 'MODULE_PATHNAME', 'whoop_connect_account';
+
+create function whoop.add_account(server name, refresh_token text)
+returns bigint
+language c strict
+as 'MODULE_PATHNAME', 'whoop_add_account';
+
+create function whoop.disconnect_account(server name, user_id bigint)
+returns boolean
+language c strict
+as 'MODULE_PATHNAME', 'whoop_disconnect_account';
+
+create function whoop.fetch_stats(out requests bigint, out pages bigint,
+                                  out retries bigint, out throttled bigint,
+                                  out paced_ms double precision)
+returns record
+language c strict
+as 'MODULE_PATHNAME', 'whoop_fetch_stats';
+
+comment on function whoop.authorize_url(name, text, text) is
+    'WHOOP authorization URL for the server''s app (client_id from your user mapping); open it, log in, copy the code parameter of the redirect';
+comment on function whoop.connect_account(name, text, text) is
+    'exchanges an authorization code for tokens, stores them, and returns the member''s WHOOP user_id';
+comment on function whoop.add_account(name, text) is
+    'links an account from an existing refresh token (which WHOOP rotates at once) and returns its user_id';
+comment on function whoop.disconnect_account(name, bigint) is
+    'revokes the account''s access at WHOOP and forgets its tokens; true when WHOOP confirmed the revocation';
+comment on function whoop.fetch_stats() is
+    'WHOOP API calls made by this session so far: requests (retries included), pages, retries, 429s waited out, time spent pacing';

@@ -1,0 +1,420 @@
+/*-------------------------------------------------------------------------
+ *
+ * oauth.c
+ *		  OAuth for whoop_fdw: the token endpoint, the per-backend cache of
+ *		  access tokens, and the serialized refresh.
+ *
+ * An access token is reused until shortly before it expires.  When it must
+ * be refreshed, the backend takes the account's refresh lock, re-reads the
+ * stored tokens (another session may have refreshed them while it waited:
+ * then it simply uses the new access token), and only otherwise spends the
+ * refresh token.  The rotated refresh token is saved by the autonomous
+ * writer (store.c) before the lock is released.
+ *
+ * The token request is sent with interrupts held: a cancel arriving while
+ * WHOOP is rotating the token would otherwise throw the new token away.
+ * It is bounded by the server's timeout_ms.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "whoop_fdw.h"
+
+#include "miscadmin.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* refresh this long before WHOOP would reject the token */
+#define EXPIRY_MARGIN_US (60 * USECS_PER_SEC)
+
+typedef struct TokenCacheKey
+{
+	Oid			serverid;
+	int64		user_id;
+} TokenCacheKey;
+
+typedef struct TokenCacheEntry
+{
+	TokenCacheKey key;
+	char	   *access_token;	/* in TopMemoryContext, or NULL */
+	TimestampTz expires_at;
+	int64		token_version;
+} TokenCacheEntry;
+
+static HTAB *token_cache = NULL;
+
+static TokenCacheEntry *cache_entry(const WhoopServer *server, int64 user_id);
+static void cache_set(TokenCacheEntry *entry, const char *token,
+					  TimestampTz expires_at, int64 version);
+static bool token_usable(const WhoopStoredAccount *account, const char *rejected,
+						 int64 margin_us);
+static void check_account(const WhoopServer *server, const WhoopStoredAccount *account);
+static char *refresh_locked(const WhoopServer *server, WhoopStoredAccount *account);
+static char *oauth_rejection(const WhoopHttpResponse *response);
+
+/*
+ * cache_entry finds or creates the cache entry of an account.
+ */
+static TokenCacheEntry *
+cache_entry(const WhoopServer *server, int64 user_id)
+{
+	TokenCacheKey key;
+	bool		found;
+	TokenCacheEntry *entry;
+
+	if (token_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(TokenCacheKey);
+		ctl.entrysize = sizeof(TokenCacheEntry);
+		token_cache = hash_create("whoop_fdw access tokens", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	}
+	memset(&key, 0, sizeof(key));
+	key.serverid = server->serverid;
+	key.user_id = user_id;
+	entry = hash_search(token_cache, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->access_token = NULL;
+		entry->expires_at = DT_NOBEGIN;
+		entry->token_version = -1;
+	}
+	return entry;
+}
+
+static void
+cache_set(TokenCacheEntry *entry, const char *token, TimestampTz expires_at,
+		  int64 version)
+{
+	if (entry->access_token != NULL)
+	{
+		memset(entry->access_token, 0, strlen(entry->access_token));
+		pfree(entry->access_token);
+	}
+	entry->access_token = token ? MemoryContextStrdup(TopMemoryContext, token) : NULL;
+	entry->expires_at = expires_at;
+	entry->token_version = version;
+}
+
+/*
+ * whoop_oauth_forget_cached drops a cached access token (after the account
+ * is disconnected).
+ */
+void
+whoop_oauth_forget_cached(const WhoopServer *server, int64 user_id)
+{
+	cache_set(cache_entry(server, user_id), NULL, DT_NOBEGIN, -1);
+}
+
+/*
+ * token_usable says whether a stored access token can be sent: present,
+ * not the one WHOOP just rejected, and valid for MARGIN_US more.
+ */
+static bool
+token_usable(const WhoopStoredAccount *account, const char *rejected, int64 margin_us)
+{
+	if (account->access_token == NULL)
+		return false;
+	if (rejected != NULL && strcmp(account->access_token, rejected) == 0)
+		return false;
+	return account->access_expires_at - margin_us > GetCurrentTimestamp();
+}
+
+/*
+ * check_account raises an error for an account that is missing or needs to
+ * be linked again.
+ */
+static void
+check_account(const WhoopServer *server, const WhoopStoredAccount *account)
+{
+	if (!account->found)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\"",
+						account->user_id, server->server_name),
+				 errhint("Link it with whoop.connect_account() or whoop.add_account().")));
+	if (strcmp(account->status, "active") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" must be authorized again",
+						account->user_id, server->server_name),
+				 errdetail("WHOOP refused its refresh token earlier; see whoop.accounts.last_error."),
+				 errhint("Link it again with whoop.connect_account() (authorization code) or whoop.add_account() (refresh token).")));
+	if (account->refresh_token == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" has no refresh token",
+						account->user_id, server->server_name),
+				 errhint("Authorize with the \"offline\" scope, which whoop.authorize_url() requests.")));
+}
+
+/*
+ * whoop_access_token returns an access token for an account (palloc'd in
+ * the caller's context).  REJECTED, if not NULL, is a token WHOOP has just
+ * answered 401 to: a different one is returned, refreshing if needed.
+ */
+char *
+whoop_access_token(const WhoopServer *server, int64 user_id, const char *rejected)
+{
+	TokenCacheEntry *entry = cache_entry(server, user_id);
+	WhoopStoredAccount account;
+	int64		seen_version;
+	char	   *token = NULL;
+
+	if (entry->access_token != NULL &&
+		(rejected == NULL || strcmp(entry->access_token, rejected) != 0) &&
+		entry->expires_at - EXPIRY_MARGIN_US > GetCurrentTimestamp())
+		return pstrdup(entry->access_token);
+
+	whoop_store_read(server->server_name, user_id, &account);
+	check_account(server, &account);
+	if (token_usable(&account, rejected, EXPIRY_MARGIN_US))
+	{
+		cache_set(entry, account.access_token, account.access_expires_at,
+				  account.token_version);
+		return pstrdup(account.access_token);
+	}
+
+	seen_version = account.token_version;
+	whoop_account_lock(server->server_name, user_id);
+	PG_TRY();
+	{
+		whoop_store_read(server->server_name, user_id, &account);
+		check_account(server, &account);
+
+		/*
+		 * Someone refreshed while we waited for the lock: their token is
+		 * brand new, use it even if its lifetime is shorter than the margin.
+		 */
+		if (account.token_version != seen_version && token_usable(&account, rejected, 0))
+			token = pstrdup(account.access_token);
+		else
+		{
+			token = refresh_locked(server, &account);
+			whoop_store_read(server->server_name, user_id, &account);
+		}
+	}
+	PG_FINALLY();
+	{
+		whoop_account_unlock(server->server_name, user_id);
+	}
+	PG_END_TRY();
+
+	cache_set(entry, token, account.access_expires_at, account.token_version);
+	return token;
+}
+
+/*
+ * refresh_locked spends the account's refresh token (the caller holds the
+ * account lock) and returns the new access token once the rotated tokens
+ * are durably saved.  If WHOOP refuses the refresh token, the account is
+ * durably marked as needing authorization before the error is raised.
+ */
+static char *
+refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
+{
+	WhoopClient *client = whoop_get_client(server->serverid, account->owner);
+	char	   *form = whoop_oauth_form(client, "refresh_token", "refresh_token",
+										account->refresh_token, NULL);
+	WhoopTokenWriter *volatile writer = whoop_token_writer_start();
+	char	   *token = NULL;
+
+	PG_TRY();
+	{
+		char	   *rejection = NULL;
+		WhoopTokens *tokens = whoop_oauth_token_request(server, form, &rejection);
+
+		if (tokens == NULL)
+		{
+			WhoopTokenWriter *w = writer;
+
+			writer = NULL;
+			whoop_store_mark_failed(w, server->server_name, account->user_id,
+									"reauthorization_required", rejection);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
+							account->user_id, server->server_name),
+					 errdetail("%s", rejection),
+					 errhint("Link the account again with whoop.connect_account() or whoop.add_account().")));
+		}
+		else
+		{
+			WhoopTokenWriter *w = writer;
+
+			writer = NULL;
+			whoop_store_save_tokens(w, server->server_name, account->user_id,
+									account->owner, tokens, NULL);
+			token = tokens->access_token;
+		}
+	}
+	PG_CATCH();
+	{
+		if (writer != NULL)
+			whoop_token_writer_abandon(writer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	memset(form, 0, strlen(form));
+	return token;
+}
+
+/*
+ * whoop_oauth_form builds a urlencoded token request body with the client
+ * credentials in it, as WHOOP expects.
+ */
+char *
+whoop_oauth_form(const WhoopClient *client, const char *grant_type,
+				 const char *grant_field, const char *grant_value,
+				 const char *redirect_uri)
+{
+	StringInfoData form;
+
+	initStringInfo(&form);
+	appendStringInfo(&form, "grant_type=%s&%s=%s&client_id=%s&client_secret=%s",
+					 grant_type, grant_field, whoop_http_escape(grant_value),
+					 whoop_http_escape(client->client_id),
+					 whoop_http_escape(client->client_secret));
+	if (redirect_uri != NULL)
+		appendStringInfo(&form, "&redirect_uri=%s", whoop_http_escape(redirect_uri));
+	if (strcmp(grant_type, "refresh_token") == 0)
+		appendStringInfoString(&form, "&scope=offline");
+	return form.data;
+}
+
+/*
+ * oauth_rejection summarizes a refused token request from its OAuth error
+ * fields; the body is otherwise never echoed, since token answers may
+ * carry secrets.
+ */
+static char *
+oauth_rejection(const WhoopHttpResponse *response)
+{
+	MemoryContext parse_context = AllocSetContextCreate(CurrentMemoryContext,
+														"whoop_fdw oauth error",
+														ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(parse_context);
+	char	   *error = NULL;
+	char	   *description = NULL;
+	char	   *result;
+
+	PG_TRY();
+	{
+		WhoopJsonDoc *doc = whoop_json_parse(response->body, response->body_len,
+											 parse_context, "the token endpoint");
+		WhoopJsonValue value;
+
+		whoop_json_field(doc, 0, "error", &value);
+		if (value.kind == WHOOP_JSON_STRING)
+			error = whoop_body_excerpt(value.s, value.len);
+		whoop_json_field(doc, 0, "error_description", &value);
+		if (value.kind == WHOOP_JSON_STRING)
+			description = whoop_body_excerpt(value.s, value.len);
+	}
+	PG_CATCH();
+	{
+		/* not JSON: say only the status */
+		FlushErrorState();
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(old);
+	result = psprintf("The token endpoint answered HTTP %ld%s%s%s%s.",
+					  response->status,
+					  error ? ": " : "", error ? error : "",
+					  description ? " -- " : "", description ? description : "");
+	MemoryContextDelete(parse_context);
+	return result;
+}
+
+/*
+ * whoop_oauth_token_request POSTs a token request (code exchange or
+ * refresh).  Returns the tokens; or NULL with *REJECTION set when WHOOP
+ * refuses the grant (4xx); raises an error when WHOOP cannot be reached
+ * after the server's retries.
+ */
+WhoopTokens *
+whoop_oauth_token_request(const WhoopServer *server, const char *form,
+						  char **rejection)
+{
+	char	   *url = psprintf("%s/token", server->oauth_url);
+	WhoopHttpRequest request = {"POST", url, NULL, form, server->timeout_ms,
+	server->connect_timeout_ms};
+	WhoopHttpResponse response;
+	int			attempt = 0;
+	int			throttled = 0;
+
+	*rejection = NULL;
+	for (;;)
+	{
+		HOLD_INTERRUPTS();
+		whoop_http_request(&request, &response);
+		RESUME_INTERRUPTS();
+		whoop_backend_fetch_stats.requests++;
+
+		if (!response.transport_failed && response.status == 200)
+			break;
+		if (!response.transport_failed && response.status == 429 && throttled++ < 10)
+		{
+			whoop_backend_fetch_stats.throttled++;
+			whoop_http_sleep(Max(response.rate.reset_s, 1) * 1000);
+			continue;
+		}
+		if (!response.transport_failed && response.status >= 400 && response.status < 500)
+		{
+			*rejection = oauth_rejection(&response);
+			return NULL;
+		}
+		if (attempt >= server->max_retries)
+		{
+			if (response.transport_failed)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+						 errmsg("could not reach the WHOOP token endpoint"),
+						 errdetail("POST %s failed after %d attempts: %s.",
+								   url, attempt + 1, response.transport_error),
+						 errhint("Check the server's oauth_url, the network, and timeout_ms.")));
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("WHOOP token endpoint failed with HTTP %ld", response.status),
+					 errdetail("POST %s answered %ld after %d attempts.",
+							   url, response.status, attempt + 1),
+					 errhint("WHOOP may be having trouble; try again later.")));
+		}
+		whoop_backend_fetch_stats.retries++;
+		whoop_http_sleep(whoop_http_backoff_ms(attempt++));
+	}
+
+	{
+		MemoryContext parse_context = AllocSetContextCreate(CurrentMemoryContext,
+															"whoop_fdw token answer",
+															ALLOCSET_SMALL_SIZES);
+		WhoopJsonDoc *doc = whoop_json_parse(response.body, response.body_len,
+											 parse_context, "the token endpoint");
+		WhoopTokens *tokens = palloc0(sizeof(WhoopTokens));
+		WhoopJsonValue value;
+
+		whoop_json_field(doc, 0, "access_token", &value);
+		if (value.kind != WHOOP_JSON_STRING || value.len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+					 errmsg("WHOOP token answer lacks an access_token")));
+		tokens->access_token = pnstrdup(value.s, value.len);
+		whoop_json_field(doc, 0, "refresh_token", &value);
+		if (value.kind == WHOOP_JSON_STRING && value.len > 0)
+			tokens->refresh_token = pnstrdup(value.s, value.len);
+		whoop_json_field(doc, 0, "scope", &value);
+		if (value.kind == WHOOP_JSON_STRING)
+			tokens->scope = pnstrdup(value.s, value.len);
+		whoop_json_field(doc, 0, "expires_in", &value);
+		tokens->expires_in = (value.kind == WHOOP_JSON_INT && value.i > 0 && value.i < PG_INT32_MAX)
+			? (int) value.i : 3600;
+
+		memset(response.body, 0, response.body_len);
+		MemoryContextDelete(parse_context);
+		return tokens;
+	}
+}

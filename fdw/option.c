@@ -1,0 +1,392 @@
+/*-------------------------------------------------------------------------
+ *
+ * option.c
+ *		  Option validation for whoop_fdw servers, user mappings and foreign
+ *		  tables, and the resolved settings the rest of the code uses.
+ *
+ * Validation is table driven: every option names the catalog it belongs to
+ * and how its value is checked, so an unknown option or a bad value is
+ * caught by CREATE/ALTER with a message naming the valid choices.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "whoop_fdw.h"
+
+#include "access/reloptions.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+typedef enum WhoopOptionKind
+{
+	WHOOP_OPTION_URL,
+	WHOOP_OPTION_INT,
+	WHOOP_OPTION_TEXT,
+	WHOOP_OPTION_INTERVAL,
+	WHOOP_OPTION_ENDPOINT
+} WhoopOptionKind;
+
+typedef struct WhoopOption
+{
+	const char *name;
+	Oid			context;		/* catalog of the object the option is for */
+	WhoopOptionKind kind;
+	int			min;			/* WHOOP_OPTION_INT bounds */
+	int			max;
+} WhoopOption;
+
+static const WhoopOption whoop_options[] = {
+	{"api_url", ForeignServerRelationId, WHOOP_OPTION_URL},
+	{"oauth_url", ForeignServerRelationId, WHOOP_OPTION_URL},
+	{"timeout_ms", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 3600000},
+	{"connect_timeout_ms", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 600000},
+	{"max_retries", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 20},
+	{"page_size", ForeignServerRelationId, WHOOP_OPTION_INT, 1, WHOOP_MAX_PAGE_SIZE},
+	{"update_window", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
+	{"client_id", UserMappingRelationId, WHOOP_OPTION_TEXT},
+	{"client_secret", UserMappingRelationId, WHOOP_OPTION_TEXT},
+	{"endpoint", ForeignTableRelationId, WHOOP_OPTION_ENDPOINT},
+	{"update_window", ForeignTableRelationId, WHOOP_OPTION_INTERVAL},
+};
+
+#define DEFAULT_API_URL "https://api.prod.whoop.com/developer"
+#define DEFAULT_OAUTH_URL "https://api.prod.whoop.com/oauth/oauth2"
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define DEFAULT_MAX_RETRIES 4
+
+static void check_option_value(const WhoopOption *option, DefElem *def);
+static char *valid_option_names(Oid context);
+static char *strip_trailing_slash(const char *url);
+static void interval_option_context(void *arg);
+
+PG_FUNCTION_INFO_V1(whoop_fdw_validator);
+
+/*
+ * whoop_fdw_validator checks the options of a whoop_fdw server, user mapping
+ * or foreign table; the wrapper itself takes none.
+ */
+Datum
+whoop_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+	ListCell   *cell;
+
+	foreach(cell, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(cell);
+		const WhoopOption *match = NULL;
+
+		for (int i = 0; i < lengthof(whoop_options); i++)
+		{
+			if (whoop_options[i].context == catalog &&
+				strcmp(whoop_options[i].name, def->defname) == 0)
+			{
+				match = &whoop_options[i];
+				break;
+			}
+		}
+
+		if (match == NULL)
+		{
+			char	   *valid = valid_option_names(catalog);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\"", def->defname),
+					 valid[0] != '\0'
+					 ? errhint("Valid options in this context are: %s.", valid)
+					 : errhint("There are no valid options in this context.")));
+		}
+
+		check_option_value(match, def);
+	}
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * check_option_value raises an error when an option's value is unusable.
+ */
+static void
+check_option_value(const WhoopOption *option, DefElem *def)
+{
+	char	   *value = defGetString(def);
+
+	switch (option->kind)
+	{
+		case WHOOP_OPTION_URL:
+			{
+				const char *why;
+
+				if (!whoop_http_url_acceptable(value, &why))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"%s\": \"%s\"",
+									option->name, value),
+							 errdetail("%s", why),
+							 errhint("Use an https:// URL, or http:// to a loopback address (127.0.0.1, ::1, localhost) for a local simulator.")));
+				break;
+			}
+		case WHOOP_OPTION_INT:
+			{
+				char	   *end;
+				long		number;
+
+				errno = 0;
+				number = strtol(value, &end, 10);
+				if (errno != 0 || end == value || *end != '\0' ||
+					number < option->min || number > option->max)
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"%s\": \"%s\"",
+									option->name, value),
+							 errhint("\"%s\" must be an integer from %d to %d.",
+									 option->name, option->min, option->max)));
+				break;
+			}
+		case WHOOP_OPTION_TEXT:
+			if (value[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" must not be empty", option->name)));
+			break;
+		case WHOOP_OPTION_INTERVAL:
+			(void) whoop_parse_interval_us(value, option->name);
+			break;
+		case WHOOP_OPTION_ENDPOINT:
+			if (whoop_endpoint_by_name(value) == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"endpoint\": \"%s\"", value),
+						 errhint("Valid endpoints are: %s.", whoop_endpoint_names())));
+			break;
+	}
+}
+
+/*
+ * valid_option_names lists the options allowed for one catalog, for hints.
+ */
+static char *
+valid_option_names(Oid context)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(whoop_options); i++)
+	{
+		if (whoop_options[i].context != context)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, whoop_options[i].name);
+	}
+	return buf.data;
+}
+
+/*
+ * whoop_parse_interval_us turns an interval option into microseconds,
+ * counting a month as 30 days, and rejects negative or unparsable values.
+ */
+int64
+whoop_parse_interval_us(const char *value, const char *option)
+{
+	ErrorContextCallback context;
+	Interval   *interval;
+	int64		us;
+
+	context.callback = interval_option_context;
+	context.arg = (void *) option;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+	interval = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+													 CStringGetDatum(value),
+													 ObjectIdGetDatum(InvalidOid),
+													 Int32GetDatum(-1)));
+	error_context_stack = context.previous;
+
+	us = interval->time +
+		((int64) interval->month * DAYS_PER_MONTH + interval->day) * USECS_PER_DAY;
+	if (us < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", option, value),
+				 errhint("\"%s\" must not be negative.", option)));
+	return us;
+}
+
+/*
+ * interval_option_context names the option whose value failed to parse.
+ */
+static void
+interval_option_context(void *arg)
+{
+	errcontext("option \"%s\" (an interval such as '14 days')", (const char *) arg);
+}
+
+/*
+ * strip_trailing_slash copies a URL without the slashes it ends with, so
+ * paths can be appended uniformly.
+ */
+static char *
+strip_trailing_slash(const char *url)
+{
+	char	   *copy = pstrdup(url);
+	size_t		len = strlen(copy);
+
+	while (len > 0 && copy[len - 1] == '/')
+		copy[--len] = '\0';
+	return copy;
+}
+
+/*
+ * whoop_get_server reads a server's options, applying the defaults.
+ */
+WhoopServer *
+whoop_get_server(Oid serverid)
+{
+	ForeignServer *fs = GetForeignServer(serverid);
+	WhoopServer *server = palloc0(sizeof(WhoopServer));
+	ListCell   *cell;
+
+	server->serverid = serverid;
+	server->server_name = pstrdup(fs->servername);
+	server->api_url = DEFAULT_API_URL;
+	server->oauth_url = DEFAULT_OAUTH_URL;
+	server->timeout_ms = DEFAULT_TIMEOUT_MS;
+	server->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+	server->max_retries = DEFAULT_MAX_RETRIES;
+	server->page_size = WHOOP_MAX_PAGE_SIZE;
+	server->update_window_us = -1;
+
+	foreach(cell, fs->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(cell);
+		char	   *value = defGetString(def);
+
+		if (strcmp(def->defname, "api_url") == 0)
+			server->api_url = value;
+		else if (strcmp(def->defname, "oauth_url") == 0)
+			server->oauth_url = value;
+		else if (strcmp(def->defname, "timeout_ms") == 0)
+			server->timeout_ms = atoi(value);
+		else if (strcmp(def->defname, "connect_timeout_ms") == 0)
+			server->connect_timeout_ms = atoi(value);
+		else if (strcmp(def->defname, "max_retries") == 0)
+			server->max_retries = atoi(value);
+		else if (strcmp(def->defname, "page_size") == 0)
+			server->page_size = atoi(value);
+		else if (strcmp(def->defname, "update_window") == 0)
+			server->update_window_us = whoop_parse_interval_us(value, def->defname);
+	}
+	server->api_url = strip_trailing_slash(server->api_url);
+	server->oauth_url = strip_trailing_slash(server->oauth_url);
+	return server;
+}
+
+/*
+ * whoop_get_server_by_name resolves a server given to an SQL function,
+ * checking that it belongs to whoop_fdw and, if asked, that the current
+ * role may use it.
+ */
+WhoopServer *
+whoop_get_server_by_name(const char *name, bool check_usage)
+{
+	ForeignServer *fs = GetForeignServerByName(name, false);
+	ForeignDataWrapper *fdw = GetForeignDataWrapper(fs->fdwid);
+
+	if (strcmp(fdw->fdwname, "whoop_fdw") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" does not use the whoop_fdw foreign-data wrapper",
+						name)));
+	if (check_usage)
+	{
+		AclResult	aclresult = pg_foreign_server_aclcheck(fs->serverid,
+														   GetUserId(),
+														   ACL_USAGE);
+
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, fs->servername);
+	}
+	return whoop_get_server(fs->serverid);
+}
+
+/*
+ * whoop_get_client reads the OAuth client credentials of a role's user
+ * mapping (or the PUBLIC one).  The secret is never shown in a message.
+ */
+WhoopClient *
+whoop_get_client(Oid serverid, Oid userid)
+{
+	UserMapping *mapping = GetUserMapping(userid, serverid);
+	WhoopClient *client = palloc0(sizeof(WhoopClient));
+	ListCell   *cell;
+
+	foreach(cell, mapping->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(cell);
+
+		if (strcmp(def->defname, "client_id") == 0)
+			client->client_id = defGetString(def);
+		else if (strcmp(def->defname, "client_secret") == 0)
+			client->client_secret = defGetString(def);
+	}
+	if (client->client_id == NULL || client->client_secret == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("user mapping for role \"%s\" on server \"%s\" lacks %s",
+						GetUserNameFromId(userid, true) ? GetUserNameFromId(userid, true) : "?",
+						GetForeignServer(serverid)->servername,
+						client->client_id == NULL ? "client_id" : "client_secret"),
+				 errhint("Set the WHOOP app's credentials: ALTER USER MAPPING FOR ... SERVER ... OPTIONS (ADD client_id '...', ADD client_secret '...').")));
+	return client;
+}
+
+/*
+ * whoop_table_endpoint_name returns a foreign table's endpoint option,
+ * defaulting to the table's own name.
+ */
+char *
+whoop_table_endpoint_name(Oid foreigntableid)
+{
+	ForeignTable *table = GetForeignTable(foreigntableid);
+	ListCell   *cell;
+
+	foreach(cell, table->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(cell);
+
+		if (strcmp(def->defname, "endpoint") == 0)
+			return defGetString(def);
+	}
+	return get_rel_name(foreigntableid);
+}
+
+/*
+ * whoop_table_update_window returns the update window declared by the
+ * table, else by its server, in microseconds; -1 when neither declares one.
+ */
+int64
+whoop_table_update_window(Oid foreigntableid, const WhoopServer *server)
+{
+	ForeignTable *table = GetForeignTable(foreigntableid);
+	ListCell   *cell;
+
+	foreach(cell, table->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(cell);
+
+		if (strcmp(def->defname, "update_window") == 0)
+			return whoop_parse_interval_us(defGetString(def), def->defname);
+	}
+	return server->update_window_us;
+}

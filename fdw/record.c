@@ -1,0 +1,337 @@
+/*-------------------------------------------------------------------------
+ *
+ * record.c
+ *		  One WHOOP JSON record into the values of a tuple.
+ *
+ * Only the columns a query references are converted.  Absent and null
+ * fields become NULL; unknown fields are ignored.  The common types have
+ * direct conversions (WHOOP's ISO-8601 timestamps are parsed here rather
+ * than by timestamptz_in, which is several times slower); any other column
+ * type is fed the field's text through its input function, so a user may
+ * declare, say, a text column for a numeric field.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "whoop_fdw.h"
+
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+typedef struct ConversionContext
+{
+	const WhoopEndpoint *endpoint;
+	const WhoopField *field;
+} ConversionContext;
+
+static void conversion_error_context(void *arg);
+static Datum convert_generic(WhoopColumn *column, const WhoopJsonValue *value);
+
+/*
+ * whoop_column_init prepares the conversion of one column, choosing a
+ * direct path when the column's type allows it.
+ */
+void
+whoop_column_init(WhoopColumn *column, const WhoopField *field,
+				  Form_pg_attribute attr)
+{
+	Oid			input_func;
+
+	column->attnum = attr->attnum;
+	column->field = field;
+	column->type = attr->atttypid;
+	column->typmod = attr->atttypmod;
+	getTypeInputInfo(attr->atttypid, &input_func, &column->ioparam);
+	fmgr_info(input_func, &column->input);
+
+	switch (attr->atttypid)
+	{
+		case INT8OID:
+			column->conversion = WHOOP_CONVERT_INT8;
+			break;
+		case INT4OID:
+			column->conversion = WHOOP_CONVERT_INT4;
+			break;
+		case FLOAT8OID:
+			column->conversion = WHOOP_CONVERT_FLOAT8;
+			break;
+		case BOOLOID:
+			column->conversion = WHOOP_CONVERT_BOOL;
+			break;
+		case TEXTOID:
+			column->conversion = WHOOP_CONVERT_TEXT;
+			break;
+		case TIMESTAMPTZOID:
+			column->conversion = WHOOP_CONVERT_TIMESTAMPTZ;
+			break;
+		case JSONBOID:
+			column->conversion = WHOOP_CONVERT_JSONB;
+			break;
+		default:
+			column->conversion = WHOOP_CONVERT_GENERIC;
+			break;
+	}
+}
+
+/*
+ * conversion_error_context names the field whose value could not be
+ * converted.
+ */
+static void
+conversion_error_context(void *arg)
+{
+	ConversionContext *context = (ConversionContext *) arg;
+
+	if (context->field != NULL)
+		errcontext("WHOOP field \"%s\" of a %s record",
+				   context->field->path ? context->field->path : context->field->name,
+				   context->endpoint->name);
+}
+
+/*
+ * convert_generic feeds the field's text to the column type's input
+ * function.
+ */
+static Datum
+convert_generic(WhoopColumn *column, const WhoopJsonValue *value)
+{
+	char	   *text = whoop_json_value_text(value);
+
+	return InputFunctionCall(&column->input, text, column->ioparam, column->typmod);
+}
+
+/*
+ * whoop_record_values fills VALUES/NULLS (indexed by attnum - 1) for the
+ * given columns from record RECORD of DOC.
+ */
+void
+whoop_record_values(WhoopJsonDoc *doc, int record, int64 account_user_id,
+					const WhoopEndpoint *endpoint, WhoopColumn *columns,
+					int ncolumns, Datum *values, bool *nulls)
+{
+	ConversionContext context = {endpoint, NULL};
+	ErrorContextCallback callback;
+
+	callback.callback = conversion_error_context;
+	callback.arg = &context;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+
+	for (int i = 0; i < ncolumns; i++)
+	{
+		WhoopColumn *column = &columns[i];
+		int			index = column->attnum - 1;
+		WhoopJsonValue value;
+
+		context.field = column->field;
+		nulls[index] = false;
+
+		if (column->field->source == WHOOP_FIELD_RAW)
+		{
+			char	   *text = whoop_json_record_text(doc, record);
+
+			if (column->conversion == WHOOP_CONVERT_JSONB)
+				values[index] = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+			else
+				values[index] = InputFunctionCall(&column->input, text,
+												  column->ioparam, column->typmod);
+			continue;
+		}
+		if (column->field->source == WHOOP_FIELD_ACCOUNT_USER_ID)
+		{
+			value.kind = WHOOP_JSON_INT;
+			value.i = account_user_id;
+			value.d = (double) account_user_id;
+		}
+		else
+			whoop_json_field(doc, record, column->field->path, &value);
+
+		if (value.kind == WHOOP_JSON_ABSENT || value.kind == WHOOP_JSON_NULL)
+		{
+			values[index] = (Datum) 0;
+			nulls[index] = true;
+			continue;
+		}
+
+		switch (column->conversion)
+		{
+			case WHOOP_CONVERT_INT8:
+				if (value.kind == WHOOP_JSON_INT)
+					values[index] = Int64GetDatum(value.i);
+				else
+					values[index] = convert_generic(column, &value);
+				break;
+			case WHOOP_CONVERT_INT4:
+				if (value.kind == WHOOP_JSON_INT && value.i >= PG_INT32_MIN &&
+					value.i <= PG_INT32_MAX)
+					values[index] = Int32GetDatum((int32) value.i);
+				else
+					values[index] = convert_generic(column, &value);
+				break;
+			case WHOOP_CONVERT_FLOAT8:
+				if (value.kind == WHOOP_JSON_INT || value.kind == WHOOP_JSON_DOUBLE)
+					values[index] = Float8GetDatum(value.d);
+				else
+					values[index] = convert_generic(column, &value);
+				break;
+			case WHOOP_CONVERT_BOOL:
+				if (value.kind == WHOOP_JSON_BOOL)
+					values[index] = BoolGetDatum(value.b);
+				else
+					values[index] = convert_generic(column, &value);
+				break;
+			case WHOOP_CONVERT_TEXT:
+				if (value.kind == WHOOP_JSON_STRING || value.kind == WHOOP_JSON_COMPOSITE)
+				{
+					if (memchr(value.s, '\0', value.len) != NULL)
+						ereport(ERROR,
+								(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+								 errmsg("WHOOP string contains a NUL character")));
+					values[index] = PointerGetDatum(cstring_to_text_with_len(value.s,
+																			 value.len));
+				}
+				else
+					values[index] = CStringGetTextDatum(whoop_json_value_text(&value));
+				break;
+			case WHOOP_CONVERT_TIMESTAMPTZ:
+				{
+					TimestampTz ts;
+
+					if (value.kind == WHOOP_JSON_STRING &&
+						whoop_parse_timestamp(value.s, value.len, &ts))
+						values[index] = TimestampTzGetDatum(ts);
+					else
+						values[index] = convert_generic(column, &value);
+					break;
+				}
+			case WHOOP_CONVERT_JSONB:
+				{
+					char	   *text = whoop_json_value_text(&value);
+
+					if (value.kind == WHOOP_JSON_STRING)
+					{
+						/* a JSON string value must stay a JSON string */
+						StringInfoData quoted;
+
+						initStringInfo(&quoted);
+						escape_json(&quoted, text);
+						text = quoted.data;
+					}
+					values[index] = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+					break;
+				}
+			case WHOOP_CONVERT_GENERIC:
+				values[index] = convert_generic(column, &value);
+				break;
+		}
+	}
+
+	error_context_stack = callback.previous;
+}
+
+/*
+ * parse_digits reads exactly N decimal digits.
+ */
+static inline bool
+parse_digits(const char **p, const char *end, int n, int *out)
+{
+	int			value = 0;
+
+	if (end - *p < n)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		char		c = (*p)[i];
+
+		if (c < '0' || c > '9')
+			return false;
+		value = value * 10 + (c - '0');
+	}
+	*p += n;
+	*out = value;
+	return true;
+}
+
+/*
+ * whoop_parse_timestamp parses WHOOP's ISO-8601 timestamps
+ * (2026-06-29T22:13:05.123Z, also with an offset or without fraction) into
+ * a timestamptz.  Returns false for anything else, so that the caller can
+ * fall back to timestamptz_in.
+ */
+bool
+whoop_parse_timestamp(const char *text, int len, TimestampTz *result)
+{
+	const char *p = text;
+	const char *end = text + len;
+	int			year,
+				month,
+				day,
+				hour,
+				minute,
+				second;
+	int64		fraction_us = 0;
+	int			offset_s = 0;
+	int64		days;
+
+	if (!parse_digits(&p, end, 4, &year) || p >= end || *p++ != '-' ||
+		!parse_digits(&p, end, 2, &month) || p >= end || *p++ != '-' ||
+		!parse_digits(&p, end, 2, &day) || p >= end || (*p != 'T' && *p != 't') ||
+		!(++p, parse_digits(&p, end, 2, &hour)) || p >= end || *p++ != ':' ||
+		!parse_digits(&p, end, 2, &minute) || p >= end || *p++ != ':' ||
+		!parse_digits(&p, end, 2, &second))
+		return false;
+
+	if (p < end && *p == '.')
+	{
+		int64		scale = 100000;
+
+		p++;
+		if (p >= end || *p < '0' || *p > '9')
+			return false;
+		while (p < end && *p >= '0' && *p <= '9')
+		{
+			fraction_us += (*p - '0') * scale;
+			scale /= 10;
+			p++;
+		}
+	}
+
+	if (p < end && (*p == 'Z' || *p == 'z'))
+		p++;
+	else if (p < end && (*p == '+' || *p == '-'))
+	{
+		int			sign = (*p == '-') ? -1 : 1;
+		int			oh,
+					om = 0;
+
+		p++;
+		if (!parse_digits(&p, end, 2, &oh))
+			return false;
+		if (p < end && *p == ':')
+			p++;
+		if (p < end && !parse_digits(&p, end, 2, &om))
+			return false;
+		if (oh > 15 || om > 59)
+			return false;
+		offset_s = sign * (oh * 3600 + om * 60);
+	}
+	else
+		return false;
+	if (p != end)
+		return false;
+
+	if (month < 1 || month > 12 || day < 1 ||
+		day > day_tab[isleap(year)][month - 1] ||
+		hour > 23 || minute > 59 || second > 59)
+		return false;
+
+	days = date2j(year, month, day) - POSTGRES_EPOCH_JDATE;
+	*result = days * USECS_PER_DAY +
+		((int64) hour * 3600 + minute * 60 + second - offset_s) * USECS_PER_SEC +
+		fraction_us;
+	return true;
+}
