@@ -109,6 +109,79 @@ class SimulatorData(Compare, unittest.TestCase):
         self.assertEqual(digest(), before)
 
 
+@unittest.skipUnless(HAVE_SIM, "test/whoop_sim.py has not landed yet")
+class PipelineEndToEnd(unittest.TestCase):
+    """CALL whoop.run_pipeline() through the FDW and the sync, on the simulator."""
+
+    DB = "wh_pipeline_e2e"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = harness.Simulator("--athletes", "2", "--days", "120", "--now", SIM_NOW,
+                                    "--rate-per-minute", "0", "--rate-per-day", "0").start()
+        cls.saved_db = os.environ.get("WHOOP_TEST_DB")
+        install_extension(cls.DB)
+        cls.users = harness.link_simulator(cls.sim, import_into=None)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+        psql("drop database if exists %s with (force)" % cls.DB, dbname="postgres")
+        if cls.saved_db:
+            os.environ["WHOOP_TEST_DB"] = cls.saved_db
+
+    def setUp(self):
+        os.environ["WHOOP_TEST_DB"] = self.DB
+
+    def run_pipeline(self):
+        psql("call whoop.run_pipeline()")
+        run = scalar("select max(run_id) from whoop.run_log where step = 'pipeline'")
+        return int(run), {r["step"]: r for r in query("select * from whoop.run_log where run_id = %s" % run)}
+
+    def digest(self):
+        return psql(" union all ".join(
+            "select '%s', md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from whoop.%s t" % (v, v)
+            for v in MARTS + METRICS))
+
+    def test_pipeline_twice_and_a_late_change(self):
+        run, steps = self.run_pipeline()
+        self.assertEqual(steps["sync"]["status"], "ok", steps["sync"])
+        self.assertGreater(steps["sync"]["row_count"], 0)
+        self.assertEqual(steps["refresh"]["status"], "ok", steps["refresh"])
+        quality = query("select * from whoop.quality_log where run_id = %d and status <> 'pass'" % run)
+        if dt.datetime.now(dt.timezone.utc) < dt.datetime.fromisoformat(SIM_NOW.replace("Z", "+00:00")):
+            quality = [q for q in quality if q["check_name"] != "no_future_days"]
+        self.assertEqual(quality, [])
+        self.assertEqual(steps["pipeline"]["status"], "ok")
+        # Everything the simulator serves arrived, and the facts are the reference's.
+        recs = {k: records(self.sim, k) for k in ("cycle", "recovery", "sleep", "workout")}
+        for kind, items in recs.items():
+            self.assertEqual(int(scalar("select count(*) from whoop.raw_%s" % kind)), len(items), kind)
+        ref = fx.Reference(recs, hemispheres={})
+        cmp = Compare()
+        cmp.assertEqual, cmp.assertTrue, cmp.assertNotIn = self.assertEqual, self.assertTrue, self.assertNotIn
+        cmp.compare("fact_daily_recovery", ref.recovery)
+        cmp.compare("recovery_momentum", ref.recovery_momentum())
+        self.assertEqual(sorted(int(r[0]) for r in rows("select user_id from whoop.dim_user")), sorted(self.users))
+        # A second run changes nothing.
+        digest = self.digest()
+        run2, steps2 = self.run_pipeline()
+        self.assertEqual(steps2["pipeline"]["status"], "ok")
+        self.assertEqual(steps2["sync"]["row_count"], 0)
+        self.assertEqual(self.digest(), digest)
+        # A recovery re-scored ten days back reaches the facts and the metrics.
+        cycle = query("select cycle_id, day from whoop.fact_daily_recovery where recovery_score is not null "
+                      "and user_id = %d order by day desc offset 10 limit 1" % self.users[0])[0]
+        self.sim.control("POST", "touch", {"kind": "recovery", "id": cycle["cycle_id"],
+                                           "set": {"score.recovery_score": 1.25}})
+        run3, steps3 = self.run_pipeline()
+        self.assertEqual(steps3["sync"]["row_count"], 1)
+        self.assertEqual(scalar("select recovery_score from whoop.fact_daily_recovery where cycle_id = %d"
+                                % cycle["cycle_id"]), "1.25")
+        self.assertEqual(scalar("select recovery_score from whoop.recovery_momentum where user_id = %d "
+                                "and day = '%s'" % (self.users[0], cycle["day"])), "1.25")
+
+
 def fx_close(a, b):
     from test_warehouse import close
     return close(a, b)
