@@ -162,6 +162,10 @@ comment on view whoop.stg_sleep is
 comment on column whoop.stg_sleep.wake_date is
     'local calendar date on which the sleep ended: for the main sleep of a cycle, that cycle''s WHOOP day';
 comment on column whoop.stg_sleep.nap is 'true for naps; the main sleep of a cycle is its non-nap sleep';
+comment on column whoop.stg_sleep.start_local is 'sleep start as local wall-clock time (its timezone_offset)';
+comment on column whoop.stg_sleep.end_local is 'sleep end as local wall-clock time (its timezone_offset)';
+comment on column whoop.stg_sleep.sleep_cycle_count is 'number of sleep cycles WHOOP counted';
+comment on column whoop.stg_sleep.disturbance_count is 'number of disturbances during the sleep';
 comment on column whoop.stg_sleep.duration_hours is 'end - start in hours, known whatever the score state';
 comment on column whoop.stg_sleep.hours_in_bed is 'total time in bed, hours';
 comment on column whoop.stg_sleep.hours_awake is 'time awake while in bed, hours';
@@ -282,6 +286,11 @@ comment on view whoop.stg_workout is
 comment on column whoop.stg_workout.cycle_id is
     'the member''s cycle whose [start, end) contains the workout start (an ongoing cycle has no end); NULL when none does';
 comment on column whoop.stg_workout.duration_minutes is 'end - start in minutes, known whatever the score state';
+comment on column whoop.stg_workout.start_local is 'workout start as local wall-clock time (its timezone_offset)';
+comment on column whoop.stg_workout.end_local is 'workout end as local wall-clock time (its timezone_offset)';
+comment on column whoop.stg_workout.sport_name is 'WHOOP sport, lower case (e.g. running)';
+comment on column whoop.stg_workout.altitude_gain_meter is 'altitude gained, m; NULL when not measured';
+comment on column whoop.stg_workout.altitude_change_meter is 'net altitude change, m; NULL when not measured';
 comment on column whoop.stg_workout.strain is 'workout strain, 0-21';
 comment on column whoop.stg_workout.kcal is 'energy expended, kcal (kJ / 4.184)';
 comment on column whoop.stg_workout.percent_recorded is 'share of the workout with heart-rate data, %';

@@ -506,6 +506,12 @@ comment on column whoop.seasonal_adaptation.year is
 comment on column whoop.seasonal_adaptation.season is 'season name in the member''s hemisphere (whoop.user_settings, default north)';
 comment on column whoop.seasonal_adaptation.hemisphere is 'north or south, from whoop.user_settings';
 comment on column whoop.seasonal_adaptation.days is 'days of the season with a scored recovery or day strain (so far, for the current season)';
+comment on column whoop.seasonal_adaptation.season_start is 'first day of the season';
+comment on column whoop.seasonal_adaptation.season_end is 'last day of the season (it may not have ended yet)';
+comment on column whoop.seasonal_adaptation.avg_recovery is 'mean recovery over the season''s days';
+comment on column whoop.seasonal_adaptation.avg_resting_heart_rate is 'mean resting HR over the season, bpm';
+comment on column whoop.seasonal_adaptation.avg_skin_temp_celsius is 'mean skin temperature over the season, °C';
+comment on column whoop.seasonal_adaptation.avg_day_strain is 'mean day strain over the season';
 comment on column whoop.seasonal_adaptation.avg_ln_rmssd is 'mean ln(HRV ms) over the season';
 comment on column whoop.seasonal_adaptation.baseline_days is 'days with data before season_start';
 comment on column whoop.seasonal_adaptation.baseline_recovery is

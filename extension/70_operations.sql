@@ -75,6 +75,8 @@ left join pg_catalog.pg_namespace pn on pn.oid = p.pronamespace;
 comment on view whoop.lineage is
     'what every view and materialized view of the extension reads, directly (depth 1) or through other views (depth > 1), from pg_depend/pg_rewrite';
 comment on column whoop.lineage.object is 'the view or materialized view';
+comment on column whoop.lineage.object_type is 'view or materialized view';
+comment on column whoop.lineage.depends_on_type is 'table, view, materialized view, foreign table, function or aggregate';
 comment on column whoop.lineage.depends_on is 'a table, view, materialized view or function it reads (system objects are not listed)';
 comment on column whoop.lineage.depth is '1 = named in the view''s own query; n = reached through n - 1 views in between (shortest path)';
 comment on column whoop.lineage.object_oid is 'the object as a regclass (for joins with the catalog)';
@@ -136,6 +138,8 @@ where m.relkind = 'm';
 comment on view whoop.refresh_plan is
     'the extension''s materialized views in the order whoop.refresh() refreshes them, derived from the catalog';
 comment on column whoop.refresh_plan.upstream is 'materialized views this one reads, directly or through views';
+comment on column whoop.refresh_plan.refresh_order is 'position in the refresh order (1 = first)';
+comment on column whoop.refresh_plan.view_oid is 'the materialized view as a regclass';
 
 create function whoop.refresh(run_id bigint default null)
 returns table (view_name text, refresh_order integer, mode text, status text,
@@ -252,6 +256,7 @@ order by c.user_id, c.start desc;
 
 comment on view whoop.user_local_today is
     'each member''s current local date, at the timezone_offset of their latest cycle (used by the no_future_days check)';
+comment on column whoop.user_local_today.local_today is 'the member''s current date at that offset';
 
 create function whoop.check_quality(run_id bigint default null)
 returns table (check_name text, object_name text, failing_rows bigint, status text, detail text)
