@@ -181,6 +181,23 @@ class PipelineEndToEnd(unittest.TestCase):
         self.assertEqual(scalar("select recovery_score from whoop.recovery_momentum where user_id = %d "
                                 "and day = '%s'" % (self.users[0], cycle["day"])), "1.25")
 
+    def test_sync_failure_is_recorded_and_the_rest_runs(self):
+        psql("alter server sim options (add max_retries '0')")
+        try:
+            self.sim.fault(path="/v2/activity/sleep", kind="status", status=500, count=1000)
+            run, steps = self.run_pipeline()
+            self.assertEqual(steps["sync"]["status"], "failed")
+            self.assertIn("/sleep: ", steps["sync"]["error"])
+            self.assertRegex(steps["sync"]["detail"], r"^\d+ account endpoints synced, 2 failed")
+            self.assertEqual(steps["refresh"]["status"], "ok")
+            self.assertIn(steps["quality"]["status"], ("ok", "warn"))
+            self.assertEqual(steps["pipeline"]["status"], "failed")
+        finally:
+            self.sim.reset()
+            psql("alter server sim options (drop max_retries)")
+        run, steps = self.run_pipeline()
+        self.assertEqual(steps["pipeline"]["status"], "ok")
+
 
 def fx_close(a, b):
     from test_warehouse import close
