@@ -116,7 +116,7 @@ comment on column whoop.refresh_log.error is 'SQLSTATE and message of the failur
 -- is a topological order; the name breaks ties.
 create view whoop.refresh_plan as
 select
-    row_number() over (order by cardinality(coalesce(u.upstream, '{}')), m.oid::regclass::text)::integer
+    row_number() over (order by cardinality(coalesce(u.upstream, '{}')), n.nspname, m.relname)::integer
         as refresh_order,
     m.oid::regclass as view_oid,
     format('%I.%I', n.nspname, m.relname) as view_name,
