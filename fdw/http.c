@@ -52,6 +52,25 @@ static int	check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 							 curl_off_t ultotal, curl_off_t ulnow);
 
 /*
+ * whoop_wait_event is the wait event shown in pg_stat_activity while a
+ * backend waits for WHOOP: a named one ("WhoopHttp") from PostgreSQL 17 on,
+ * else the generic "Extension".
+ */
+uint32
+whoop_wait_event(void)
+{
+#if PG_VERSION_NUM >= 170000
+	static uint32 wait_event = 0;
+
+	if (wait_event == 0)
+		wait_event = WaitEventExtensionNew("WhoopHttp");
+	return wait_event;
+#else
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/*
  * get_handle creates the backend's curl handle on first use.
  */
 static CURL *
@@ -152,7 +171,7 @@ whoop_http_request(const WhoopHttpRequest *request, WhoopHttpResponse *response)
 					 errmsg("out of memory")));
 		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 
-		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		pgstat_report_wait_start(whoop_wait_event());
 		code = curl_easy_perform(curl);
 		pgstat_report_wait_end();
 	}
@@ -451,7 +470,7 @@ whoop_http_sleep(int ms)
 		if (left <= 0)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(left, 1000), PG_WAIT_EXTENSION);
+						 Min(left, 1000), whoop_wait_event());
 		ResetLatch(MyLatch);
 	}
 }

@@ -213,6 +213,13 @@ whoop_parse_interval_us(const char *value, const char *option)
 													 Int32GetDatum(-1)));
 	error_context_stack = context.previous;
 
+#ifdef INTERVAL_NOT_FINITE
+	if (INTERVAL_NOT_FINITE(interval))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", option, value),
+				 errhint("\"%s\" must be finite.", option)));
+#endif
 	us = interval->time +
 		((int64) interval->month * DAYS_PER_MONTH + interval->day) * USECS_PER_DAY;
 	if (us < 0)
@@ -310,9 +317,14 @@ whoop_get_server_by_name(const char *name, bool check_usage)
 						name)));
 	if (check_usage)
 	{
+#if PG_VERSION_NUM >= 160000
+		AclResult	aclresult = object_aclcheck(ForeignServerRelationId, fs->serverid,
+												GetUserId(), ACL_USAGE);
+#else
 		AclResult	aclresult = pg_foreign_server_aclcheck(fs->serverid,
 														   GetUserId(),
 														   ACL_USAGE);
+#endif
 
 		if (aclresult != ACLCHECK_OK)
 			aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, fs->servername);

@@ -23,7 +23,9 @@
 #include "whoop_fdw.h"
 
 #include "access/stratnum.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/clauses.h"
@@ -73,23 +75,19 @@ is_pushable_value(Node *node)
 }
 
 /*
- * btree_strategy returns the btree strategy (1..5) of an operator whose
- * left input is of LEFTTYPE, or 0 when it is not a btree comparison.
+ * btree_strategy returns the btree strategy (1..5) of an operator in the
+ * default btree family of the column's type (which holds the cross-type
+ * comparisons too, such as timestamptz against date), or 0 when it is not
+ * one of its comparisons.
  */
 static int
-btree_strategy(Oid opno, Oid lefttype)
+btree_strategy(Oid opno, Oid column_type)
 {
-	List	   *interpretations = get_op_btree_interpretation(opno);
-	ListCell   *cell;
+	Oid			opclass = GetDefaultOpClass(column_type, BTREE_AM_OID);
 
-	foreach(cell, interpretations)
-	{
-		OpBtreeInterpretation *interpretation = lfirst(cell);
-
-		if (interpretation->oplefttype == lefttype)
-			return interpretation->strategy;
-	}
-	return 0;
+	if (!OidIsValid(opclass))
+		return 0;
+	return get_op_opfamily_strategy(opno, get_opclass_family(opclass));
 }
 
 /*
@@ -167,9 +165,7 @@ whoop_classify_quals(PlannerInfo *root, RelOptInfo *baserel,
 			if (var == NULL || !is_pushable_value(value))
 				continue;
 
-			strategy = commuted
-				? btree_strategy(op->opno, exprType(value))
-				: btree_strategy(op->opno, exprType(left));
+			strategy = btree_strategy(op->opno, var->vartype);
 			if (strategy == 0)
 				continue;
 			if (commuted)
@@ -243,7 +239,7 @@ whoop_classify_quals(PlannerInfo *root, RelOptInfo *baserel,
 			Node	   *coerced;
 
 			if (var == NULL || !is_pushable_value(value) ||
-				btree_strategy(saop->opno, exprType(linitial(saop->args))) != BTEqualStrategyNumber)
+				btree_strategy(saop->opno, var->vartype) != BTEqualStrategyNumber)
 				continue;
 			column = get_attname(rte->relid, var->varattno, false);
 			coerced = coerce_value(value, var->vartype, true);

@@ -48,6 +48,13 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+/* PGPROC lost its pgprocno field in PostgreSQL 17 */
+#if PG_VERSION_NUM >= 170000
+#define WHOOP_MY_PROCNO ((int) GetNumberFromPGProc(MyProc))
+#else
+#define WHOOP_MY_PROCNO (MyProc->pgprocno)
+#endif
+
 /* advisory-lock field4 of our own, apart from user advisory locks (1, 2) */
 #define WHOOP_LOCK_SPACE 0x5748
 
@@ -377,7 +384,7 @@ whoop_token_writer_start(void)
 	SpinLockInit(&writer->shared->mutex);
 	writer->shared->state = WRITER_STARTING;
 	writer->shared->backend_pid = MyProcPid;
-	writer->shared->backend_procno = MyProc->pgprocno;
+	writer->shared->backend_procno = WHOOP_MY_PROCNO;
 	writer->shared->worker_procno = -1;
 	writer->shared->database = MyDatabaseId;
 	writer->shared->role = account_table_owner();
@@ -422,7 +429,7 @@ whoop_token_writer_start(void)
 							   : "The background worker exited before connecting."),
 					 errhint("The worker connects as the owner of table whoop.account, which must be allowed to log in.")));
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 100, PG_WAIT_EXTENSION);
+						 100, whoop_wait_event());
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -506,7 +513,7 @@ writer_commit(WhoopTokenWriter *writer)
 		if (GetCurrentTimestamp() > deadline)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 100, PG_WAIT_EXTENSION);
+						 100, whoop_wait_event());
 		ResetLatch(MyLatch);
 	}
 	RESUME_INTERRUPTS();
@@ -616,7 +623,7 @@ whoop_token_writer_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(shared->database, shared->role, 0);
 
 	SpinLockAcquire(&shared->mutex);
-	shared->worker_procno = MyProc->pgprocno;
+	shared->worker_procno = WHOOP_MY_PROCNO;
 	if (shared->state == WRITER_STARTING)
 		shared->state = WRITER_READY;
 	SpinLockRelease(&shared->mutex);
@@ -640,7 +647,7 @@ whoop_token_writer_main(Datum main_arg)
 			break;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, PG_WAIT_EXTENSION);
+						 1000, whoop_wait_event());
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

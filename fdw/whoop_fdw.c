@@ -23,6 +23,9 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
+#if PG_VERSION_NUM >= 180000
+#include "commands/explain_format.h"
+#endif
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
@@ -45,7 +48,11 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#ifdef PG_MODULE_MAGIC_EXT
+PG_MODULE_MAGIC_EXT(.name = "whoop_fdw", .version = WHOOP_FDW_VERSION);
+#else
 PG_MODULE_MAGIC;
+#endif
 
 /*
  * Indexes of the items in a ForeignScan's fdw_private list.  fdw_exprs
@@ -363,8 +370,15 @@ whoopGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL,
 													   baserel->rows,
+#if PG_VERSION_NUM >= 180000
+													   0,	/* disabled_nodes */
+#endif
 													   startup_cost, total_cost,
-													   NIL, NULL, NULL, NIL));
+													   NIL, NULL, NULL,
+#if PG_VERSION_NUM >= 170000
+													   NIL, /* fdw_restrictinfo */
+#endif
+													   NIL));
 }
 
 /*

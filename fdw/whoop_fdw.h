@@ -231,6 +231,7 @@ extern bool whoop_parse_rate_limit_header(const char *line, size_t len,
 										  WhoopRateLimit *rate);
 extern char *whoop_body_excerpt(const char *body, size_t len);
 extern void whoop_http_sleep(int ms);
+extern uint32 whoop_wait_event(void);
 extern int	whoop_http_backoff_ms(int attempt);
 
 

@@ -222,6 +222,30 @@ def psql(sql, dbname=None, user=None, timeout=600, extra_env=None, check=True,
     return proc.stdout
 
 
+def psql_full(sql, **kw):
+    """psql_full runs SQL like psql() and returns stdout followed by stderr
+    (where NOTICEs and WARNINGs go)."""
+    return _psql_with_stderr(sql, **kw)
+
+
+def _psql_with_stderr(sql, dbname=None, user=None, timeout=600):
+    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+           "-v", "VERBOSITY=default", "-F", "|"]
+    if dbname or os.environ.get("WHOOP_TEST_DB"):
+        cmd += ["-d", dbname or os.environ["WHOOP_TEST_DB"]]
+    if user:
+        cmd += ["-U", user]
+    proc = subprocess.run(cmd, input=sql, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise SQLError(proc.stderr.strip())
+    return proc.stdout + proc.stderr
+
+
+def json_literal(value):
+    """json_literal renders a JSON value as the body of an SQL string literal."""
+    return json.dumps(value).replace("'", "''")
+
+
 def rows(sql, **kw):
     """rows runs one query and returns its rows as lists of strings."""
     out = psql(sql, **kw)
