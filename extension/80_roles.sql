@@ -1,0 +1,37 @@
+-- 80_roles.sql: who may do what.
+--
+-- whoop_reader is the role dashboards (Grafana) and analysts connect as, or
+-- are granted: it reads the marts and the metrics and nothing else -- not
+-- the raw layer, not the sync state, not the accounts or their tokens, not
+-- the logs.  Roles belong to the cluster, not to a database or an
+-- extension: whoop_reader is created here only if missing, and it outlives
+-- DROP EXTENSION (its grants go with the objects; drop the role yourself
+-- once no database uses it).
+
+do $$
+begin
+    if not exists (select from pg_catalog.pg_roles where rolname = 'whoop_reader') then
+        create role whoop_reader nologin;
+        comment on role whoop_reader is
+            'whoop_fdw: reads the warehouse marts and metrics and nothing else (GRANT whoop_reader TO a login role)';
+    end if;
+end;
+$$;
+
+grant usage on schema whoop to whoop_reader;
+grant select on
+    whoop.dim_user, whoop.dim_date, whoop.fact_daily_recovery, whoop.fact_daily_strain,
+    whoop.recovery_momentum, whoop.strain_recovery_efficiency, whoop.training_readiness_gap,
+    whoop.recovery_volatility, whoop.autonomic_balance, whoop.seasonal_adaptation,
+    whoop.training_load
+to whoop_reader;
+
+-- The operations change data or reach outside the database: only the
+-- extension owner (and roles it grants them to) may run them.
+revoke execute on function whoop.refresh(bigint) from public;
+revoke execute on function whoop.check_quality(bigint) from public;
+revoke execute on procedure whoop.run_pipeline(name, boolean) from public;
+revoke execute on function whoop.schedule(text) from public;
+revoke execute on function whoop.unschedule() from public;
+revoke execute on function whoop.cron_call(text) from public;
+revoke execute on function whoop.pipeline_run_alive(integer, timestamptz, timestamptz) from public;
