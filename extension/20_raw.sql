@@ -84,6 +84,15 @@ create table whoop.raw_body_measurement (
     primary key (user_id, observed_at)
 );
 
+-- pg_dump keeps the data: it cannot be fetched again beyond what WHOOP
+-- still serves, and a full resync costs the app's rate limit
+select pg_catalog.pg_extension_config_dump('whoop.raw_cycle', '');
+select pg_catalog.pg_extension_config_dump('whoop.raw_recovery', '');
+select pg_catalog.pg_extension_config_dump('whoop.raw_sleep', '');
+select pg_catalog.pg_extension_config_dump('whoop.raw_workout', '');
+select pg_catalog.pg_extension_config_dump('whoop.raw_profile', '');
+select pg_catalog.pg_extension_config_dump('whoop.raw_body_measurement', '');
+
 comment on table whoop.raw_cycle is
     'WHOOP cycles (physiological days, sleep onset to sleep onset) as last fetched; one row per cycle id';
 comment on table whoop.raw_recovery is

@@ -36,6 +36,11 @@ create table whoop.sync_log (
 );
 create index on whoop.sync_log (run_id);
 
+-- the marks must travel with the raw rows they describe
+select pg_catalog.pg_extension_config_dump('whoop.sync_state', '');
+select pg_catalog.pg_extension_config_dump('whoop.sync_log', '');
+select pg_catalog.pg_extension_config_dump('whoop.sync_log_id_seq', '');
+
 comment on table whoop.sync_state is
     'per server, account and endpoint: the high-water mark of the incremental sync and the last outcome';
 comment on column whoop.sync_state.high_water_mark is
