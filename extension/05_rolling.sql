@@ -1,7 +1,8 @@
--- 05_rolling.sql: window aggregates in C (fdw/rolling.c): rolling variance and
--- standard deviation, momentum (least-squares slope per day) and EWMA.
+-- 05_rolling.sql: window aggregates in C (fdw/rolling.c): rolling mean,
+-- variance and standard deviation, momentum (least-squares slope per day)
+-- and EWMA.
 --
--- The first three have a moving-aggregate implementation (an inverse
+-- All but ewma have a moving-aggregate implementation (an inverse
 -- transition function), so a sliding frame costs O(1) per row, and combine,
 -- serialize and deserialize functions, so a GROUP BY can run in parallel.
 -- Transition functions are not strict: their state is internal and must be
@@ -44,10 +45,15 @@ returns float8
 language c immutable strict parallel safe
 as 'MODULE_PATHNAME', 'rolling_stddev_final';
 
+create function whoop.rolling_avg_final(internal)
+returns float8
+language c immutable strict parallel safe
+as 'MODULE_PATHNAME', 'rolling_avg_final';
+
 create aggregate whoop.rolling_variance(float8) (
     sfunc = whoop.rolling_var_accum,
     stype = internal,
-    sspace = 104,
+    sspace = 120,
     finalfunc = whoop.rolling_var_final,
     combinefunc = whoop.rolling_var_combine,
     serialfunc = whoop.rolling_var_serialize,
@@ -55,15 +61,33 @@ create aggregate whoop.rolling_variance(float8) (
     msfunc = whoop.rolling_var_accum,
     minvfunc = whoop.rolling_var_accum_inv,
     mstype = internal,
-    msspace = 104,
+    msspace = 120,
     mfinalfunc = whoop.rolling_var_final,
+    parallel = safe
+);
+
+-- rolling_avg shares the variance state: float8 avg() has no inverse
+-- transition, so next to a rolling_stddev it would be the O(window) part.
+create aggregate whoop.rolling_avg(float8) (
+    sfunc = whoop.rolling_var_accum,
+    stype = internal,
+    sspace = 120,
+    finalfunc = whoop.rolling_avg_final,
+    combinefunc = whoop.rolling_var_combine,
+    serialfunc = whoop.rolling_var_serialize,
+    deserialfunc = whoop.rolling_var_deserialize,
+    msfunc = whoop.rolling_var_accum,
+    minvfunc = whoop.rolling_var_accum_inv,
+    mstype = internal,
+    msspace = 120,
+    mfinalfunc = whoop.rolling_avg_final,
     parallel = safe
 );
 
 create aggregate whoop.rolling_stddev(float8) (
     sfunc = whoop.rolling_var_accum,
     stype = internal,
-    sspace = 104,
+    sspace = 120,
     finalfunc = whoop.rolling_stddev_final,
     combinefunc = whoop.rolling_var_combine,
     serialfunc = whoop.rolling_var_serialize,
@@ -71,7 +95,7 @@ create aggregate whoop.rolling_stddev(float8) (
     msfunc = whoop.rolling_var_accum,
     minvfunc = whoop.rolling_var_accum_inv,
     mstype = internal,
-    msspace = 104,
+    msspace = 120,
     mfinalfunc = whoop.rolling_stddev_final,
     parallel = safe
 );
@@ -172,6 +196,8 @@ create aggregate whoop.ewma(value float8, span integer) (
 
 comment on aggregate whoop.rolling_variance(float8) is
     'sample variance sum((x - avg(x))^2) / (n - 1) of the non-null inputs; NULL below 2 inputs, NaN if any input is NaN or infinite, exactly 0 when all are equal; double-double shifted sums with an inverse transition, so sliding window frames cost O(1) per row';
+comment on aggregate whoop.rolling_avg(float8) is
+    'arithmetic mean sum(x) / n of the non-null inputs; NULL without inputs; NaN and infinities as in avg(float8); double-double shifted sums, so the result does not depend on input order and sliding window frames cost O(1) per row';
 comment on aggregate whoop.rolling_stddev(float8) is
     'sample standard deviation sqrt(sum((x - avg(x))^2) / (n - 1)) of the non-null inputs; NULL below 2 inputs, NaN if any input is NaN or infinite, exactly 0 when all are equal; double-double shifted sums with an inverse transition, so sliding window frames cost O(1) per row';
 comment on aggregate whoop.momentum(float8, date) is
@@ -182,7 +208,7 @@ comment on aggregate whoop.ewma(float8, integer) is
     'exponentially weighted moving average in input order: seeded with the first non-null value, then e = l x + (1 - l) e with l = 2 / (span + 1); NULL values are skipped; span must be a positive constant (error otherwise); use over (order by ...) or ewma(x, span order by ...)';
 
 comment on function whoop.rolling_var_accum(internal, float8) is
-    'transition function of rolling_variance and rolling_stddev (plain and moving mode)';
+    'transition function of rolling_avg, rolling_variance and rolling_stddev (plain and moving mode)';
 comment on function whoop.rolling_var_accum_inv(internal, float8) is
     'inverse transition of rolling_variance and rolling_stddev; NULL asks the executor to restart the frame when removal would lose precision';
 comment on function whoop.rolling_var_combine(internal, internal) is
@@ -195,6 +221,8 @@ comment on function whoop.rolling_var_final(internal) is
     'final function of rolling_variance';
 comment on function whoop.rolling_stddev_final(internal) is
     'final function of rolling_stddev';
+comment on function whoop.rolling_avg_final(internal) is
+    'final function of rolling_avg';
 comment on function whoop.momentum_accum(internal, float8, date) is
     'transition function of momentum(float8, date) (plain and moving mode)';
 comment on function whoop.momentum_accum_inv(internal, float8, date) is

@@ -205,7 +205,7 @@ create materialized view whoop.strain_recovery_efficiency as
 with b as (
     select
         user_id, day, day_strain, recovery_score,
-        avg(recovery_score) over wb as baseline_mean,
+        whoop.rolling_avg(recovery_score) over wb as baseline_mean,
         count(recovery_score) over wb as baseline_n,
         max(recovery_score) over (partition by user_id order by day
                                   range between '1 day' following and '1 day' following)
@@ -223,7 +223,7 @@ e as (
 ),
 m as (
     select e.*,
-           case when count(efficiency) over w30 >= 5 then avg(efficiency) over w30 end as efficiency_30d
+           case when count(efficiency) over w30 >= 5 then whoop.rolling_avg(efficiency) over w30 end as efficiency_30d
     from e
     window w30 as (partition by user_id order by day range between '29 days' preceding and current row)
 )
@@ -251,7 +251,7 @@ create materialized view whoop.training_readiness_gap as
 with b as (
     select
         user_id, day, recovery_score, recovery_zone, day_strain,
-        avg(day_strain) over wp as prior_mean,
+        whoop.rolling_avg(day_strain) over wp as prior_mean,
         count(day_strain) over wp as prior_n
     from whoop.daily_scores
     window wp as (partition by user_id order by day range between '7 days' preceding and '1 day' preceding)
@@ -300,7 +300,7 @@ with w as (
         whoop.rolling_stddev(recovery_score) over w7 as sd7, count(recovery_score) over w7 as n7,
         whoop.rolling_stddev(recovery_score) over w7p as sd7p, count(recovery_score) over w7p as n7p,
         whoop.rolling_stddev(recovery_score) over w30 as sd30,
-        avg(recovery_score) over w30 as mean30, count(recovery_score) over w30 as n30
+        whoop.rolling_avg(recovery_score) over w30 as mean30, count(recovery_score) over w30 as n30
     from whoop.fact_daily_recovery
     where recovery_score is not null
     window w7 as (partition by user_id order by day range between '6 days' preceding and current row),
@@ -340,16 +340,16 @@ create materialized view whoop.autonomic_balance as
 with w as (
     select
         user_id, day, hrv_rmssd_milli, ln_rmssd, resting_heart_rate, respiratory_rate,
-        avg(ln_rmssd) over w7 as ln_mean7,
+        whoop.rolling_avg(ln_rmssd) over w7 as ln_mean7,
         whoop.rolling_stddev(ln_rmssd) over w7 as ln_sd7,
         count(ln_rmssd) over w7 as ln_n7,
-        avg(ln_rmssd) over wb as ln_base_mean,
+        whoop.rolling_avg(ln_rmssd) over wb as ln_base_mean,
         whoop.rolling_stddev(ln_rmssd) over wb as ln_base_sd,
         count(ln_rmssd) over wb as ln_base_n,
-        avg(resting_heart_rate) over wb as rhr_base_mean,
+        whoop.rolling_avg(resting_heart_rate) over wb as rhr_base_mean,
         whoop.rolling_stddev(resting_heart_rate) over wb as rhr_base_sd,
         count(resting_heart_rate) over wb as rhr_base_n,
-        avg(respiratory_rate) over wb as resp_base_mean,
+        whoop.rolling_avg(respiratory_rate) over wb as resp_base_mean,
         whoop.rolling_stddev(respiratory_rate) over wb as resp_base_sd,
         count(respiratory_rate) over wb as resp_base_n
     from whoop.daily_scores
@@ -437,32 +437,32 @@ with d as (
     left join whoop.user_settings us on us.user_id = f.user_id
     where f.recovery_score is not null or f.day_strain is not null
 ),
--- Aggregates take their inputs in day order, so that the float sums do not
--- depend on the physical order of rows (a refresh with unchanged data then
--- reproduces every value bit for bit).
+-- whoop.rolling_avg/rolling_stddev sum in double-double, so their results do
+-- not depend on the physical order of rows (a refresh with unchanged data
+-- reproduces every value bit for bit) and need no ORDER BY (a sort per group).
 s as (
     select user_id, season_year, season, hemisphere, season_start, season_end,
            count(*) as days,
-           avg(recovery_score order by day) as avg_recovery,
-           avg(ln_rmssd order by day) as avg_ln_rmssd,
-           avg(resting_heart_rate order by day) as avg_resting_heart_rate,
-           avg(skin_temp_celsius order by day) as avg_skin_temp_celsius,
-           avg(day_strain order by day) as avg_day_strain
+           whoop.rolling_avg(recovery_score) as avg_recovery,
+           whoop.rolling_avg(ln_rmssd) as avg_ln_rmssd,
+           whoop.rolling_avg(resting_heart_rate) as avg_resting_heart_rate,
+           whoop.rolling_avg(skin_temp_celsius) as avg_skin_temp_celsius,
+           whoop.rolling_avg(day_strain) as avg_day_strain
     from d
     group by user_id, season_year, season, hemisphere, season_start, season_end
 ),
 b as (
     select s.user_id, s.season_year, s.season,
            count(p.day) as baseline_days,
-           case when count(p.recovery_score) >= 30 then avg(p.recovery_score order by p.day) end as recovery_mean,
-           case when count(p.recovery_score) >= 30 then whoop.rolling_stddev(p.recovery_score order by p.day) end as recovery_sd,
-           case when count(p.ln_rmssd) >= 30 then avg(p.ln_rmssd order by p.day) end as ln_rmssd_mean,
-           case when count(p.ln_rmssd) >= 30 then whoop.rolling_stddev(p.ln_rmssd order by p.day) end as ln_rmssd_sd,
-           case when count(p.resting_heart_rate) >= 30 then avg(p.resting_heart_rate order by p.day) end as rhr_mean,
-           case when count(p.resting_heart_rate) >= 30 then whoop.rolling_stddev(p.resting_heart_rate order by p.day) end as rhr_sd,
-           case when count(p.skin_temp_celsius) >= 30 then avg(p.skin_temp_celsius order by p.day) end as skin_mean,
-           case when count(p.skin_temp_celsius) >= 30 then whoop.rolling_stddev(p.skin_temp_celsius order by p.day) end as skin_sd,
-           case when count(p.day_strain) >= 30 then avg(p.day_strain order by p.day) end as strain_mean
+           case when count(p.recovery_score) >= 30 then whoop.rolling_avg(p.recovery_score) end as recovery_mean,
+           case when count(p.recovery_score) >= 30 then whoop.rolling_stddev(p.recovery_score) end as recovery_sd,
+           case when count(p.ln_rmssd) >= 30 then whoop.rolling_avg(p.ln_rmssd) end as ln_rmssd_mean,
+           case when count(p.ln_rmssd) >= 30 then whoop.rolling_stddev(p.ln_rmssd) end as ln_rmssd_sd,
+           case when count(p.resting_heart_rate) >= 30 then whoop.rolling_avg(p.resting_heart_rate) end as rhr_mean,
+           case when count(p.resting_heart_rate) >= 30 then whoop.rolling_stddev(p.resting_heart_rate) end as rhr_sd,
+           case when count(p.skin_temp_celsius) >= 30 then whoop.rolling_avg(p.skin_temp_celsius) end as skin_mean,
+           case when count(p.skin_temp_celsius) >= 30 then whoop.rolling_stddev(p.skin_temp_celsius) end as skin_sd,
+           case when count(p.day_strain) >= 30 then whoop.rolling_avg(p.day_strain) end as strain_mean
     from s
     left join d p on p.user_id = s.user_id and p.day < s.season_start
     group by s.user_id, s.season_year, s.season
@@ -544,8 +544,8 @@ with w as (
         whoop.ewma(day_strain, 7) over wr as ewma7,
         whoop.ewma(day_strain, 28) over wr as ewma28,
         count(day_strain) over wr as n_all,
-        avg(day_strain) over w7 as mean7, count(day_strain) over w7 as n7,
-        avg(day_strain) over w28 as mean28, count(day_strain) over w28 as n28
+        whoop.rolling_avg(day_strain) over w7 as mean7, count(day_strain) over w7 as n7,
+        whoop.rolling_avg(day_strain) over w28 as mean28, count(day_strain) over w28 as n28
     from whoop.fact_daily_strain
     where day_strain is not null
     window wr as (partition by user_id order by day range between unbounded preceding and current row),

@@ -49,6 +49,7 @@ PG_FUNCTION_INFO_V1(rolling_var_serialize);
 PG_FUNCTION_INFO_V1(rolling_var_deserialize);
 PG_FUNCTION_INFO_V1(rolling_var_final);
 PG_FUNCTION_INFO_V1(rolling_stddev_final);
+PG_FUNCTION_INFO_V1(rolling_avg_final);
 PG_FUNCTION_INFO_V1(momentum_accum_date);
 PG_FUNCTION_INFO_V1(momentum_accum_inv_date);
 PG_FUNCTION_INFO_V1(momentum_accum_timestamptz);
@@ -332,6 +333,8 @@ typedef struct VarState
 	int32		magic;
 	int64		n;				/* non-null inputs in the frame */
 	int64		nonfinite;		/* of which NaN or +/-Infinity */
+	int64		posinf;			/* of which +Infinity */
+	int64		neginf;			/* of which -Infinity */
 	double		shift;			/* K: a finite value of the frame */
 	DD			s1;				/* sum of (x - K) */
 	DD			s2;				/* sum of (x - K)^2 */
@@ -436,6 +439,8 @@ rolling_var_accum(PG_FUNCTION_ARGS)
 	if (!isfinite(x))
 	{
 		state->nonfinite++;
+		state->posinf += (x > 0 && isinf(x));
+		state->neginf += (x < 0 && isinf(x));
 		PG_RETURN_POINTER(state);
 	}
 
@@ -486,6 +491,8 @@ rolling_var_accum_inv(PG_FUNCTION_ARGS)
 	if (!isfinite(x))
 	{
 		state->nonfinite--;
+		state->posinf -= (x > 0 && isinf(x));
+		state->neginf -= (x < 0 && isinf(x));
 		PG_RETURN_POINTER(state);
 	}
 
@@ -560,6 +567,8 @@ rolling_var_combine(PG_FUNCTION_ARGS)
 	nfb = b->n - b->nonfinite;
 	a->n += b->n;
 	a->nonfinite += b->nonfinite;
+	a->posinf += b->posinf;
+	a->neginf += b->neginf;
 
 	if (nfb == 0)
 		PG_RETURN_POINTER(a);
@@ -700,6 +709,37 @@ rolling_var_final(PG_FUNCTION_ARGS)
 	if (!var_result((VarState *) PG_GETARG_POINTER(0), &result))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(result);
+}
+
+/*
+ * rolling_avg_final is the final function of rolling_avg: K + s1/n from the
+ * double-double sums, so the mean of a sliding frame does not drift and does
+ * not depend on the order the rows came in.  Non-finite inputs behave as in
+ * avg(float8): NaN, or +Infinity and -Infinity together, give NaN; one kind
+ * of infinity gives that infinity.
+ */
+Datum
+rolling_avg_final(PG_FUNCTION_ARGS)
+{
+	VarState   *state = (VarState *) PG_GETARG_POINTER(0);
+	int64		nf;
+	DD			mean;
+
+	if (state->n < 1)
+		PG_RETURN_NULL();
+	if (state->nonfinite > 0)
+	{
+		if (state->nonfinite > state->posinf + state->neginf ||
+			(state->posinf > 0 && state->neginf > 0))
+			PG_RETURN_FLOAT8(get_float8_nan());
+		PG_RETURN_FLOAT8(state->posinf > 0 ? get_float8_infinity()
+						 : -get_float8_infinity());
+	}
+	nf = state->n;
+	if (state->run_len >= nf)
+		PG_RETURN_FLOAT8(state->run_value);
+	mean = dd_add_d(dd_div_d(state->s1, (double) nf), state->shift);
+	PG_RETURN_FLOAT8(mean.hi);
 }
 
 /*

@@ -1,4 +1,5 @@
--- Rolling window aggregates: rolling_variance, rolling_stddev, momentum, ewma.
+-- Rolling window aggregates: rolling_avg, rolling_variance, rolling_stddev,
+-- momentum, ewma.
 -- Small fixed cases; results are rounded or compared with tolerances so the
 -- output is stable.  The large accuracy runs are in test/test_rolling.py.
 set client_min_messages = warning;
@@ -41,6 +42,25 @@ from (select 2 as frame, whoop.rolling_variance(x) over (order by i rows 1 prece
       select 5, whoop.rolling_variance(x) over (order by i rows 4 preceding),
              var_samp(x::text::numeric) over (order by i rows 4 preceding) from w) s
 group by frame order by frame;
+
+-- rolling_avg: the mean of the frame, exact enough to equal the numeric mean
+-- rounded to float8, before and after the spike leaves.
+select i, x, a as mean, e::float8 as exact, a = e::float8 as equal
+from (select i, x, whoop.rolling_avg(x) over f as a, avg(x::text::numeric) over f as e
+      from w window f as (order by i rows 3 preceding)) s
+order by i;
+select whoop.rolling_avg(x) as none from (values (null::float8)) v(x);
+-- NaN and infinities as in avg(float8), also when they leave the frame.
+select i, x, whoop.rolling_avg(x) over f as mean, avg(x) over f as builtin
+from (values (1, 1.0::float8), (2, 'Infinity'), (3, 3), (4, '-Infinity'), (5, 5),
+             (6, 'NaN'), (7, 7), (8, 8), (9, 9)) v(i, x)
+window f as (order by i rows 2 preceding) order by i;
+-- Input order does not change the result (double-double sums).
+select count(distinct a) as distinct_results, count(*) as orders
+from (select r, whoop.rolling_avg(x order by md5(g::text || r::text)) as a
+      from generate_series(1, 5000) g, generate_series(1, 4) r,
+           lateral (select (g * 0.1 + 1e-3 * sin(g))::float8 as x) v
+      group by r) t;
 
 -- rolling_stddev is the square root, and never negative.
 select i, s as sd, e::float8 as exact,
@@ -142,4 +162,4 @@ where (p.proname ~ '^(rolling|momentum|ewma)')
   and obj_description(p.oid, 'pg_proc') is null;
 select count(*) as aggregates, bool_and(p.proparallel = 's') as parallel_safe
 from pg_proc p where p.pronamespace = 'whoop'::regnamespace
-  and p.proname in ('rolling_variance', 'rolling_stddev', 'momentum', 'ewma');
+  and p.proname in ('rolling_avg', 'rolling_variance', 'rolling_stddev', 'momentum', 'ewma');
