@@ -329,7 +329,7 @@ create function whoop.report_chart(title text, legend text, first_day date, last
                                    ticks double precision[], tick_labels text[],
                                    background text, body text)
 returns text
-language sql immutable parallel safe
+language sql stable parallel safe
 as $$
     select format('<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 960 250" width="960" height="250"'
                   ' role="img" aria-label="%1$s"><title>%1$s</title>'
