@@ -5,7 +5,9 @@ Started by test/demo.sh after the packages, the build and `make install`.
 It starts a throwaway PostgreSQL cluster (pg_cron preloaded) and the bundled
 WHOOP simulator (one athlete, two years, up to today), creates the
 extension, links the account the way a real user does (authorize URL ->
-code -> connect_account), runs the pipeline, and prints the report.  The
+code -> connect_account), runs the pipeline, prints the run log, the quality
+checks and the psql report (whoop.report), and writes the HTML report
+(whoop.report_html) to test/out/whoop_report.html.  The
 cluster and the simulator keep running so you can connect; `make demo-stop`
 (demo.py stop) ends them.
 
@@ -29,6 +31,8 @@ sys.path.insert(0, TEST_DIR)
 import harness  # noqa: E402
 
 STATE_FILE = "/tmp/whoop_fdw_demo.json"
+# the HTML report (whoop.report_html), in the git-ignored test/out/
+REPORT_FILE = os.path.join(TEST_DIR, "out", "whoop_report.html")
 REDIRECT_URI = "https://localhost/callback"
 
 
@@ -134,18 +138,31 @@ import foreign schema whoop from server whoop into whoop_api;
               "as seconds, detail from whoop.run_log "
               "where run_id = (select max(run_id) from whoop.run_log) order by started_at")
 
-    say("the report: last 14 days")
-    report(user_id)
+    say("quality checks of the run")
+    psql_show("select status, count(*) as checks, "
+              "coalesce(string_agg(check_name || ' (' || object_name || ')', ', ' order by check_name) "
+              "filter (where status <> 'pass'), '') as not_passing "
+              "from whoop.quality_log where run_id = (select max(run_id) from whoop.run_log "
+              "where step = 'pipeline') group by status order by status")
 
-    say("quality checks")
-    psql_show("select check_name, object_name, failing_rows, status from whoop.check_quality() "
-              "order by status desc, check_name limit 40")
+    say("the report: select * from whoop.report(%s, 14)" % user_id)
+    print(harness.psql("select * from whoop.report(%s, 14)" % user_id), end="")
+
+    say("the HTML report: select whoop.report_html(%s, 90)" % user_id)
+    html = harness.psql("select whoop.report_html(%s, 90)" % user_id)
+    os.makedirs(os.path.dirname(REPORT_FILE), exist_ok=True)
+    with open(REPORT_FILE, "w") as f:
+        f.write(html)
+    print("wrote %s (%d KB): open it in a browser" % (REPORT_FILE, len(html) // 1024))
 
     elapsed = time.time() - started
-    say("done in %.0f s -- the cluster and the simulator keep running" % elapsed)
+    say("done in %.0f s -- the HTML report is %s; the cluster and the simulator keep running"
+        % (elapsed, REPORT_FILE))
     print("""
 connect:        psql -h 127.0.0.1 -p {port} -U postgres whoop_demo
-try:            select * from whoop.recovery_momentum order by day desc limit 14;
+try:            select * from whoop.report(days => 30);
+                select * from whoop.daily_summary order by day desc limit 14;
+                select * from whoop.recovery_momentum order by day desc limit 14;
                 select * from whoop_api.cycle where start > now() - interval '3 days';
                 explain verbose select * from whoop_api.sleep where start > now() - interval '7 days';
 stop it:        make demo-stop
@@ -163,26 +180,8 @@ and secret, and register a redirect URI), in your own database:
     call whoop.run_pipeline();
     select whoop.schedule('0 */3 * * *');                      -- with pg_cron
 """.format(port=cluster.port))
+    print("The HTML report: %s" % REPORT_FILE)
     return 0
-
-
-def report(user_id):
-    """report prints the last 14 days of every metric."""
-    views = [r[0] for r in harness.rows(
-        "select c.relname from pg_class c join pg_depend d on d.objid = c.oid "
-        "join pg_extension x on x.oid = d.refobjid and x.extname = 'whoop_fdw' "
-        "where c.relkind = 'm' and c.relnamespace = 'whoop'::regnamespace "
-        "and c.relname not in ('dim_user', 'dim_date', 'fact_daily_recovery', 'fact_daily_strain') "
-        "order by 1")]
-    for view in views:
-        has_day = harness.scalar("select count(*) from pg_attribute where attrelid = 'whoop.%s'::regclass "
-                                 "and attname = 'day'" % view)
-        print("\n-- whoop.%s" % view)
-        if has_day == "1":
-            psql_show("select * from whoop.%s where user_id = %s and day > "
-                      "(select max(day) from whoop.%s) - 14 order by day" % (view, user_id, view))
-        else:
-            psql_show("select * from whoop.%s where user_id = %s" % (view, user_id))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+-- Reports: the daily summary, the psql report and the HTML report for member 4004.
+select day, name, weekday, recovery, recovery_zone, hrv_ms, resting_hr, hours_asleep, day_strain,
+       target_strain, strain_gap, workout_count, momentum_category, gap_category, overtraining_risk,
+       load_zone, cycle_complete
+from whoop.daily_summary where user_id = 4004 order by day;
+-- The last 7 days of the member's data (a NULL user_id: every member); an unknown member.
+select * from whoop.report(4004, 7);
+select * from whoop.report(999999, 7);
+\set VERBOSITY terse
+select * from whoop.report(4004, 0);
+\set VERBOSITY default
+-- Text for HTML: the five special characters become references.
+select whoop.html_escape($$<p class="x">Tom & 'Jerry'</p>$$), whoop.html_escape(null) is null as null_stays_null;
+-- One self-contained page: four inline SVG charts, no scripts, no external resources.
+select left(whoop.report_html(4004, 30), 15) as doctype,
+       (length(h) - length(replace(h, '<svg', ''))) / 4 as svg_charts,
+       (length(h) - length(replace(h, '<table', ''))) / 6 as tables,
+       h like '%<h1>Kim Park</h1>%' as names_the_member,
+       h ~* '<script|src=|href=|url\(|@import' as loads_or_runs_anything
+from whoop.report_html(4004, 30) h;
+\set VERBOSITY terse
+select whoop.report_html(999999);
+select whoop.report_html(4004, -1);
+\set VERBOSITY default
+-- whoop_reader may read the summary and run the reports.
+set role whoop_reader;
+select count(*) from whoop.daily_summary where user_id = 4004;
+select count(*) > 5 as report_lines from whoop.report(4004);
+select length(whoop.report_html(4004)) > 10000 as html_report;
+reset role;
