@@ -50,6 +50,7 @@ comment on table whoop.sync_log is 'one row per account and endpoint per whoop.s
 comment on column whoop.sync_log.run_id is 'the whoop.run_pipeline() run that called the sync, if any';
 comment on column whoop.sync_log.fetch_from is 'the updated_at bound the fetch used (NULL = everything)';
 comment on column whoop.sync_log.requests is 'HTTP requests the fetch made to WHOOP';
+comment on column whoop.sync_log.error is 'the error of a failed fetch, followed by its HINT (what to do: e.g. link the account again) when it has one';
 
 create schema whoop_source;
 comment on schema whoop_source is
@@ -228,6 +229,7 @@ declare
     stats_after record;
     result record;
     message text;
+    hint text;
     failures integer := 0;
     attempts integer := 0;
     failed text[] := '{}';
@@ -292,7 +294,11 @@ begin
                         stats_after.requests - stats_before.requests,
                         mark, greatest(mark, result.max_updated_at));
             exception when others then
-                get stacked diagnostics message = message_text;
+                get stacked diagnostics message = message_text, hint = pg_exception_hint;
+                -- the hint says what to do (e.g. link the account again)
+                if hint <> '' then
+                    message := message || ' HINT: ' || hint;
+                end if;
                 select * into stats_after from whoop.fetch_stats();
                 failures := failures + 1;
                 failed := failed || format('%s/%s/%s: %s', target.server_name,

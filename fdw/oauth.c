@@ -15,6 +15,13 @@
  * WHOOP is rotating the token would otherwise throw the new token away.
  * It is bounded by the server's timeout_ms.
  *
+ * What no client can prevent: WHOOP rotates the token and its answer is
+ * lost (a timeout after WHOOP accepted the request).  The retry with the
+ * spent token is refused, the account is durably marked
+ * reauthorization_required, and the message says that an earlier attempt
+ * failed and its answer was probably lost.  The account must be linked
+ * again; the next sync then resumes from its high-water marks.
+ *
  *-------------------------------------------------------------------------
  */
 #include "whoop_fdw.h"
@@ -346,6 +353,8 @@ whoop_oauth_token_request(const WhoopServer *server, const char *form,
 	WhoopHttpResponse response;
 	int			attempt = 0;
 	int			throttled = 0;
+	StringInfoData earlier_failures;	/* of attempts that may have arrived */
+	int			failed_attempts = 0;
 
 	*rejection = NULL;
 	for (;;)
@@ -366,8 +375,31 @@ whoop_oauth_token_request(const WhoopServer *server, const char *form,
 		if (!response.transport_failed && response.status >= 400 && response.status < 500)
 		{
 			*rejection = oauth_rejection(&response);
+
+			/*
+			 * Grants are single-use.  A retry refused after an attempt whose
+			 * answer never came is most likely the lost-rotation case: WHOOP
+			 * took the grant, rotated, and the answer with the new tokens
+			 * was lost.  Nothing here can get them back; say so.
+			 */
+			if (failed_attempts > 0)
+				*rejection = psprintf("%s %s of this request failed (%s); if WHOOP "
+									  "received %s, it used the grant then and its answer "
+									  "with the new tokens was lost.",
+									  *rejection,
+									  failed_attempts == 1 ? "An earlier attempt" : "Earlier attempts",
+									  earlier_failures.data,
+									  failed_attempts == 1 ? "it" : "one of them");
 			return NULL;
 		}
+		if (failed_attempts++ == 0)
+			initStringInfo(&earlier_failures);
+		else
+			appendStringInfoString(&earlier_failures, "; ");
+		if (response.transport_failed)
+			appendStringInfoString(&earlier_failures, response.transport_error);
+		else
+			appendStringInfo(&earlier_failures, "HTTP %ld", response.status);
 		if (attempt >= server->max_retries)
 		{
 			if (response.transport_failed)

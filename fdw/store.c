@@ -721,6 +721,18 @@ writer_execute(WriterShared *shared)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SET, true, 0, false);
+
+	/*
+	 * "Durable" means flushed when we say done: with synchronous_commit =
+	 * off (set for the cluster, the database or the table owner) the commit
+	 * would return before its WAL reaches disk, and a crash in the next
+	 * moments would bring back the refresh token WHOOP has just killed.
+	 * Stronger settings (waiting for a standby too) are kept.
+	 */
+	if (synchronous_commit < SYNCHRONOUS_COMMIT_LOCAL_FLUSH)
+		(void) set_config_option("synchronous_commit", "local",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SET, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
