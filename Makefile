@@ -5,6 +5,7 @@
 #   make installcheck     pg_regress on sql/ against a running server
 #   make test             everything: packages, build, throwaway cluster, simulator, all suites
 #   make demo             the main job: a throwaway cluster, the simulator, one athlete, the report
+#   make fuzz             libFuzzer targets (clang, ASan, UBSan), FUZZ_SECONDS each (default 60)
 
 EXTENSION = whoop_fdw
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
@@ -42,7 +43,7 @@ $(EXTENSION)--$(EXTVERSION).sql: $(EXTENSION_SQL) $(EXTENSION).control Makefile
 
 $(OBJS): $(wildcard fdw/*.h)
 
-.PHONY: test demo bench
+.PHONY: test demo bench fuzz
 test:
 	bash test/run_tests.sh
 
@@ -51,3 +52,6 @@ demo:
 
 bench:
 	bash test/run_benchmarks.sh
+
+fuzz:
+	$(MAKE) -C test/fuzz run
