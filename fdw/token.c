@@ -9,7 +9,8 @@
  * token store: this file uses only the JSON layer, and the fuzz targets in
  * test/fuzz/ link it as it is.  A refusal is summarized from its OAuth
  * error fields only; the body is never echoed, since token answers may
- * carry secrets.
+ * carry secrets.  Tokens must be visible ASCII (RFC 6749's VSCHAR): they
+ * are sent in an Authorization header, where a CR or LF would end it.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,10 +18,30 @@
 
 #include "utils/memutils.h"
 
+static bool token_text_valid(const char *token, int len);
+
+/*
+ * token_text_valid says whether a token is a non-empty run of VSCHAR
+ * (0x20-0x7E), as RFC 6749 defines access and refresh tokens.
+ */
+static bool
+token_text_valid(const char *token, int len)
+{
+	if (len <= 0)
+		return false;
+	for (int i = 0; i < len; i++)
+	{
+		if ((unsigned char) token[i] < 0x20 || (unsigned char) token[i] > 0x7e)
+			return false;
+	}
+	return true;
+}
+
 /*
  * whoop_oauth_parse_tokens reads the token set of a granted token request.
- * An answer that is not a JSON object or lacks an access_token raises an
- * error; a missing or unusable expires_in counts as WHOOP's usual hour.
+ * An answer that is not a JSON object, lacks an access_token or has a token
+ * that is not visible ASCII raises an error; an empty refresh_token counts
+ * as none, a missing or unusable expires_in as WHOOP's usual hour.
  */
 WhoopTokens *
 whoop_oauth_parse_tokens(const char *body, size_t len)
@@ -38,10 +59,22 @@ whoop_oauth_parse_tokens(const char *body, size_t len)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
 				 errmsg("WHOOP token answer lacks an access_token")));
+	if (!token_text_valid(value.s, value.len))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("WHOOP token answer has an invalid access_token"),
+				 errdetail("A token must consist of printable ASCII characters.")));
 	tokens->access_token = pnstrdup(value.s, value.len);
 	whoop_json_field(doc, 0, "refresh_token", &value);
 	if (value.kind == WHOOP_JSON_STRING && value.len > 0)
+	{
+		if (!token_text_valid(value.s, value.len))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+					 errmsg("WHOOP token answer has an invalid refresh_token"),
+					 errdetail("A token must consist of printable ASCII characters.")));
 		tokens->refresh_token = pnstrdup(value.s, value.len);
+	}
 	whoop_json_field(doc, 0, "scope", &value);
 	if (value.kind == WHOOP_JSON_STRING)
 		tokens->scope = pnstrdup(value.s, value.len);
