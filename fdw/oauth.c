@@ -26,6 +26,8 @@
 
 /* refresh this long before WHOOP would reject the token */
 #define EXPIRY_MARGIN_US (60 * USECS_PER_SEC)
+/* give up after this many 429s in a row from the token endpoint */
+#define MAX_TOKEN_THROTTLED 10
 
 typedef struct TokenCacheKey
 {
@@ -311,10 +313,14 @@ whoop_oauth_token_request(const WhoopServer *server, const char *form,
 
 		if (!response.transport_failed && response.status == 200)
 			break;
-		if (!response.transport_failed && response.status == 429 && throttled++ < 10)
+		if (!response.transport_failed && response.status == 429)
 		{
+			/* not a refusal: the grant was not even looked at */
+			int			wait_s = whoop_rate_limit_wait_s(&response.rate, "POST /token",
+														 ++throttled > MAX_TOKEN_THROTTLED);
+
 			whoop_backend_fetch_stats.throttled++;
-			whoop_http_sleep(Max(response.rate.reset_s, 1) * 1000);
+			whoop_http_sleep(wait_s * 1000);
 			continue;
 		}
 		if (!response.transport_failed && response.status >= 400 && response.status < 500)

@@ -341,6 +341,8 @@ extern WhoopJsonDoc *whoop_fetch(const WhoopServer *server, int64 user_id,
 								 bool missing_ok, MemoryContext doc_context,
 								 WhoopFetchStats *stats);
 extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
+extern int	whoop_rate_limit_wait_s(const WhoopRateLimit *rate, const char *label,
+									bool give_up);
 extern WhoopFetchStats whoop_backend_fetch_stats;
 
 
