@@ -32,7 +32,7 @@ class AsanTest(unittest.TestCase):
                             out)
         self.assertEqual(proc.returncode, 0, out[-15000:])
         self.assertIsNotNone(summary, out[-4000:])
-        print("\n    " + summary.group(0), end="")
+        print("\n    " + summary.group(0), end=" ")
 
 
 if __name__ == "__main__":

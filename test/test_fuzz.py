@@ -37,7 +37,7 @@ class FuzzTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, "%s failed:\n%s" % (target, report[-12000:]))
         self.assertIsNotNone(execs, report[-4000:])
         print("\n    %s: %s executions in %d s, no crash, leak or undefined behaviour"
-              % (target, execs.group(1), SECONDS), end="")
+              % (target, execs.group(1), SECONDS), end=" ")
 
     def test_fuzz_page(self):
         self.fuzz("fuzz_page")

@@ -419,6 +419,18 @@ class HostileTest(unittest.TestCase):
             307, {"Location": self.elsewhere.base() + "/oauth/token"}, b"{}")
         err = self.link_error()
         self.assertIn("HTTP 307", err.output)
+        # nor a scan's
+        self.fake.routes[("POST", "/oauth/token")] = (200, {}, TOKEN_ANSWER)
+        self.fake.routes[("GET", "/api/v2/user/profile/basic")] = (200, {}, b'{"user_id": 4343}')
+        self.assertEqual(scalar("select whoop.add_account('hostile', 'rt-4343')"), "4343")
+        for target in ("file:///etc/passwd", self.elsewhere.base() + "/api/v2/cycle"):
+            with self.subTest(scan_redirect=target):
+                self.fake.routes[("GET", "/api/v2/cycle")] = (302, {"Location": target}, b"{}")
+                err = sql_error("select count(*) from hostile.cycle where user_id = 4343")
+                self.assertEqual(err.sqlstate, "HV000")
+                self.assertIn("WHOOP API request failed with HTTP 302", err.output)
+        self.fake.routes[("DELETE", "/api/v2/user/access")] = (204, {}, b"")
+        psql("select whoop.disconnect_account('hostile', 4343)")
         self.assertEqual(self.elsewhere.requests, [])
 
     def test_body_that_is_not_utf8_is_rejected(self):
@@ -541,6 +553,17 @@ class InjectionTest(unittest.TestCase):
                 self.assertEqual(scalar("select status from whoop.sync_log where server_name = %s "
                                         "and endpoint = 'cycle' order by id desc limit 1"
                                         % quote_literal(name)), "ok")
+        # a quote in a URL option is either refused or kept verbatim
+        url = "http://127.0.0.1:1/x'); drop table public.canary; --"
+        try:
+            psql("create server quoted_url foreign data wrapper whoop_fdw options (api_url %s)"
+                 % quote_literal(url))
+            self.assertEqual(scalar("select option_value from pg_options_to_table("
+                                    "(select srvoptions from pg_foreign_server "
+                                    "where srvname = 'quoted_url'))"), url)
+            psql("drop server quoted_url")
+        except SQLError as e:
+            self.assertEqual(e.sqlstate, "HV024")
         for sql, state in (
                 ("create foreign table inj.t (id bigint) server %s options "
                  "(endpoint 'cycle''; drop table public.canary; --')" % quote_ident(self.WEIRD),
