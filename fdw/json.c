@@ -36,7 +36,9 @@ static struct json_object *record_object(WhoopJsonDoc *doc, int record);
  * whoop_json_parse parses one response body whose top level must be an
  * object: a page ({"records": [...], "next_token": ...}) or a single record.
  * Malformed or truncated JSON raises an error naming WHAT (the endpoint)
- * and the byte offset where parsing stopped.  So does a body that is not
+ * and the byte offset where parsing stopped; json-c's strict mode is used,
+ * so that what is not JSON (a number such as 000e, comments, single
+ * quotes, trailing commas) is not read as data.  So does a body that is not
  * valid UTF-8 (or holds a NUL byte): json-c copies such bytes into strings
  * and keys unchecked, and they would reach text and jsonb values unverified.
  */
@@ -60,6 +62,8 @@ whoop_json_parse(const char *data, size_t len, MemoryContext owner,
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
+	/* not json-c's lenient default: no comments, quotes, leading zeros ... */
+	json_tokener_set_flags(tokener, JSON_TOKENER_STRICT);
 	root = json_tokener_parse_ex(tokener, data, (int) len);
 	error = json_tokener_get_error(tokener);
 	parse_end = json_tokener_get_parse_end(tokener);

@@ -19,7 +19,7 @@
  *	- integers and doubles render as text that reads back as the same value;
  *	- a timestamp that parses is a valid timestamptz;
  *	- a record's serialization is valid UTF-8 without NULs, and parses back
- *	  to the same serialization.
+ *	  (strictly, as json.c parses) to the same serialization.
  *
  *-------------------------------------------------------------------------
  */
@@ -131,6 +131,7 @@ check_record_text(WhoopJsonDoc *doc, int record)
 	struct json_tokener *tokener = json_tokener_new();
 	struct json_object *again;
 
+	json_tokener_set_flags(tokener, JSON_TOKENER_STRICT);
 	FUZZ_CHECK(pg_encoding_verifymbstr(PG_UTF8, text, len) == len,
 			   "record %d serializes to invalid UTF-8", record);
 	again = json_tokener_parse_ex(tokener, text, len);
