@@ -5,6 +5,8 @@
 #   make installcheck     pg_regress on sql/ against a running server
 #   make test             everything: packages, build, throwaway cluster, simulator, all suites
 #   make demo             the main job: a throwaway cluster, the simulator, one athlete, the report
+#   make fuzz             libFuzzer targets (clang, ASan, UBSan), FUZZ_SECONDS each (default 60)
+#   make check-asan       pg_regress and the integration suites against an ASan/UBSan build
 
 EXTENSION = whoop_fdw
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
@@ -42,7 +44,7 @@ $(EXTENSION)--$(EXTVERSION).sql: $(EXTENSION_SQL) $(EXTENSION).control Makefile
 
 $(OBJS): $(wildcard fdw/*.h)
 
-.PHONY: test demo demo-stop bench
+.PHONY: test demo demo-stop bench fuzz check-asan
 test:
 	bash test/run_tests.sh
 
@@ -54,3 +56,11 @@ demo-stop:
 
 bench:
 	bash test/run_benchmarks.sh
+
+fuzz:
+	bash test/install_deps.sh
+	$(MAKE) -C test/fuzz run
+
+check-asan:
+	bash test/install_deps.sh
+	python3 test/check_asan.py

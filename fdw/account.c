@@ -32,8 +32,10 @@ PG_FUNCTION_INFO_V1(whoop_disconnect_account);
 static void hide_statement(void *arg);
 static WhoopProfile *fetch_profile(const WhoopServer *server, const char *access_token);
 static void check_relink(const WhoopServer *server, int64 user_id);
-static int64 link_account(const WhoopServer *server, const char *form,
-						  const char *what, const char *hint);
+static int64 link_account(const char *server_name, const char *grant_type,
+						  const char *grant_field, const char *grant_value,
+						  const char *redirect_uri, const char *what,
+						  const char *hint);
 
 /*
  * whoop_authorize_url returns the URL a member opens to authorize the
@@ -91,7 +93,8 @@ whoop_authorize_url(PG_FUNCTION_ARGS)
 
 /*
  * hide_statement keeps the statement text -- which carries a code or a
- * refresh token -- out of the server log when linking fails.
+ * refresh token -- out of the server log when linking fails, whatever the
+ * reason (also a misspelt server or a missing user mapping).
  */
 static void
 hide_statement(void *arg)
@@ -147,23 +150,32 @@ check_relink(const WhoopServer *server, int64 user_id)
 }
 
 /*
- * link_account sends a token request (code exchange or refresh), learns
- * the member's user_id from the profile and durably saves the tokens.  The
- * writer is started first, so no token is requested that could not be
- * saved.
+ * link_account sends a token request (code exchange or refresh) with the
+ * caller's client credentials for SERVER_NAME, learns the member's user_id
+ * from the profile and durably saves the tokens.  The writer is started
+ * first, so no token is requested that could not be saved.  Every error
+ * from the start, server lookup included, hides the statement.
  */
 static int64
-link_account(const WhoopServer *server, const char *form, const char *what,
-			 const char *hint)
+link_account(const char *server_name, const char *grant_type,
+			 const char *grant_field, const char *grant_value,
+			 const char *redirect_uri, const char *what, const char *hint)
 {
+	WhoopServer *server;
+	WhoopClient *client;
+	char	   *form;
 	WhoopTokenWriter *volatile writer;
 	int64		user_id = 0;
 	ErrorContextCallback callback;
 
 	callback.callback = hide_statement;
-	callback.arg = server->server_name;
+	callback.arg = (void *) server_name;
 	callback.previous = error_context_stack;
 	error_context_stack = &callback;
+
+	server = whoop_get_server_by_name(server_name, true);
+	client = whoop_get_client(server->serverid, GetUserId());
+	form = whoop_oauth_form(client, grant_type, grant_field, grant_value, redirect_uri);
 
 	writer = whoop_token_writer_start();
 	PG_TRY();
@@ -200,6 +212,7 @@ link_account(const WhoopServer *server, const char *form, const char *what,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	memset(form, 0, strlen(form));
 	error_context_stack = callback.previous;
 	return user_id;
 }
@@ -211,14 +224,11 @@ link_account(const WhoopServer *server, const char *form, const char *what,
 Datum
 whoop_connect_account(PG_FUNCTION_ARGS)
 {
-	WhoopServer *server = whoop_get_server_by_name(NameStr(*PG_GETARG_NAME(0)), true);
-	WhoopClient *client = whoop_get_client(server->serverid, GetUserId());
-	char	   *code = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *redirect_uri = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	char	   *form = whoop_oauth_form(client, "authorization_code", "code", code,
-										redirect_uri);
-
-	PG_RETURN_INT64(link_account(server, form, "authorization code",
+	PG_RETURN_INT64(link_account(NameStr(*PG_GETARG_NAME(0)),
+								 "authorization_code", "code",
+								 text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								 text_to_cstring(PG_GETARG_TEXT_PP(2)),
+								 "authorization code",
 								 "Codes are single-use and short-lived, and redirect_uri must be the one given to whoop.authorize_url(); authorize again."));
 }
 
@@ -229,13 +239,10 @@ whoop_connect_account(PG_FUNCTION_ARGS)
 Datum
 whoop_add_account(PG_FUNCTION_ARGS)
 {
-	WhoopServer *server = whoop_get_server_by_name(NameStr(*PG_GETARG_NAME(0)), true);
-	WhoopClient *client = whoop_get_client(server->serverid, GetUserId());
-	char	   *refresh_token = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *form = whoop_oauth_form(client, "refresh_token", "refresh_token",
-										refresh_token, NULL);
-
-	PG_RETURN_INT64(link_account(server, form, "refresh token",
+	PG_RETURN_INT64(link_account(NameStr(*PG_GETARG_NAME(0)),
+								 "refresh_token", "refresh_token",
+								 text_to_cstring(PG_GETARG_TEXT_PP(1)), NULL,
+								 "refresh token",
 								 "Refresh tokens are single-use: a token that was already used (or issued to another app) cannot link an account."));
 }
 

@@ -110,6 +110,27 @@ request_label(const char *method, const char *path_and_query)
 }
 
 /*
+ * whoop_rate_limit_wait_s returns the seconds to wait after LABEL was
+ * answered 429: X-RateLimit-Reset, at least one.  A longer wait than
+ * MAX_RATE_LIMIT_WAIT_S (a daily limit, or a hostile header), or GIVE_UP,
+ * raises an error instead; so the wait in milliseconds always fits an int.
+ */
+int
+whoop_rate_limit_wait_s(const WhoopRateLimit *rate, const char *label, bool give_up)
+{
+	int			wait_s = Max(rate->reset_s, 1);
+
+	if (give_up || wait_s > MAX_RATE_LIMIT_WAIT_S)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("WHOOP rate limit exhausted"),
+				 errdetail("%s answered HTTP 429; X-RateLimit-Reset says %d s.",
+						   label, rate->reset_s),
+				 errhint("The app's limits (100 requests/minute, 10,000/day unless raised by WHOOP) are shared by all its accounts; sync less often or ask WHOOP for a higher limit.")));
+	return wait_s;
+}
+
+/*
  * whoop_fetch GETs one API path (relative to the server's api_url) for an
  * account, or with an explicit BEARER token when the account is not stored
  * yet.  Returns the parsed document, allocated in DOC_CONTEXT (freed with
@@ -176,15 +197,9 @@ whoop_fetch(const WhoopServer *server, int64 user_id, const char *bearer,
 						 errhint("Check that the account granted the scope this endpoint needs (link it again with whoop.connect_account() if not).")));
 			if (response.status == 429)
 			{
-				int			wait_s = Max(response.rate.reset_s, 1);
+				int			wait_s = whoop_rate_limit_wait_s(&response.rate, label,
+															 ++throttled > MAX_THROTTLED_IN_A_ROW);
 
-				if (wait_s > MAX_RATE_LIMIT_WAIT_S || ++throttled > MAX_THROTTLED_IN_A_ROW)
-					ereport(ERROR,
-							(errcode(ERRCODE_FDW_ERROR),
-							 errmsg("WHOOP rate limit exhausted"),
-							 errdetail("%s answered HTTP 429; X-RateLimit-Reset says %d s.",
-									   label, response.rate.reset_s),
-							 errhint("The app's limits (100 requests/minute, 10,000/day unless raised by WHOOP) are shared by all its accounts; sync less often or ask WHOOP for a higher limit.")));
 				stats->throttled++;
 				whoop_backend_fetch_stats.throttled++;
 				pfree(response.body);
@@ -273,7 +288,9 @@ whoop_revoke(const WhoopServer *server, const char *bearer)
 							   response.transport_failed ? response.transport_error
 							   : psprintf("HTTP %ld", response.status)),
 					 errhint("The account was not forgotten; try again later.")));
-		whoop_http_sleep(response.status == 429 ? Max(response.rate.reset_s, 1) * 1000
+		whoop_http_sleep(response.status == 429
+						 ? whoop_rate_limit_wait_s(&response.rate, "DELETE /v2/user/access",
+												   false) * 1000
 						 : whoop_http_backoff_ms(attempt));
 		attempt++;
 	}

@@ -18,7 +18,6 @@
 #include "whoop_fdw.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <curl/curl.h>
 
 #include "common/pg_prng.h"
@@ -303,64 +302,6 @@ check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 }
 
 /*
- * parse_leading_int reads a non-negative integer after optional blanks.
- */
-static bool
-parse_leading_int(const char *p, const char *end, int *out)
-{
-	int64		value = 0;
-	bool		any = false;
-
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
-	while (p < end && isdigit((unsigned char) *p))
-	{
-		value = value * 10 + (*p - '0');
-		if (value > INT_MAX)
-			return false;
-		any = true;
-		p++;
-	}
-	if (any)
-		*out = (int) value;
-	return any;
-}
-
-/*
- * whoop_parse_rate_limit_header parses one header line if it is one of
- * WHOOP's X-RateLimit-Limit/Remaining/Reset headers.  For Limit, the first
- * number is taken: "100, 100;window=60, 10000;window=86400" and the variant
- * without the leading bare number both give 100.  Returns whether the line
- * was a recognized, well-formed rate-limit header.
- */
-bool
-whoop_parse_rate_limit_header(const char *line, size_t len, WhoopRateLimit *rate)
-{
-	static const char prefix[] = "x-ratelimit-";
-	const char *end = line + len;
-	const char *name;
-	const char *colon;
-	int			value;
-
-	if (len < sizeof(prefix) - 1 || pg_strncasecmp(line, prefix, sizeof(prefix) - 1) != 0)
-		return false;
-	name = line + sizeof(prefix) - 1;
-	colon = memchr(name, ':', end - name);
-	if (colon == NULL || !parse_leading_int(colon + 1, end, &value))
-		return false;
-
-	if (colon - name == 5 && pg_strncasecmp(name, "limit", 5) == 0)
-		rate->limit = value;
-	else if (colon - name == 9 && pg_strncasecmp(name, "remaining", 9) == 0)
-		rate->remaining = value;
-	else if (colon - name == 5 && pg_strncasecmp(name, "reset", 5) == 0)
-		rate->reset_s = value;
-	else
-		return false;
-	return true;
-}
-
-/*
  * whoop_http_url_acceptable checks a server URL: https, or plain http only
  * to a loopback host; no credentials, query or fragment.  WHY explains a
  * rejection.
@@ -431,26 +372,6 @@ whoop_http_escape(const char *text)
 	result = pstrdup(escaped);
 	curl_free(escaped);
 	return result;
-}
-
-/*
- * whoop_body_excerpt returns the start of a response body, made printable,
- * for error details.
- */
-char *
-whoop_body_excerpt(const char *body, size_t len)
-{
-	size_t		n = Min(len, 200);
-	char	   *excerpt = palloc(n + 4);
-	size_t		i;
-
-	for (i = 0; i < n; i++)
-		excerpt[i] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-	if (len > n)
-		memcpy(excerpt + i, "...", 4);
-	else
-		excerpt[i] = '\0';
-	return excerpt;
 }
 
 /*

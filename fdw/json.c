@@ -20,6 +20,8 @@
 
 #include <json.h>
 
+#include "mb/pg_wchar.h"
+
 struct WhoopJsonDoc
 {
 	struct json_object *root;
@@ -34,7 +36,11 @@ static struct json_object *record_object(WhoopJsonDoc *doc, int record);
  * whoop_json_parse parses one response body whose top level must be an
  * object: a page ({"records": [...], "next_token": ...}) or a single record.
  * Malformed or truncated JSON raises an error naming WHAT (the endpoint)
- * and the byte offset where parsing stopped.
+ * and the byte offset where parsing stopped; json-c's strict mode is used,
+ * so that what is not JSON (a number such as 000e, comments, single
+ * quotes, trailing commas) is not read as data.  So does a body that is not
+ * valid UTF-8 (or holds a NUL byte): json-c copies such bytes into strings
+ * and keys unchecked, and they would reach text and jsonb values unverified.
  */
 WhoopJsonDoc *
 whoop_json_parse(const char *data, size_t len, MemoryContext owner,
@@ -56,6 +62,8 @@ whoop_json_parse(const char *data, size_t len, MemoryContext owner,
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
+	/* not json-c's lenient default: no comments, quotes, leading zeros ... */
+	json_tokener_set_flags(tokener, JSON_TOKENER_STRICT);
 	root = json_tokener_parse_ex(tokener, data, (int) len);
 	error = json_tokener_get_error(tokener);
 	parse_end = json_tokener_get_parse_end(tokener);
@@ -90,6 +98,21 @@ whoop_json_parse(const char *data, size_t len, MemoryContext owner,
 					 errmsg("invalid JSON in WHOOP response from %s", what),
 					 errdetail("Unexpected data after the JSON document at byte offset %zu of %zu.",
 							   i, len)));
+		}
+	}
+
+	/* JSON is UTF-8; checked once parsed, so a cut body reads as truncated */
+	{
+		int			valid = pg_encoding_verifymbstr(PG_UTF8, data, (int) len);
+
+		if (valid < (int) len)
+		{
+			json_object_put(root);
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+					 errmsg("invalid UTF-8 in WHOOP response from %s", what),
+					 errdetail("The bytes at byte offset %d of %zu are not valid UTF-8.",
+							   valid, len)));
 		}
 	}
 

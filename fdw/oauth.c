@@ -33,6 +33,8 @@
 
 /* refresh this long before WHOOP would reject the token */
 #define EXPIRY_MARGIN_US (60 * USECS_PER_SEC)
+/* give up after this many 429s in a row from the token endpoint */
+#define MAX_TOKEN_THROTTLED 10
 
 typedef struct TokenCacheKey
 {
@@ -57,7 +59,6 @@ static bool token_usable(const WhoopStoredAccount *account, const char *rejected
 						 int64 margin_us);
 static void check_account(const WhoopServer *server, const WhoopStoredAccount *account);
 static char *refresh_locked(const WhoopServer *server, WhoopStoredAccount *account);
-static char *oauth_rejection(const WhoopHttpResponse *response);
 
 /*
  * cache_entry finds or creates the cache entry of an account.
@@ -293,51 +294,6 @@ whoop_oauth_form(const WhoopClient *client, const char *grant_type,
 }
 
 /*
- * oauth_rejection summarizes a refused token request from its OAuth error
- * fields; the body is otherwise never echoed, since token answers may
- * carry secrets.
- */
-static char *
-oauth_rejection(const WhoopHttpResponse *response)
-{
-	MemoryContext parse_context = AllocSetContextCreate(CurrentMemoryContext,
-														"whoop_fdw oauth error",
-														ALLOCSET_SMALL_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(parse_context);
-	char	   *error = NULL;
-	char	   *description = NULL;
-	char	   *result;
-
-	PG_TRY();
-	{
-		WhoopJsonDoc *doc = whoop_json_parse(response->body, response->body_len,
-											 parse_context, "the token endpoint");
-		WhoopJsonValue value;
-
-		whoop_json_field(doc, 0, "error", &value);
-		if (value.kind == WHOOP_JSON_STRING)
-			error = whoop_body_excerpt(value.s, value.len);
-		whoop_json_field(doc, 0, "error_description", &value);
-		if (value.kind == WHOOP_JSON_STRING)
-			description = whoop_body_excerpt(value.s, value.len);
-	}
-	PG_CATCH();
-	{
-		/* not JSON: say only the status */
-		FlushErrorState();
-	}
-	PG_END_TRY();
-
-	MemoryContextSwitchTo(old);
-	result = psprintf("The token endpoint answered HTTP %ld%s%s%s%s.",
-					  response->status,
-					  error ? ": " : "", error ? error : "",
-					  description ? " -- " : "", description ? description : "");
-	MemoryContextDelete(parse_context);
-	return result;
-}
-
-/*
  * whoop_oauth_token_request POSTs a token request (code exchange or
  * refresh).  Returns the tokens; or NULL with *REJECTION set when WHOOP
  * refuses the grant (4xx); raises an error when WHOOP cannot be reached
@@ -366,15 +322,20 @@ whoop_oauth_token_request(const WhoopServer *server, const char *form,
 
 		if (!response.transport_failed && response.status == 200)
 			break;
-		if (!response.transport_failed && response.status == 429 && throttled++ < 10)
+		if (!response.transport_failed && response.status == 429)
 		{
+			/* not a refusal: the grant was not even looked at */
+			int			wait_s = whoop_rate_limit_wait_s(&response.rate, "POST /token",
+														 ++throttled > MAX_TOKEN_THROTTLED);
+
 			whoop_backend_fetch_stats.throttled++;
-			whoop_http_sleep(Max(response.rate.reset_s, 1) * 1000);
+			whoop_http_sleep(wait_s * 1000);
 			continue;
 		}
 		if (!response.transport_failed && response.status >= 400 && response.status < 500)
 		{
-			*rejection = oauth_rejection(&response);
+			*rejection = whoop_oauth_rejection(response.status, response.body,
+												response.body_len);
 
 			/*
 			 * Grants are single-use.  A retry refused after an attempt whose
@@ -421,32 +382,11 @@ whoop_oauth_token_request(const WhoopServer *server, const char *form,
 	}
 
 	{
-		MemoryContext parse_context = AllocSetContextCreate(CurrentMemoryContext,
-															"whoop_fdw token answer",
-															ALLOCSET_SMALL_SIZES);
-		WhoopJsonDoc *doc = whoop_json_parse(response.body, response.body_len,
-											 parse_context, "the token endpoint");
-		WhoopTokens *tokens = palloc0(sizeof(WhoopTokens));
-		WhoopJsonValue value;
-
-		whoop_json_field(doc, 0, "access_token", &value);
-		if (value.kind != WHOOP_JSON_STRING || value.len == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
-					 errmsg("WHOOP token answer lacks an access_token")));
-		tokens->access_token = pnstrdup(value.s, value.len);
-		whoop_json_field(doc, 0, "refresh_token", &value);
-		if (value.kind == WHOOP_JSON_STRING && value.len > 0)
-			tokens->refresh_token = pnstrdup(value.s, value.len);
-		whoop_json_field(doc, 0, "scope", &value);
-		if (value.kind == WHOOP_JSON_STRING)
-			tokens->scope = pnstrdup(value.s, value.len);
-		whoop_json_field(doc, 0, "expires_in", &value);
-		tokens->expires_in = (value.kind == WHOOP_JSON_INT && value.i > 0 && value.i < PG_INT32_MAX)
-			? (int) value.i : 3600;
+		WhoopTokens *tokens = whoop_oauth_parse_tokens(response.body,
+													   response.body_len);
 
 		memset(response.body, 0, response.body_len);
-		MemoryContextDelete(parse_context);
+		pfree(response.body);
 		return tokens;
 	}
 }

@@ -66,6 +66,7 @@ static void check_option_value(const WhoopOption *option, DefElem *def);
 static char *valid_option_names(Oid context);
 static char *strip_trailing_slash(const char *url);
 static void interval_option_context(void *arg);
+static void hide_mapping_statement(void *arg);
 
 PG_FUNCTION_INFO_V1(whoop_fdw_validator);
 
@@ -79,6 +80,14 @@ whoop_fdw_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 	Oid			catalog = PG_GETARG_OID(1);
 	ListCell   *cell;
+	ErrorContextCallback callback;
+
+	/* a user mapping's statement carries the client secret */
+	callback.callback = hide_mapping_statement;
+	callback.arg = NULL;
+	callback.previous = error_context_stack;
+	if (catalog == UserMappingRelationId)
+		error_context_stack = &callback;
 
 	foreach(cell, options)
 	{
@@ -110,7 +119,18 @@ whoop_fdw_validator(PG_FUNCTION_ARGS)
 		check_option_value(match, def);
 	}
 
+	error_context_stack = callback.previous;
 	PG_RETURN_VOID();
+}
+
+/*
+ * hide_mapping_statement keeps a rejected CREATE/ALTER USER MAPPING, whose
+ * text holds the client secret, out of the server log.
+ */
+static void
+hide_mapping_statement(void *arg)
+{
+	errhidestmt(true);
 }
 
 /*

@@ -17,7 +17,7 @@
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
+#include "utils/timestamp.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -231,107 +231,4 @@ whoop_record_values(WhoopJsonDoc *doc, int record, int64 account_user_id,
 	}
 
 	error_context_stack = callback.previous;
-}
-
-/*
- * parse_digits reads exactly N decimal digits.
- */
-static inline bool
-parse_digits(const char **p, const char *end, int n, int *out)
-{
-	int			value = 0;
-
-	if (end - *p < n)
-		return false;
-	for (int i = 0; i < n; i++)
-	{
-		char		c = (*p)[i];
-
-		if (c < '0' || c > '9')
-			return false;
-		value = value * 10 + (c - '0');
-	}
-	*p += n;
-	*out = value;
-	return true;
-}
-
-/*
- * whoop_parse_timestamp parses WHOOP's ISO-8601 timestamps
- * (2026-06-29T22:13:05.123Z, also with an offset or without fraction) into
- * a timestamptz.  Returns false for anything else, so that the caller can
- * fall back to timestamptz_in.
- */
-bool
-whoop_parse_timestamp(const char *text, int len, TimestampTz *result)
-{
-	const char *p = text;
-	const char *end = text + len;
-	int			year,
-				month,
-				day,
-				hour,
-				minute,
-				second;
-	int64		fraction_us = 0;
-	int			offset_s = 0;
-	int64		days;
-
-	if (!parse_digits(&p, end, 4, &year) || p >= end || *p++ != '-' ||
-		!parse_digits(&p, end, 2, &month) || p >= end || *p++ != '-' ||
-		!parse_digits(&p, end, 2, &day) || p >= end || (*p != 'T' && *p != 't') ||
-		!(++p, parse_digits(&p, end, 2, &hour)) || p >= end || *p++ != ':' ||
-		!parse_digits(&p, end, 2, &minute) || p >= end || *p++ != ':' ||
-		!parse_digits(&p, end, 2, &second))
-		return false;
-
-	if (p < end && *p == '.')
-	{
-		int64		scale = 100000;
-
-		p++;
-		if (p >= end || *p < '0' || *p > '9')
-			return false;
-		while (p < end && *p >= '0' && *p <= '9')
-		{
-			fraction_us += (*p - '0') * scale;
-			scale /= 10;
-			p++;
-		}
-	}
-
-	if (p < end && (*p == 'Z' || *p == 'z'))
-		p++;
-	else if (p < end && (*p == '+' || *p == '-'))
-	{
-		int			sign = (*p == '-') ? -1 : 1;
-		int			oh,
-					om = 0;
-
-		p++;
-		if (!parse_digits(&p, end, 2, &oh))
-			return false;
-		if (p < end && *p == ':')
-			p++;
-		if (p < end && !parse_digits(&p, end, 2, &om))
-			return false;
-		if (oh > 15 || om > 59)
-			return false;
-		offset_s = sign * (oh * 3600 + om * 60);
-	}
-	else
-		return false;
-	if (p != end)
-		return false;
-
-	if (month < 1 || month > 12 || day < 1 ||
-		day > day_tab[isleap(year)][month - 1] ||
-		hour > 23 || minute > 59 || second > 59)
-		return false;
-
-	days = date2j(year, month, day) - POSTGRES_EPOCH_JDATE;
-	*result = days * USECS_PER_DAY +
-		((int64) hour * 3600 + minute * 60 + second - offset_s) * USECS_PER_SEC +
-		fraction_us;
-	return true;
 }

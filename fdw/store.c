@@ -677,7 +677,10 @@ whoop_token_writer_main(Datum main_arg)
 }
 
 /*
- * writer_execute performs the handed-over write and commits it.
+ * writer_execute performs the handed-over write and commits it.  A save
+ * never hands an account to a role without the privileges of its owner:
+ * account.c checks that before it asks WHOOP for tokens, and the upsert
+ * checks it again, against a link by another role in between.
  */
 static void
 writer_execute(WriterShared *shared)
@@ -701,7 +704,8 @@ writer_execute(WriterShared *shared)
 		"  owner = excluded.owner, "
 		"  token_version = a.token_version operator(pg_catalog.+) 1, "
 		"  last_refresh_at = excluded.last_refresh_at, "
-		"  last_error = null";
+		"  last_error = null "
+		"where pg_catalog.pg_has_role(excluded.owner::oid, a.owner::oid, 'usage')";
 	static const char mark_sql[] =
 		"update whoop.account set status = $3, last_error = $4, "
 		"  token_version = token_version operator(pg_catalog.+) 1 "
@@ -765,6 +769,11 @@ writer_execute(WriterShared *shared)
 		rc = SPI_execute_with_args(save_sql, 10, types, values, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "saving WHOOP tokens failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("WHOOP account " INT64_FORMAT " was linked to server \"%s\" by another role meanwhile",
+							shared->user_id, NameStr(server))));
 	}
 	else if (shared->op == WRITER_MARK_FAILED)
 	{

@@ -5,8 +5,11 @@
  *
  * Dependencies point one way: the FDW callbacks (whoop_fdw.c) and the SQL
  * account functions (account.c) use fetch, oauth, pushdown, record and
- * endpoint; fetch uses http, oauth and json; oauth uses http, json and the
- * token store.  libcurl appears only in http.c and json-c only in json.c.
+ * endpoint; fetch uses http, oauth and json; oauth uses http, token (the
+ * token endpoint's answers), json and the token store.  What WHOOP sends is
+ * read by json, parse and token, which need neither libcurl nor the server's
+ * catalogs, so test/fuzz/ can link them alone.  libcurl appears only in
+ * http.c and json-c only in json.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -187,7 +190,6 @@ extern void whoop_record_values(WhoopJsonDoc *doc, int record, int64 account_use
 								const WhoopEndpoint *endpoint,
 								WhoopColumn *columns, int ncolumns,
 								Datum *values, bool *nulls);
-extern bool whoop_parse_timestamp(const char *text, int len, TimestampTz *result);
 
 
 /* ---------------------------------------------------------------------
@@ -227,12 +229,38 @@ extern void whoop_http_request(const WhoopHttpRequest *request,
 							   WhoopHttpResponse *response);
 extern bool whoop_http_url_acceptable(const char *url, const char **why);
 extern char *whoop_http_escape(const char *text);
-extern bool whoop_parse_rate_limit_header(const char *line, size_t len,
-										  WhoopRateLimit *rate);
-extern char *whoop_body_excerpt(const char *body, size_t len);
 extern void whoop_http_sleep(int ms);
 extern uint32 whoop_wait_event(void);
 extern int	whoop_http_backoff_ms(int attempt);
+
+
+/* ---------------------------------------------------------------------
+ * parse.c -- parsers of header lines, timestamps and body excerpts
+ * ---------------------------------------------------------------------
+ */
+
+extern bool whoop_parse_rate_limit_header(const char *line, size_t len,
+										  WhoopRateLimit *rate);
+extern bool whoop_parse_timestamp(const char *text, int len, TimestampTz *result);
+extern char *whoop_body_excerpt(const char *body, size_t len);
+
+
+/* ---------------------------------------------------------------------
+ * token.c -- the token endpoint's answers
+ * ---------------------------------------------------------------------
+ */
+
+/* The token set an OAuth token endpoint answers with. */
+typedef struct WhoopTokens
+{
+	char	   *access_token;
+	char	   *refresh_token;	/* NULL when none was granted */
+	int			expires_in;
+	char	   *scope;
+} WhoopTokens;
+
+extern WhoopTokens *whoop_oauth_parse_tokens(const char *body, size_t len);
+extern char *whoop_oauth_rejection(long status, const char *body, size_t len);
 
 
 /* ---------------------------------------------------------------------
@@ -251,15 +279,6 @@ typedef struct WhoopStoredAccount
 	TimestampTz access_expires_at;
 	int64		token_version;
 } WhoopStoredAccount;
-
-/* The token set an OAuth token endpoint answers with. */
-typedef struct WhoopTokens
-{
-	char	   *access_token;
-	char	   *refresh_token;	/* NULL when none was granted */
-	int			expires_in;
-	char	   *scope;
-} WhoopTokens;
 
 typedef struct WhoopProfile
 {
@@ -323,6 +342,8 @@ extern WhoopJsonDoc *whoop_fetch(const WhoopServer *server, int64 user_id,
 								 bool missing_ok, MemoryContext doc_context,
 								 WhoopFetchStats *stats);
 extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
+extern int	whoop_rate_limit_wait_s(const WhoopRateLimit *rate, const char *label,
+									bool give_up);
 extern WhoopFetchStats whoop_backend_fetch_stats;
 
 

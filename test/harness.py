@@ -284,10 +284,11 @@ class Cluster:
     initdb and postgres refuse to run as root, so as root every server
     command runs as the "postgres" OS user (runuser).  The server listens on
     127.0.0.1 and a socket directory inside the cluster directory, on a free
-    port, so several clusters can run side by side.
+    port, so several clusters can run side by side.  ENV adds variables to
+    the server's environment (check_asan.py preloads a sanitizer runtime).
     """
 
-    def __init__(self, settings=None):
+    def __init__(self, settings=None, env=None):
         import tempfile
         self.dir = tempfile.mkdtemp(prefix="whoop_cluster.")
         self.data = os.path.join(self.dir, "data")
@@ -309,6 +310,7 @@ class Cluster:
         if os.environ.get("WHOOP_EXTENSION_DESTDIR"):
             self.settings["extension_destdir"] = "'%s'" % os.environ["WHOOP_EXTENSION_DESTDIR"]
         self.settings.update(settings or {})
+        self.server_env = dict(env or {})    # extra environment of the server processes
         self.as_root = os.geteuid() == 0
 
     def _run(self, cmd, check=True, timeout=120):
@@ -328,8 +330,9 @@ class Cluster:
         return self
 
     def start(self):
-        self._run([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.data, "-l", self.log,
-                   "-o", "-p %d" % self.port, "-w", "-t", "60", "start"])
+        env = ["env"] + ["%s=%s" % kv for kv in self.server_env.items()] if self.server_env else []
+        self._run(env + [os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.data, "-l", self.log,
+                         "-o", "-p %d" % self.port, "-w", "-t", "60", "start"])
         return self
 
     def stop(self, mode="fast"):

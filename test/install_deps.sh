@@ -4,10 +4,13 @@
 # Installs only what is missing (so a second run is quick and offline), with
 # apt-get as root or through sudo otherwise.  Extra package names may be given
 # as arguments (the dashboard tests add chromium, the benchmark psycopg2).
+# clang and libclang-rt-dev build the fuzz targets (libFuzzer, ASan, UBSan);
+# openssl makes the certificate of the TLS test.
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-          libcurl4-openssl-dev libjson-c-dev pkg-config make gcc python3 "$@")
+          libcurl4-openssl-dev libjson-c-dev pkg-config make gcc python3
+          clang libclang-rt-dev openssl "$@")
 
 missing=()
 for p in "${packages[@]}"; do
