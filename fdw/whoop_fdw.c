@@ -605,7 +605,7 @@ datum_text(Datum value, Oid type)
 }
 
 /*
- * add_array_values adds the non-NULL elements of an array value to a list
+ * array_values returns the non-NULL elements of an array value as a list
  * of ids (as text) or user ids.
  */
 static List *
@@ -642,34 +642,28 @@ array_values(Datum array_datum, bool as_user_ids)
 }
 
 /*
- * intersect_ids keeps the ids present in both lists (NULL = unconstrained).
+ * same_text and same_user_id compare list members: ids as text, user ids
+ * as boxed int64.
  */
-static List *
-intersect_ids(List *current, List *next, bool constrained)
+static bool
+same_text(const void *a, const void *b)
 {
-	List	   *result = NIL;
-	ListCell   *a;
-
-	if (!constrained)
-		return next;
-	foreach(a, current)
-	{
-		ListCell   *b;
-
-		foreach(b, next)
-		{
-			if (strcmp(lfirst(a), lfirst(b)) == 0)
-			{
-				result = lappend(result, lfirst(a));
-				break;
-			}
-		}
-	}
-	return result;
+	return strcmp((const char *) a, (const char *) b) == 0;
 }
 
+static bool
+same_user_id(const void *a, const void *b)
+{
+	return *(const int64 *) a == *(const int64 *) b;
+}
+
+/*
+ * intersect keeps the members of CURRENT that are also in NEXT; when
+ * CURRENT does not constrain anything yet, NEXT is the answer.
+ */
 static List *
-intersect_users(List *current, List *next, bool constrained)
+intersect(List *current, List *next, bool constrained,
+		  bool (*same) (const void *, const void *))
 {
 	List	   *result = NIL;
 	ListCell   *a;
@@ -682,7 +676,7 @@ intersect_users(List *current, List *next, bool constrained)
 
 		foreach(b, next)
 		{
-			if (*(int64 *) lfirst(a) == *(int64 *) lfirst(b))
+			if (same(lfirst(a), lfirst(b)))
 			{
 				result = lappend(result, lfirst(a));
 				break;
@@ -831,13 +825,13 @@ plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 				{
 					Oid			type = exprType((Node *) ((ExprState *) lfirst(value_cell))->expr);
 
-					ids = intersect_ids(ids, list_make1(datum_text(value, type)),
-										ids_constrained);
+					ids = intersect(ids, list_make1(datum_text(value, type)),
+									ids_constrained, same_text);
 					ids_constrained = true;
 					break;
 				}
 			case WHOOP_PUSH_ID_ARRAY:
-				ids = intersect_ids(ids, array_values(value, false), ids_constrained);
+				ids = intersect(ids, array_values(value, false), ids_constrained, same_text);
 				ids_constrained = true;
 				break;
 			case WHOOP_PUSH_USER:
@@ -845,12 +839,13 @@ plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 					int64	   *boxed = palloc(sizeof(int64));
 
 					*boxed = DatumGetInt64(value);
-					users = intersect_users(users, list_make1(boxed), users_constrained);
+					users = intersect(users, list_make1(boxed), users_constrained, same_user_id);
 					users_constrained = true;
 					break;
 				}
 			case WHOOP_PUSH_USER_ARRAY:
-				users = intersect_users(users, array_values(value, true), users_constrained);
+				users = intersect(users, array_values(value, true), users_constrained,
+								  same_user_id);
 				users_constrained = true;
 				break;
 		}
@@ -870,7 +865,7 @@ plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 						state->server->server_name, GetUserNameFromId(GetUserId(), false)),
 				 errhint("Link one with whoop.connect_account() or whoop.add_account().")));
 	if (users_constrained)
-		accounts = intersect_users(accounts, users, true);
+		accounts = intersect(accounts, users, true, same_user_id);
 	state->naccounts = list_length(accounts);
 	if (accounts == NIL)
 		empty = true;

@@ -191,14 +191,15 @@ class SQLError(Exception):
 
 
 def psql(sql, dbname=None, user=None, timeout=600, extra_env=None, check=True,
-         variables=None):
+         variables=None, with_messages=False):
     """psql runs SQL in one psql session and returns stdout (unaligned, tuples only).
 
     On error (check=True) raises SQLError carrying the SQLSTATE, which psql
-    prints because of VERBOSITY verbose.
+    prints because of VERBOSITY verbose.  With with_messages, the NOTICEs
+    and WARNINGs psql printed to stderr (default verbosity) follow stdout.
     """
     cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-           "-v", "VERBOSITY=verbose", "-F", "|"]
+           "-v", "VERBOSITY=%s" % ("default" if with_messages else "verbose"), "-F", "|"]
     if dbname or os.environ.get("WHOOP_TEST_DB"):
         cmd += ["-d", dbname or os.environ["WHOOP_TEST_DB"]]
     if user:
@@ -207,7 +208,8 @@ def psql(sql, dbname=None, user=None, timeout=600, extra_env=None, check=True,
         cmd += ["-v", "%s=%s" % (k, v)]
     env = dict(os.environ)
     env.update(extra_env or {})
-    env["PGOPTIONS"] = env.get("PGOPTIONS", "") + " -c client_min_messages=warning"
+    if not with_messages:
+        env["PGOPTIONS"] = env.get("PGOPTIONS", "") + " -c client_min_messages=warning"
     proc = subprocess.run(cmd, input=sql, capture_output=True, text=True,
                           timeout=timeout, env=env)
     if proc.returncode != 0 and check:
@@ -219,26 +221,13 @@ def psql(sql, dbname=None, user=None, timeout=600, extra_env=None, check=True,
                     sqlstate = parts[1].rstrip(":")
                 break
         raise SQLError(proc.stderr.strip(), sqlstate)
-    return proc.stdout
+    return proc.stdout + proc.stderr if with_messages else proc.stdout
 
 
 def psql_full(sql, **kw):
     """psql_full runs SQL like psql() and returns stdout followed by stderr
     (where NOTICEs and WARNINGs go)."""
-    return _psql_with_stderr(sql, **kw)
-
-
-def _psql_with_stderr(sql, dbname=None, user=None, timeout=600):
-    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-           "-v", "VERBOSITY=default", "-F", "|"]
-    if dbname or os.environ.get("WHOOP_TEST_DB"):
-        cmd += ["-d", dbname or os.environ["WHOOP_TEST_DB"]]
-    if user:
-        cmd += ["-U", user]
-    proc = subprocess.run(cmd, input=sql, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise SQLError(proc.stderr.strip())
-    return proc.stdout + proc.stderr
+    return psql(sql, with_messages=True, **kw)
 
 
 def json_literal(value):
