@@ -317,6 +317,45 @@ rolling_aggcontext(FunctionCallInfo fcinfo, const char *fname)
 	return aggcontext;
 }
 
+/*
+ * state_to_bytea copies a fixed-size state into bytea; parallel workers run
+ * the same binary, so a raw copy is a faithful serialization.
+ */
+static bytea *
+state_to_bytea(const void *state, size_t size)
+{
+	bytea	   *result = (bytea *) palloc(VARHDRSZ + size);
+
+	SET_VARSIZE(result, VARHDRSZ + size);
+	memcpy(VARDATA(result), state, size);
+	return result;
+}
+
+/*
+ * state_from_bytea is the inverse of state_to_bytea; it checks the size and
+ * the version tag every state starts with.
+ */
+static void *
+state_from_bytea(bytea *data, size_t size, const char *aggregate)
+{
+	void	   *state;
+
+	if (VARSIZE_ANY_EXHDR(data) != size)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid %s state", aggregate),
+				 errdetail("The serialized state has %d bytes, expected %d.",
+						   (int) VARSIZE_ANY_EXHDR(data), (int) size)));
+	state = palloc(size);
+	memcpy(state, VARDATA_ANY(data), size);
+	if (*(int32 *) state != ROLLING_STATE_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid %s state", aggregate),
+				 errdetail("The serialized state has an unknown version tag.")));
+	return state;
+}
+
 /* ------------------------------------------------------------------------
  * rolling_variance, rolling_stddev
  * ------------------------------------------------------------------------
@@ -620,17 +659,12 @@ rolling_var_combine(PG_FUNCTION_ARGS)
 
 /*
  * rolling_var_serialize turns a state into bytea for a parallel worker's
- * partial aggregate; workers run the same binary, so a raw copy suffices.
+ * partial aggregate.
  */
 Datum
 rolling_var_serialize(PG_FUNCTION_ARGS)
 {
-	VarState   *state = (VarState *) PG_GETARG_POINTER(0);
-	bytea	   *result = (bytea *) palloc(VARHDRSZ + sizeof(VarState));
-
-	SET_VARSIZE(result, VARHDRSZ + sizeof(VarState));
-	memcpy(VARDATA(result), state, sizeof(VarState));
-	PG_RETURN_BYTEA_P(result);
+	PG_RETURN_BYTEA_P(state_to_bytea(PG_GETARG_POINTER(0), sizeof(VarState)));
 }
 
 /*
@@ -639,23 +673,8 @@ rolling_var_serialize(PG_FUNCTION_ARGS)
 Datum
 rolling_var_deserialize(PG_FUNCTION_ARGS)
 {
-	bytea	   *data = PG_GETARG_BYTEA_PP(0);
-	VarState   *state;
-
-	if (VARSIZE_ANY_EXHDR(data) != sizeof(VarState))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid rolling_variance state"),
-				 errdetail("The serialized state has %d bytes, expected %d.",
-						   (int) VARSIZE_ANY_EXHDR(data), (int) sizeof(VarState))));
-	state = (VarState *) palloc(sizeof(VarState));
-	memcpy(state, VARDATA_ANY(data), sizeof(VarState));
-	if (state->magic != ROLLING_STATE_MAGIC)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid rolling_variance state"),
-				 errdetail("The serialized state has an unknown version tag.")));
-	PG_RETURN_POINTER(state);
+	PG_RETURN_POINTER(state_from_bytea(PG_GETARG_BYTEA_PP(0), sizeof(VarState),
+									   "rolling_variance"));
 }
 
 /*
@@ -1302,12 +1321,7 @@ momentum_combine(PG_FUNCTION_ARGS)
 Datum
 momentum_serialize(PG_FUNCTION_ARGS)
 {
-	MomentumState *state = (MomentumState *) PG_GETARG_POINTER(0);
-	bytea	   *result = (bytea *) palloc(VARHDRSZ + sizeof(MomentumState));
-
-	SET_VARSIZE(result, VARHDRSZ + sizeof(MomentumState));
-	memcpy(VARDATA(result), state, sizeof(MomentumState));
-	PG_RETURN_BYTEA_P(result);
+	PG_RETURN_BYTEA_P(state_to_bytea(PG_GETARG_POINTER(0), sizeof(MomentumState)));
 }
 
 /*
@@ -1316,24 +1330,8 @@ momentum_serialize(PG_FUNCTION_ARGS)
 Datum
 momentum_deserialize(PG_FUNCTION_ARGS)
 {
-	bytea	   *data = PG_GETARG_BYTEA_PP(0);
-	MomentumState *state;
-
-	if (VARSIZE_ANY_EXHDR(data) != sizeof(MomentumState))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid momentum state"),
-				 errdetail("The serialized state has %d bytes, expected %d.",
-						   (int) VARSIZE_ANY_EXHDR(data),
-						   (int) sizeof(MomentumState))));
-	state = (MomentumState *) palloc(sizeof(MomentumState));
-	memcpy(state, VARDATA_ANY(data), sizeof(MomentumState));
-	if (state->magic != ROLLING_STATE_MAGIC)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid momentum state"),
-				 errdetail("The serialized state has an unknown version tag.")));
-	PG_RETURN_POINTER(state);
+	PG_RETURN_POINTER(state_from_bytea(PG_GETARG_BYTEA_PP(0), sizeof(MomentumState),
+									   "momentum"));
 }
 
 /*

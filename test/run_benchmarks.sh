@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bash test/install_deps.sh python3-psycopg2 || exit 1
-destdir=$(mktemp -d /tmp/whoop_fdw_install.XXXXXX)
+destdir=$(mktemp -d --suffix=.whoop_fdw_install -p /tmp)
 chmod 755 "$destdir"
 trap 'rm -rf "$destdir"' EXIT
 make -s >/dev/null && make -s install DESTDIR="$destdir" >/dev/null || exit 1

@@ -13,7 +13,7 @@ bash test/install_deps.sh chromium python3-yaml || { echo "0 passed, 1 failed"; 
 # Install into a private staging directory that the test clusters load from
 # (Debian's extension_destdir), so tests never touch the system installation
 # and need no root.  It must be readable by the postgres OS user.
-destdir=$(mktemp -d /tmp/whoop_fdw_install.XXXXXX)
+destdir=$(mktemp -d --suffix=.whoop_fdw_install -p /tmp)
 chmod 755 "$destdir"
 trap 'rm -rf "$destdir"' EXIT
 if ! make -s >/dev/null || ! make -s install DESTDIR="$destdir" >/dev/null; then
