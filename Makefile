@@ -58,9 +58,9 @@ bench:
 	bash test/run_benchmarks.sh
 
 fuzz:
-	bash test/install_deps.sh
+	bash test/install_deps.sh clang libclang-rt-dev
 	$(MAKE) -C test/fuzz run
 
 check-asan:
-	bash test/install_deps.sh
-	python3 test/check_asan.py
+	bash test/install_deps.sh clang libclang-rt-dev openssl
+	/usr/bin/python3 test/check_asan.py

@@ -3,14 +3,14 @@
 #
 # Installs only what is missing (so a second run is quick and offline), with
 # apt-get as root or through sudo otherwise.  Extra package names may be given
-# as arguments (the dashboard tests add chromium, the benchmark psycopg2).
-# clang and libclang-rt-dev build the fuzz targets (libFuzzer, ASan, UBSan);
-# openssl makes the certificate of the TLS test.
+# as arguments: the test command adds chromium (the HTML report test),
+# python3-yaml (the Grafana provisioning test), clang and libclang-rt-dev
+# (the fuzz targets and the ASan build) and openssl (the TLS test's
+# certificate); the benchmarks add python3-psycopg2.
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-          libcurl4-openssl-dev libjson-c-dev pkg-config make gcc python3
-          clang libclang-rt-dev openssl "$@")
+          libcurl4-openssl-dev libjson-c-dev pkg-config make gcc python3 "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,7 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-bash test/install_deps.sh chromium python3-yaml || { echo "0 passed, 1 failed"; exit 1; }
+bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl ||
+	{ echo "0 passed, 1 failed"; exit 1; }
 
 # Install into a private staging directory that the test clusters load from
 # (Debian's extension_destdir), so tests never touch the system installation
