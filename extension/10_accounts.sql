@@ -27,7 +27,6 @@ create table whoop.account (
     last_error        text,
     primary key (server_name, user_id)
 );
-revoke all on whoop.account from public;
 select pg_catalog.pg_extension_config_dump('whoop.account', '');
 
 comment on table whoop.account is
@@ -56,7 +55,6 @@ select server_name,
        last_error
 from whoop.account
 where pg_catalog.pg_has_role(current_user, owner::oid, 'usage');
-grant select on whoop.accounts to public;
 
 comment on view whoop.accounts is
     'the linked WHOOP accounts the current role may use, without their tokens';

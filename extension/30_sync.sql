@@ -56,7 +56,12 @@ create schema whoop_source;
 comment on schema whoop_source is
     'foreign tables whoop.sync() reads WHOOP through, one set per server (<server>__cycle, ...); created on demand';
 
-create function whoop._sync_source(server name, endpoint text)
+--upgrade 1.0--1.1: alter function whoop._sync_source(name, text) rename to sync_source;
+--upgrade 1.0--1.1: alter function whoop.sync_source(name, text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop._sync_endpoint(name, bigint, text, timestamptz) rename to sync_endpoint;
+--upgrade 1.0--1.1: alter function whoop.sync_endpoint(name, bigint, text, timestamptz) set schema whoop_internal;
+
+create function whoop_internal.sync_source(server name, endpoint text)
 returns regclass
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -95,18 +100,19 @@ begin
 end
 $$;
 
-comment on function whoop._sync_source(name, text) is
+comment on function whoop_internal.sync_source(name, text) is
     'the foreign table whoop.sync() reads an endpoint of a server through, imported on first use with the update window (server option update_window, else 14 days)';
 
-create function whoop._sync_endpoint(server name, user_id bigint, endpoint text,
-                                     fetch_from timestamptz,
-                                     out rows_seen integer, out rows_inserted integer,
-                                     out rows_updated integer, out max_updated_at timestamptz)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.sync_endpoint(
+    server name, user_id bigint, endpoint text, fetch_from timestamptz,
+    out rows_seen integer, out rows_inserted integer,
+    out rows_updated integer, out max_updated_at timestamptz)
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    source regclass := whoop._sync_source(server, endpoint);
+    source regclass := whoop_internal.sync_source(server, endpoint);
     -- the records the fetch brings: one account, changed since fetch_from
     fetched text := format('select * from %s where user_id = $1 %s', source,
                            case when fetch_from is null then ''
@@ -209,10 +215,12 @@ begin
 end
 $$;
 
-comment on function whoop._sync_endpoint(name, bigint, text, timestamptz) is
+comment on function whoop_internal.sync_endpoint(name, bigint, text, timestamptz) is
     'fetches one endpoint of one account changed since fetch_from (NULL: everything) and upserts it into the raw layer; one statement, so a failure writes nothing';
+--upgrade 1.0--1.1 end
 
-create procedure whoop.sync(server name default null, user_id bigint default null,
+--upgrade 1.0--1.1 begin
+create or replace procedure whoop.sync(server name default null, user_id bigint default null,
                             endpoint text default null, full boolean default false,
                             run_id bigint default null)
 language plpgsql
@@ -274,7 +282,7 @@ begin
                 fetch_from := case when sync.full then null else mark - interval '1 hour' end;
 
                 select * into result
-                from whoop._sync_endpoint(target.server_name, target.user_id, ep, fetch_from);
+                from whoop_internal.sync_endpoint(target.server_name, target.user_id, ep, fetch_from);
 
                 select * into stats_after from whoop.fetch_stats();
                 update whoop.sync_state s
@@ -329,3 +337,4 @@ $$;
 
 comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
     'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint; full => true refetches all history';
+--upgrade 1.0--1.1 end

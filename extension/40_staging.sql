@@ -8,10 +8,15 @@
 -- visible here with their state, so nothing is silently dropped before the
 -- marts.  Plain views: they cost nothing until the marts are refreshed.
 
+--upgrade 1.0--1.1: alter function whoop.utc_offset(text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.local_time(timestamptz, text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.date_sk(date) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.recovery_zone(double precision) set schema whoop_internal;
+
 -- The helpers below are single expressions, not STRICT, so that the planner
 -- inlines them into the views (a non-inlined SQL function call per row
 -- costs tens of microseconds -- seconds over a few years of data).
-create function whoop.utc_offset(tz text)
+create function whoop_internal.utc_offset(tz text)
 returns interval
 language sql immutable parallel safe
 as $$
@@ -24,20 +29,22 @@ as $$
     end
 $$;
 
-comment on function whoop.utc_offset(text) is
+comment on function whoop_internal.utc_offset(text) is
     'WHOOP timezone_offset (''+hh:mm'', ''-hh:mm'', ''+hhmm'', ''+hh'' or ''Z'') as an interval east of UTC; NULL when unparseable';
 
-create function whoop.local_time(at timestamptz, tz text)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.local_time(at timestamptz, tz text)
 returns timestamp
 language sql immutable parallel safe
 as $$
-    select (at at time zone 'UTC') + coalesce(whoop.utc_offset(tz), interval '0')
+    select (at at time zone 'UTC') + coalesce(whoop_internal.utc_offset(tz), interval '0')
 $$;
 
-comment on function whoop.local_time(timestamptz, text) is
+comment on function whoop_internal.local_time(timestamptz, text) is
     'wall-clock time of an instant at a WHOOP timezone_offset (UTC when the offset is unparseable); independent of the session TimeZone';
+--upgrade 1.0--1.1 end
 
-create function whoop.date_sk(day date)
+create function whoop_internal.date_sk(day date)
 returns integer
 language sql immutable strict parallel safe
 as $$
@@ -45,9 +52,9 @@ as $$
             + extract(day from day))::integer
 $$;
 
-comment on function whoop.date_sk(date) is 'the YYYYMMDD integer key of a day in whoop.dim_date';
+comment on function whoop_internal.date_sk(date) is 'the YYYYMMDD integer key of a day in whoop.dim_date';
 
-create function whoop.recovery_zone(recovery_score double precision)
+create function whoop_internal.recovery_zone(recovery_score double precision)
 returns text
 language sql immutable parallel safe
 as $$
@@ -58,7 +65,7 @@ as $$
     end
 $$;
 
-comment on function whoop.recovery_zone(double precision) is
+comment on function whoop_internal.recovery_zone(double precision) is
     'WHOOP''s recovery zone of a score: green >= 67, yellow 34 up to (not including) 67, red below 34 (so 33.5 is red and 66.9 yellow)';
 
 create view whoop.stg_cycle as
@@ -68,8 +75,8 @@ select
     c.start,
     c."end",
     c.timezone_offset,
-    whoop.local_time(c.start, c.timezone_offset) as start_local,
-    whoop.local_time(c."end", c.timezone_offset) as end_local,
+    whoop_internal.local_time(c.start, c.timezone_offset) as start_local,
+    whoop_internal.local_time(c."end", c.timezone_offset) as end_local,
     c."end" is not null as cycle_complete,
     c.score_state,
     s.strain as day_strain,
@@ -107,9 +114,9 @@ select
     s.start,
     s."end",
     s.timezone_offset,
-    whoop.local_time(s.start, s.timezone_offset) as start_local,
-    whoop.local_time(s."end", s.timezone_offset) as end_local,
-    whoop.local_time(s."end", s.timezone_offset)::date as wake_date,
+    whoop_internal.local_time(s.start, s.timezone_offset) as start_local,
+    whoop_internal.local_time(s."end", s.timezone_offset) as end_local,
+    whoop_internal.local_time(s."end", s.timezone_offset)::date as wake_date,
     s.nap,
     s.score_state,
     extract(epoch from s."end" - s.start)::double precision / 3600 as duration_hours,
@@ -193,7 +200,7 @@ select
     r.score_state,
     s.user_calibrating,
     s.recovery_score,
-    whoop.recovery_zone(s.recovery_score) as recovery_zone,
+    whoop_internal.recovery_zone(s.recovery_score) as recovery_zone,
     s.resting_heart_rate,
     s.hrv_rmssd_milli,
     s.spo2_percentage,
@@ -215,7 +222,7 @@ comment on view whoop.stg_recovery is
     'WHOOP recoveries (one per cycle, from its main sleep), typed; score columns only for SCORED recoveries';
 comment on column whoop.stg_recovery.user_calibrating is 'true while WHOOP is still learning the member''s baselines';
 comment on column whoop.stg_recovery.recovery_score is 'recovery, 0-100 %, full precision';
-comment on column whoop.stg_recovery.recovery_zone is 'green >= 67, yellow >= 34, red below (whoop.recovery_zone)';
+comment on column whoop.stg_recovery.recovery_zone is 'green >= 67, yellow >= 34, red below (whoop_internal.recovery_zone)';
 comment on column whoop.stg_recovery.resting_heart_rate is 'resting heart rate during the sleep, bpm';
 comment on column whoop.stg_recovery.hrv_rmssd_milli is 'heart rate variability (rMSSD), milliseconds';
 comment on column whoop.stg_recovery.spo2_percentage is 'blood oxygen saturation, %; NULL when not measured';
@@ -229,8 +236,8 @@ select
     w.start,
     w."end",
     w.timezone_offset,
-    whoop.local_time(w.start, w.timezone_offset) as start_local,
-    whoop.local_time(w."end", w.timezone_offset) as end_local,
+    whoop_internal.local_time(w.start, w.timezone_offset) as start_local,
+    whoop_internal.local_time(w."end", w.timezone_offset) as end_local,
     w.sport_name,
     w.score_state,
     extract(epoch from w."end" - w.start)::double precision / 60 as duration_minutes,
@@ -331,8 +338,8 @@ dated as (
         ms.sleep_id as main_sleep_id,
         ms.length as main_sleep_length,
         case when ms.sleep_id is not null
-             then whoop.local_time(ms."end", ms.timezone_offset)::date
-             else whoop.local_time(c.start + interval '12 hours', c.timezone_offset)::date
+             then whoop_internal.local_time(ms."end", ms.timezone_offset)::date
+             else whoop_internal.local_time(c.start + interval '12 hours', c.timezone_offset)::date
         end as day,
         case when ms.sleep_id is not null then 'main sleep end' else 'cycle start + 12 h' end as day_rule
     from whoop.raw_cycle c

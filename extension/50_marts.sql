@@ -45,7 +45,7 @@ seasons as (
 )
 select
     day,
-    whoop.date_sk(day) as date_sk,
+    whoop_internal.date_sk(day) as date_sk,
     extract(year from day)::int as year,
     extract(quarter from day)::int as quarter,
     extract(month from day)::int as month,
@@ -82,7 +82,9 @@ create unique index dim_date_date_sk on whoop.dim_date (date_sk);
 
 comment on materialized view whoop.dim_date is
     'calendar dimension: one row per day, 1 January of the year before the data (or today) to 31 December of the year after';
-comment on column whoop.dim_date.date_sk is 'integer key YYYYMMDD (whoop.date_sk(day))';
+--upgrade 1.0--1.1 begin
+comment on column whoop.dim_date.date_sk is 'integer key YYYYMMDD (whoop_internal.date_sk(day))';
+--upgrade 1.0--1.1 end
 comment on column whoop.dim_date.iso_year is 'ISO 8601 week-numbering year (differs from year around 1 January)';
 comment on column whoop.dim_date.iso_week is 'ISO 8601 week number, 1-53';
 comment on column whoop.dim_date.iso_week_name is 'ISO week as text, e.g. 2025-W01';
@@ -186,7 +188,9 @@ comment on column whoop.dim_user.max_heart_rate is 'maximum heart rate WHOOP use
 -- on the same day leave only the last with a non-empty range).  A view, not a
 -- function, so the catalog (whoop.lineage, whoop.refresh()) sees that the
 -- facts depend on dim_user.
-create view whoop.dim_user_days as
+--upgrade 1.0--1.1: alter view whoop.dim_user_days set schema whoop_internal;
+
+create view whoop_internal.dim_user_days as
 select
     user_id,
     user_sk,
@@ -196,17 +200,17 @@ select
 from whoop.dim_user
 window w as (partition by user_id order by valid_from);
 
-comment on view whoop.dim_user_days is
+comment on view whoop_internal.dim_user_days is
     'the days on which each whoop.dim_user version is the valid one, [from_day, to_day): how facts pick their user_sk';
-comment on column whoop.dim_user_days.from_day is
+comment on column whoop_internal.dim_user_days.from_day is
     'first day of the version (UTC date it was first seen; -infinity for the member''s first version)';
-comment on column whoop.dim_user_days.to_day is 'first day of the next version (infinity for the current one)';
+comment on column whoop_internal.dim_user_days.to_day is 'first day of the next version (infinity for the current one)';
 
 create materialized view whoop.fact_daily_recovery as
 select
     cd.user_id,
     cd.day,
-    whoop.date_sk(cd.day) as date_sk,
+    whoop_internal.date_sk(cd.day) as date_sk,
     u.user_sk,
     cd.cycle_id,
     cd.main_sleep_id as sleep_id,
@@ -233,7 +237,7 @@ select
     greatest(r.updated_at, s.updated_at) as updated_at
 from whoop.stg_cycle_day cd
 left join whoop.stg_recovery r on r.cycle_id = cd.cycle_id
-left join whoop.dim_user_days u
+left join whoop_internal.dim_user_days u
     on u.user_id = cd.user_id and cd.day >= u.from_day and cd.day < u.to_day
 left join whoop.stg_sleep s on s.sleep_id = cd.main_sleep_id
 where cd.is_primary
@@ -295,7 +299,7 @@ with w as (
 select
     cd.user_id,
     cd.day,
-    whoop.date_sk(cd.day) as date_sk,
+    whoop_internal.date_sk(cd.day) as date_sk,
     u.user_sk,
     cd.cycle_id,
     c.score_state,
@@ -320,7 +324,7 @@ select
 from whoop.stg_cycle_day cd
 join whoop.stg_cycle c on c.cycle_id = cd.cycle_id
 left join w on w.cycle_id = cd.cycle_id
-left join whoop.dim_user_days u
+left join whoop_internal.dim_user_days u
     on u.user_id = cd.user_id and cd.day >= u.from_day and cd.day < u.to_day
 where cd.is_primary;
 

@@ -14,10 +14,20 @@
 -- A metric has a row for each day on which its primary input was SCORED
 -- (named per view); the windows also see only scored values.
 
+--upgrade 1.0--1.1: alter function whoop.momentum_category(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.efficiency_category(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.strain_gap_category(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.volatility_category(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.balance_state(double precision, double precision, double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.balance_category(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.adaptation_category(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.load_zone(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter view whoop.daily_scores set schema whoop_internal;
+
 -- Categories as immutable SQL functions: one definition per category, used
 -- by the views and testable at their exact edges.  Single CASE expressions,
 -- not STRICT (a NULL falls through every branch), so the planner inlines them.
-create function whoop.momentum_category(momentum_score double precision)
+create function whoop_internal.momentum_category(momentum_score double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -28,10 +38,10 @@ as $$
         when momentum_score is not null then 'Deteriorating'
     end
 $$;
-comment on function whoop.momentum_category(double precision) is
+comment on function whoop_internal.momentum_category(double precision) is
     '>= 2 Accelerating, >= 0.5 Improving, > -0.5 Stable, > -2 Declining, else Deteriorating';
 
-create function whoop.efficiency_category(efficiency double precision)
+create function whoop_internal.efficiency_category(efficiency double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -42,10 +52,10 @@ as $$
         when efficiency is not null then 'Very Poor'
     end
 $$;
-comment on function whoop.efficiency_category(double precision) is
+comment on function whoop_internal.efficiency_category(double precision) is
     '> 1 Highly Efficient, > 0.5 Efficient, > 0 Moderate, > -0.5 Poor, else Very Poor';
 
-create function whoop.strain_gap_category(strain_gap double precision)
+create function whoop_internal.strain_gap_category(strain_gap double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -56,10 +66,10 @@ as $$
         when strain_gap is not null then 'Undertrained'
     end
 $$;
-comment on function whoop.strain_gap_category(double precision) is
+comment on function whoop_internal.strain_gap_category(double precision) is
     '> 4 Overreaching, > 1.5 Pushing, >= -1.5 Aligned, >= -4 Conservative, else Undertrained';
 
-create function whoop.volatility_category(volatility double precision)
+create function whoop_internal.volatility_category(volatility double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -70,10 +80,10 @@ as $$
         when volatility is not null then 'Very Volatile'
     end
 $$;
-comment on function whoop.volatility_category(double precision) is
+comment on function whoop_internal.volatility_category(double precision) is
     '< 5 Very Stable, < 10 Stable, < 15 Moderate, < 20 Volatile, else Very Volatile';
 
-create function whoop.balance_state(hrv_7d double precision, swc_low double precision, swc_high double precision)
+create function whoop_internal.balance_state(hrv_7d double precision, swc_low double precision, swc_high double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -82,10 +92,10 @@ as $$
         when hrv_7d < swc_low then 'Sympathetic'
     end
 $$;
-comment on function whoop.balance_state(double precision, double precision, double precision) is
+comment on function whoop_internal.balance_state(double precision, double precision, double precision) is
     'hrv_7d above swc_high Parasympathetic, within [swc_low, swc_high] Balanced, below Sympathetic';
 
-create function whoop.balance_category(balance_score double precision)
+create function whoop_internal.balance_category(balance_score double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -96,10 +106,10 @@ as $$
         when balance_score is not null then 'Very Poor'
     end
 $$;
-comment on function whoop.balance_category(double precision) is
+comment on function whoop_internal.balance_category(double precision) is
     '>= 80 Excellent, >= 60 Good, >= 40 Moderate, >= 20 Poor, else Very Poor';
 
-create function whoop.adaptation_category(recovery_deviation double precision)
+create function whoop_internal.adaptation_category(recovery_deviation double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -110,10 +120,10 @@ as $$
         when recovery_deviation is not null then 'Poorly Adapted'
     end
 $$;
-comment on function whoop.adaptation_category(double precision) is
+comment on function whoop_internal.adaptation_category(double precision) is
     '> 10 Thriving, > 5 Well Adapted, > -5 Normal Adaptation, > -10 Struggling, else Poorly Adapted';
 
-create function whoop.load_zone(acwr double precision)
+create function whoop_internal.load_zone(acwr double precision)
 returns text language sql immutable parallel safe
 as $$
     select case
@@ -123,10 +133,10 @@ as $$
         when acwr is not null then 'High Risk'
     end
 $$;
-comment on function whoop.load_zone(double precision) is
+comment on function whoop_internal.load_zone(double precision) is
     'acute:chronic ratio < 0.8 Detraining, <= 1.3 Optimal, <= 1.5 Caution, else High Risk (a heuristic, not a diagnosis)';
 
-create view whoop.daily_scores as
+create view whoop_internal.daily_scores as
 select
     coalesce(r.user_id, s.user_id) as user_id,
     coalesce(r.day, s.day) as day,
@@ -141,9 +151,9 @@ select
 from whoop.fact_daily_recovery r
 full join whoop.fact_daily_strain s on s.user_id = r.user_id and s.day = r.day;
 
-comment on view whoop.daily_scores is
+comment on view whoop_internal.daily_scores is
     'the scored daily inputs of the metrics, recovery and strain facts side by side (one row per member and day)';
-comment on column whoop.daily_scores.ln_rmssd is 'natural log of hrv_rmssd_milli (ms); NULL unless positive';
+comment on column whoop_internal.daily_scores.ln_rmssd is 'natural log of hrv_rmssd_milli (ms); NULL unless positive';
 
 -- 1. recovery_momentum: a row per day with a scored recovery.
 create materialized view whoop.recovery_momentum as
@@ -183,7 +193,7 @@ s as (
 )
 select
     user_id, day, recovery_score, change_1d, trend_3d, trend_7d, trend_14d, momentum_score,
-    whoop.momentum_category(momentum_score) as momentum_category
+    whoop_internal.momentum_category(momentum_score) as momentum_category
 from s;
 
 create unique index recovery_momentum_user_id_day on whoop.recovery_momentum (user_id, day);
@@ -210,7 +220,7 @@ with b as (
         max(recovery_score) over (partition by user_id order by day
                                   range between '1 day' following and '1 day' following)
             as next_day_recovery
-    from whoop.daily_scores
+    from whoop_internal.daily_scores
     window wb as (partition by user_id order by day range between '7 days' preceding and '1 day' preceding)
 ),
 e as (
@@ -230,7 +240,7 @@ m as (
 select
     user_id, day, day_strain, recovery_score, baseline_recovery, next_day_recovery,
     efficiency, efficiency_30d,
-    whoop.efficiency_category(efficiency) as efficiency_category
+    whoop_internal.efficiency_category(efficiency) as efficiency_category
 from m;
 
 create unique index strain_recovery_efficiency_user_id_day on whoop.strain_recovery_efficiency (user_id, day);
@@ -253,7 +263,7 @@ with b as (
         user_id, day, recovery_score, recovery_zone, day_strain,
         whoop.rolling_avg(day_strain) over wp as prior_mean,
         count(day_strain) over wp as prior_n
-    from whoop.daily_scores
+    from whoop_internal.daily_scores
     window wp as (partition by user_id order by day range between '7 days' preceding and '1 day' preceding)
 ),
 g as (
@@ -272,7 +282,7 @@ select
     user_id, day, recovery_score, recovery_zone, recommended_strain_min, recommended_strain_max,
     target_strain, day_strain,
     day_strain - target_strain as strain_gap,
-    whoop.strain_gap_category(day_strain - target_strain) as gap_category,
+    whoop_internal.strain_gap_category(day_strain - target_strain) as gap_category,
     avg_strain_prior_7d,
     recovery_zone <> 'green' and avg_strain_prior_7d > 14 and day_strain - target_strain > 2
         as overtraining_risk
@@ -319,7 +329,7 @@ select
     user_id, day, recovery_score, volatility_7d, volatility_30d, avg_recovery_30d,
     volatility_30d / nullif(avg_recovery_30d, 0) as cv_30d,
     volatility_7d - volatility_7d_prior as volatility_trend,
-    whoop.volatility_category(volatility_30d) as volatility_category
+    whoop_internal.volatility_category(volatility_30d) as volatility_category
 from v;
 
 create unique index recovery_volatility_user_id_day on whoop.recovery_volatility (user_id, day);
@@ -352,7 +362,7 @@ with w as (
         whoop.rolling_avg(respiratory_rate) over wb as resp_base_mean,
         whoop.rolling_stddev(respiratory_rate) over wb as resp_base_sd,
         count(respiratory_rate) over wb as resp_base_n
-    from whoop.daily_scores
+    from whoop_internal.daily_scores
     where ln_rmssd is not null
     window w7 as (partition by user_id order by day range between '6 days' preceding and current row),
            wb as (partition by user_id order by day range between '60 days' preceding and '1 day' preceding)
@@ -392,8 +402,8 @@ select
     hrv_7d, hrv_cv_7d, hrv_baseline, hrv_baseline_sd, swc_low, swc_high, hrv_rhr_ratio,
     rhr_baseline, rhr_baseline_sd, resp_baseline, resp_baseline_sd,
     z_hrv, z_rhr, z_resp, balance_score,
-    whoop.balance_state(hrv_7d, swc_low, swc_high) as balance_state,
-    whoop.balance_category(balance_score) as balance_category
+    whoop_internal.balance_state(hrv_7d, swc_low, swc_high) as balance_state,
+    whoop_internal.balance_category(balance_score) as balance_category
 from b;
 
 create unique index autonomic_balance_user_id_day on whoop.autonomic_balance (user_id, day);
@@ -432,7 +442,7 @@ with d as (
         coalesce(us.hemisphere, 'north') as hemisphere,
         dd.season_start, dd.season_end,
         f.recovery_score, f.ln_rmssd, f.resting_heart_rate, f.skin_temp_celsius, f.day_strain
-    from whoop.daily_scores f
+    from whoop_internal.daily_scores f
     join whoop.dim_date dd on dd.day = f.day
     left join whoop.user_settings us on us.user_id = f.user_id
     where f.recovery_score is not null or f.day_strain is not null
@@ -494,7 +504,7 @@ select
     recovery_deviation, hrv_deviation, rhr_deviation, skin_temp_deviation, strain_deviation,
     z_recovery, z_hrv, z_rhr, z_skin,
     0.4 * z_recovery + 0.3 * z_hrv + 0.2 * z_rhr + 0.1 * z_skin as adaptation_index,
-    whoop.adaptation_category(recovery_deviation) as adaptation_category
+    whoop_internal.adaptation_category(recovery_deviation) as adaptation_category
 from v;
 
 create unique index seasonal_adaptation_user_id_year_season on whoop.seasonal_adaptation (user_id, year, season);
@@ -569,7 +579,7 @@ r as (
 select
     user_id, day, day_strain, acute_load_ewma, chronic_load_ewma, acwr_ewma,
     acute_load_7d, chronic_load_28d, acwr_rolling,
-    whoop.load_zone(acwr_ewma) as load_zone
+    whoop_internal.load_zone(acwr_ewma) as load_zone
 from r;
 
 create unique index training_load_user_id_day on whoop.training_load (user_id, day);

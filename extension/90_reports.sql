@@ -50,8 +50,6 @@ left join whoop.recovery_volatility v on v.user_id = s.user_id and v.day = s.day
 left join whoop.autonomic_balance b on b.user_id = s.user_id and b.day = s.day
 left join whoop.training_load l on l.user_id = s.user_id and l.day = s.day;
 
-grant select on whoop.daily_summary to whoop_reader;
-
 comment on view whoop.daily_summary is
     'one readable row per member and WHOOP day: the key numbers rounded for display and every daily metric category; whoop_reader may read it';
 comment on column whoop.daily_summary.name is 'the member''s name in the whoop.dim_user version valid on the day';

@@ -29,8 +29,8 @@ create server bad foreign data wrapper whoop_fdw options (api_url 'not a url');
 create server bad foreign data wrapper whoop_fdw options (update_window 'soon');
 create server bad foreign data wrapper whoop_fdw options (update_window '-3 days');
 create server bad foreign data wrapper whoop_fdw options (page_size '5', page_size '6');
-create foreign data wrapper other_fdw handler whoop.whoop_fdw_handler
-    validator whoop.whoop_fdw_validator options (api_url 'https://x.example');
+create foreign data wrapper other_fdw handler whoop_internal.whoop_fdw_handler
+    validator whoop_internal.whoop_fdw_validator options (api_url 'https://x.example');
 
 -- the defaults point at WHOOP; loopback http is fine for the simulator
 create server real_whoop foreign data wrapper whoop_fdw;

@@ -1,14 +1,14 @@
 -- Staging: offsets, local times, units and the WHOOP day.
-select tz, whoop.utc_offset(tz)
+select tz, whoop_internal.utc_offset(tz)
 from (values ('Z'), ('+00:00'), ('-05:00'), ('+05:30'), ('+0900'), ('-03'), ('Europe/Paris'), ('')) v(tz);
 -- Local wall-clock time from the record's offset, whatever the session TimeZone.
 set timezone = 'America/Los_Angeles';
-select whoop.local_time('2025-03-19 22:30:00+00', '+09:00') as tokyo,
-       whoop.local_time('2025-03-19 22:30:00+00', 'bogus') as unparseable_is_utc;
+select whoop_internal.local_time('2025-03-19 22:30:00+00', '+09:00') as tokyo,
+       whoop_internal.local_time('2025-03-19 22:30:00+00', 'bogus') as unparseable_is_utc;
 reset timezone;
-select whoop.date_sk('2025-03-09');
+select whoop_internal.date_sk('2025-03-09');
 -- Recovery zones at their edges: green >= 67, yellow >= 34, red below.
-select s, whoop.recovery_zone(s)
+select s, whoop_internal.recovery_zone(s)
 from unnest(array[0, 33.5, 33.999, 34, 66.9, 67, 100]::float8[]) s;
 
 -- Member 4004: a night in Tokyo (wakes on 20 March local, still 19 March

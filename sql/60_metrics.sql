@@ -1,13 +1,13 @@
 -- Metrics: categories exactly at their edges, and member 4004's rows.
-select x, whoop.momentum_category(x) from unnest(array[2, 1.9999, 0.5, 0.4999, -0.4999, -0.5, -1.9999, -2]::float8[]) x;
-select x, whoop.efficiency_category(x) from unnest(array[1.0001, 1, 0.5001, 0.5, 0.0001, 0, -0.4999, -0.5]::float8[]) x;
-select x, whoop.strain_gap_category(x) from unnest(array[4.0001, 4, 1.5001, 1.5, -1.5, -1.5001, -4, -4.0001]::float8[]) x;
-select x, whoop.volatility_category(x) from unnest(array[4.9999, 5, 9.9999, 10, 14.9999, 15, 19.9999, 20]::float8[]) x;
-select x, whoop.balance_category(x) from unnest(array[80, 79.9999, 60, 59.9999, 40, 39.9999, 20, 19.9999]::float8[]) x;
-select x, whoop.adaptation_category(x) from unnest(array[10.0001, 10, 5.0001, 5, -4.9999, -5, -9.9999, -10]::float8[]) x;
-select x, whoop.load_zone(x) from unnest(array[0.7999, 0.8, 1.3, 1.3001, 1.5, 1.5001]::float8[]) x;
-select h, whoop.balance_state(h, 4.0, 4.2) from unnest(array[4.2001, 4.2, 4.0, 3.9999]::float8[]) h;
-select whoop.momentum_category(null) is null and whoop.load_zone(null) is null as null_stays_null;
+select x, whoop_internal.momentum_category(x) from unnest(array[2, 1.9999, 0.5, 0.4999, -0.4999, -0.5, -1.9999, -2]::float8[]) x;
+select x, whoop_internal.efficiency_category(x) from unnest(array[1.0001, 1, 0.5001, 0.5, 0.0001, 0, -0.4999, -0.5]::float8[]) x;
+select x, whoop_internal.strain_gap_category(x) from unnest(array[4.0001, 4, 1.5001, 1.5, -1.5, -1.5001, -4, -4.0001]::float8[]) x;
+select x, whoop_internal.volatility_category(x) from unnest(array[4.9999, 5, 9.9999, 10, 14.9999, 15, 19.9999, 20]::float8[]) x;
+select x, whoop_internal.balance_category(x) from unnest(array[80, 79.9999, 60, 59.9999, 40, 39.9999, 20, 19.9999]::float8[]) x;
+select x, whoop_internal.adaptation_category(x) from unnest(array[10.0001, 10, 5.0001, 5, -4.9999, -5, -9.9999, -10]::float8[]) x;
+select x, whoop_internal.load_zone(x) from unnest(array[0.7999, 0.8, 1.3, 1.3001, 1.5, 1.5001]::float8[]) x;
+select h, whoop_internal.balance_state(h, 4.0, 4.2) from unnest(array[4.2001, 4.2, 4.0, 3.9999]::float8[]) h;
+select whoop_internal.momentum_category(null) is null and whoop_internal.load_zone(null) is null as null_stays_null;
 
 -- Member 4004's days have recoveries 72.5 (20 March) and 40 (22 March):
 -- not consecutive, so no change_1d; the 3-day window 20-22 March holds both,

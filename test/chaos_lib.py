@@ -123,7 +123,7 @@ class DB:
         views = [r[0] for r in self.rows("select view_name from whoop.refresh_plan "
                                          "order by refresh_order")]
         return (["whoop." + t for t in RAW_TABLES] + ["whoop.sync_state"] + views
-                + ["whoop.daily_scores"])
+                + ["whoop_internal.daily_scores"])
 
     def digest_sql(self, relation):
         """digest_sql: one query giving (rows, md5 of the sorted rows) of RELATION,

@@ -397,7 +397,7 @@ class Metrics(Compare, unittest.TestCase):
             self.assertEqual(scalar("select whoop.%s(null) is null" % fn), "t")
         for args, want in ((("1", "0.5", "1"), "Balanced"), (("0.5", "0.5", "1"), "Balanced"),
                            (("1.0000001", "0.5", "1"), "Parasympathetic"), (("0.4999", "0.5", "1"), "Sympathetic")):
-            self.assertEqual(scalar("select whoop.balance_state(%s, %s, %s)" % args), want)
+            self.assertEqual(scalar("select whoop_internal.balance_state(%s, %s, %s)" % args), want)
 
     def test_categories_follow_the_values(self):
         # Every category in every view agrees with its value under the reference thresholds.
@@ -793,7 +793,7 @@ class Lineage(unittest.TestCase):
         momentum = [r for (o, d), r in got.items()
                     if o == "whoop.recovery_momentum" and d.startswith("whoop.momentum(")]
         self.assertEqual([r["depends_on_type"] for r in momentum], ["aggregate"])
-        self.assertEqual(got[("whoop.training_readiness_gap", "whoop.daily_scores")]["depth"], 1)
+        self.assertEqual(got[("whoop.training_readiness_gap", "whoop_internal.daily_scores")]["depth"], 1)
         self.assertEqual(got[("whoop.training_readiness_gap", "whoop.fact_daily_strain")]["depth"], 2)
         self.assertEqual(got[("whoop.fact_daily_strain", "whoop.raw_workout")]["depth"], 2)
         self.assertEqual(got[("whoop.fact_daily_strain", "whoop.raw_workout")]["depends_on_type"], "table")

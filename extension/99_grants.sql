@@ -1,4 +1,5 @@
--- 80_roles.sql: who may do what.
+-- 99_grants.sql: who may do what -- every grant and revoke of the
+-- extension, in one place.
 --
 -- whoop_reader is the role dashboards (Grafana) and analysts connect as, or
 -- are granted: it reads the marts and the metrics and nothing else -- not
@@ -18,12 +19,26 @@ begin
 end;
 $$;
 
+-- The token table: no role but its owner (the extension owner) may read it.
+revoke all on whoop.account from public;
+
+-- Anyone may list the accounts they may use (the view filters by role and
+-- shows no tokens).
+grant select on whoop.accounts to public;
+
+-- The internals are not secret (the token table and the operations have
+-- their own revokes): the public functions call them by name, so every role
+-- that may call those needs the schema.
+--upgrade 1.0--1.1 begin
+grant usage on schema whoop_internal to public;
+--upgrade 1.0--1.1 end
+
 grant usage on schema whoop to whoop_reader;
 grant select on
     whoop.dim_user, whoop.dim_date, whoop.fact_daily_recovery, whoop.fact_daily_strain,
     whoop.recovery_momentum, whoop.strain_recovery_efficiency, whoop.training_readiness_gap,
     whoop.recovery_volatility, whoop.autonomic_balance, whoop.seasonal_adaptation,
-    whoop.training_load
+    whoop.training_load, whoop.daily_summary
 to whoop_reader;
 
 -- The operations change data or reach outside the database: only the
@@ -33,5 +48,5 @@ revoke execute on function whoop.check_quality(bigint) from public;
 revoke execute on procedure whoop.run_pipeline(name, boolean) from public;
 revoke execute on function whoop.schedule(text) from public;
 revoke execute on function whoop.unschedule() from public;
-revoke execute on function whoop.cron_call(text) from public;
-revoke execute on function whoop.pipeline_run_alive(integer, timestamptz, timestamptz) from public;
+revoke execute on function whoop_internal.cron_call(text) from public;
+revoke execute on function whoop_internal.pipeline_run_alive(integer, timestamptz, timestamptz) from public;
