@@ -8,7 +8,7 @@
 -- one run share an id.
 create sequence whoop_internal.run_id_seq;
 --upgrade 1.0--1.1 begin
--- pg_dump keeps the logs (see 74_pipeline.sql), so it must keep the ids too
+-- pg_dump keeps the logs that carry run ids, so it must keep the ids too
 select pg_catalog.pg_extension_config_dump('whoop_internal.run_id_seq', '');
 --upgrade 1.0--1.1 end
 
@@ -107,6 +107,11 @@ create table whoop.refresh_log (
     error         text
 );
 create index on whoop.refresh_log (run_id);
+--upgrade 1.0--1.1 begin
+-- history travels with pg_dump, like the run ids it is keyed by
+select pg_catalog.pg_extension_config_dump('whoop.refresh_log', '');
+select pg_catalog.pg_extension_config_dump('whoop.refresh_log_id_seq', '');
+--upgrade 1.0--1.1 end
 
 comment on table whoop.refresh_log is 'one row per materialized view per whoop.refresh() call';
 --upgrade 1.0--1.1 begin

@@ -13,6 +13,11 @@ create table whoop.quality_log (
     detail        text
 );
 create index on whoop.quality_log (run_id);
+--upgrade 1.0--1.1 begin
+-- history travels with pg_dump, like the run ids it is keyed by
+select pg_catalog.pg_extension_config_dump('whoop.quality_log', '');
+select pg_catalog.pg_extension_config_dump('whoop.quality_log_id_seq', '');
+--upgrade 1.0--1.1 end
 
 comment on table whoop.quality_log is 'history of whoop.check_quality(): one row per check per call';
 --upgrade 1.0--1.1 begin

@@ -22,6 +22,11 @@ create table whoop.run_log (
     unique (run_id, step)
 );
 create index on whoop.run_log (status) where status = 'running';
+--upgrade 1.0--1.1 begin
+-- history travels with pg_dump, like the run ids it is keyed by
+select pg_catalog.pg_extension_config_dump('whoop.run_log', '');
+select pg_catalog.pg_extension_config_dump('whoop.run_log_id_seq', '');
+--upgrade 1.0--1.1 end
 
 comment on table whoop.run_log is
     'whoop.run_pipeline() runs: one ''pipeline'' row per run and one row per step (sync, refresh, quality)';

@@ -365,7 +365,7 @@ class Metrics(Compare, unittest.TestCase):
 
     def test_categories_at_their_edges(self):
         def cat(fn, x):
-            return scalar("select whoop.%s(%s::float8)" % (fn, x))
+            return scalar("select whoop_internal.%s(%s::float8)" % (fn, x))
         nxt = lambda x: repr(__import__("math").nextafter(x, 1e9))
         prv = lambda x: repr(__import__("math").nextafter(x, -1e9))
         cases = {
