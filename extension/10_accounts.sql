@@ -96,3 +96,36 @@ comment on function whoop.disconnect_account(name, bigint) is
     'revokes the account''s access at WHOOP and forgets its tokens; true when WHOOP confirmed the revocation';
 comment on function whoop.fetch_stats() is
     'WHOOP API calls made by this session so far: requests (retries included), pages, retries, 429s waited out, time spent pacing';
+
+--upgrade 1.0--1.1 begin
+-- DROP SERVER ... CASCADE drops the server's foreign tables and user
+-- mappings; its accounts must go too, or their live refresh tokens would
+-- stay behind where no function can reach them (disconnect_account needs
+-- the server).  They are forgotten, not revoked: the server that knew how to
+-- reach WHOOP is gone.  SECURITY DEFINER because the role dropping its own
+-- server may not read the token table.
+create function whoop_internal.forget_dropped_servers()
+returns event_trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    delete from whoop.account a
+     using pg_event_trigger_dropped_objects() d
+     where d.object_type = 'server'
+       and d.object_identity = quote_ident(a.server_name);
+end
+$$;
+
+comment on function whoop_internal.forget_dropped_servers() is
+    'event trigger function: forgets the accounts, tokens and sync marks of dropped whoop_fdw servers';
+
+create event trigger whoop_forget_dropped_servers
+    on sql_drop
+    when tag in ('DROP SERVER', 'DROP OWNED')
+    execute function whoop_internal.forget_dropped_servers();
+
+comment on event trigger whoop_forget_dropped_servers is
+    'whoop_fdw: a dropped server''s accounts, tokens and sync marks are forgotten with it';
+--upgrade 1.0--1.1 end

@@ -41,6 +41,33 @@ select pg_catalog.pg_extension_config_dump('whoop.sync_state', '');
 select pg_catalog.pg_extension_config_dump('whoop.sync_log', '');
 select pg_catalog.pg_extension_config_dump('whoop.sync_log_id_seq', '');
 
+--upgrade 1.0--1.1 begin
+-- A member's sync marks go with the member: once an account is disconnected
+-- (or its server dropped), the marks of a member nobody syncs any more would
+-- fail the sync_freshness check of every later pipeline.
+create function whoop_internal.forget_sync_state()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    delete from whoop.sync_state s
+     where s.server_name = old.server_name and s.user_id = old.user_id;
+    return null;
+end
+$$;
+
+comment on function whoop_internal.forget_sync_state() is
+    'trigger function: deletes the sync marks of an account that is deleted (disconnected, or its server dropped)';
+
+create trigger account_forget_sync_state
+    after delete on whoop.account
+    for each row execute function whoop_internal.forget_sync_state();
+
+comment on trigger account_forget_sync_state on whoop.account is
+    'the sync marks of an account go with the account';
+--upgrade 1.0--1.1 end
+
 comment on table whoop.sync_state is
     'per server, account and endpoint: the high-water mark of the incremental sync and the last outcome';
 comment on column whoop.sync_state.high_water_mark is
@@ -241,7 +268,13 @@ declare
     failures integer := 0;
     attempts integer := 0;
     failed text[] := '{}';
+    synced_any boolean := false;
 begin
+    if sync.full is null then
+        raise exception 'full must be true or false, not NULL'
+            using errcode = 'null_value_not_allowed',
+                  hint = 'Pass full => true to refetch all history, or leave it out for an incremental sync.';
+    end if;
     if endpoint is not null and endpoint <> all (all_endpoints) then
         raise exception 'unknown WHOOP endpoint "%"', endpoint
             using errcode = 'invalid_parameter_value',
@@ -262,6 +295,7 @@ begin
           and (sync.user_id is null or a.user_id = sync.user_id)
         order by a.server_name, a.user_id
     loop
+        synced_any := true;
         foreach ep in array all_endpoints loop
             continue when sync.endpoint is not null and ep <> sync.endpoint;
             attempts := attempts + 1;
@@ -327,6 +361,13 @@ begin
         end loop;
     end loop;
 
+    if not synced_any then
+        raise notice 'whoop.sync: no account to sync%',
+            case when sync.server is null then '' else format(' on server "%s"', sync.server) end
+            || case when sync.user_id is null then '' else format(' with user_id %s', sync.user_id) end
+            using detail = format('Role "%s" may use no linked WHOOP account that matches.', current_user),
+                  hint = 'Link one with whoop.connect_account() or whoop.add_account(); whoop.accounts lists the accounts this role may use.';
+    end if;
     if failures > 0 then
         raise warning 'whoop.sync: % of % account endpoints failed', failures, attempts
             using detail = array_to_string(failed, E'\n'),

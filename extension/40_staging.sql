@@ -16,21 +16,27 @@
 -- The helpers below are single expressions, not STRICT, so that the planner
 -- inlines them into the views (a non-inlined SQL function call per row
 -- costs tens of microseconds -- seconds over a few years of data).
-create function whoop_internal.utc_offset(tz text)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.utc_offset(tz text)
 returns interval
 language sql immutable parallel safe
 as $$
     select case
         when tz in ('Z', 'z') then interval '0'
+        -- digits only past the regular expression: the casts cannot fail
         when tz ~ '^[+-]\d{2}(:?\d{2})?$' then
-            (case when left(tz, 1) = '-' then -1 else 1 end)
-            * make_interval(hours => substr(tz, 2, 2)::int,
-                            mins => coalesce(nullif(substr(replace(tz, ':', ''), 4, 2), ''), '0')::int)
+            case when substr(tz, 2, 2)::int <= 15
+                  and coalesce(nullif(substr(replace(tz, ':', ''), 4, 2), ''), '0')::int <= 59 then
+                (case when left(tz, 1) = '-' then -1 else 1 end)
+                * make_interval(hours => substr(tz, 2, 2)::int,
+                                mins => coalesce(nullif(substr(replace(tz, ':', ''), 4, 2), ''), '0')::int)
+            end
     end
 $$;
 
 comment on function whoop_internal.utc_offset(text) is
-    'WHOOP timezone_offset (''+hh:mm'', ''-hh:mm'', ''+hhmm'', ''+hh'' or ''Z'') as an interval east of UTC; NULL when unparseable';
+    'WHOOP timezone_offset (''+hh:mm'', ''-hh:mm'', ''+hhmm'', ''+hh'' or ''Z'') as an interval east of UTC; NULL when unparseable or out of range (hours above 15, minutes above 59)';
+--upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
 create or replace function whoop_internal.local_time(at timestamptz, tz text)

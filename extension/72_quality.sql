@@ -141,6 +141,7 @@ declare
     v_n bigint;
     v_total bigint;
     v_very bigint;
+    v_never bigint;
     v_oldest timestamptz;
     v_check record;
     v_idx record;
@@ -219,12 +220,14 @@ begin
         v_ids := v_ids || v_id;
     end loop;
 
-    -- Freshness of the last successful sync of every account endpoint.
+    -- Freshness of the last successful sync of every account endpoint.  An
+    -- endpoint that never succeeded counts as stale, and says so.
     select count(*),
            count(*) filter (where s.last_success_at is null or s.last_success_at < now() - interval '2 days'),
            count(*) filter (where s.last_success_at is null or s.last_success_at < now() - interval '7 days'),
+           count(*) filter (where s.last_success_at is null),
            min(s.last_success_at)
-      into v_total, v_n, v_very, v_oldest
+      into v_total, v_n, v_very, v_never, v_oldest
     from whoop.sync_state s;
     insert into whoop.quality_log (run_id, check_name, object_name, failing_rows, status, detail)
     values (v_run, 'sync_freshness', 'whoop.sync_state', v_n,
@@ -233,8 +236,10 @@ begin
                  when v_n > 0 then 'warn'
                  else 'pass' end,
             case when v_total = 0 then 'no sync recorded yet'
-                 else format('%s of %s account endpoints last synced over 2 days ago (%s over 7 days); oldest last success: %s',
-                             v_n, v_total, v_very, coalesce(v_oldest::text, 'never')) end)
+                 when v_n = 0 then format('all %s account endpoints synced within 2 days; oldest last success: %s',
+                                          v_total, v_oldest)
+                 else format('%s of %s account endpoints not synced within 2 days: %s never synced, %s last synced over 7 days ago, %s over 2 days ago',
+                             v_n, v_total, v_never, v_very - v_never, v_n - v_very) end)
     returning id into v_id;
     v_ids := v_ids || v_id;
 

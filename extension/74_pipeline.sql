@@ -86,6 +86,11 @@ declare
 begin
     -- Bad arguments raise here, before a run is recorded (whoop.sync() would
     -- raise for them too, but only once the run has begun).
+    if full_resync is null then
+        raise exception 'full_resync must be true or false, not NULL'
+            using errcode = 'null_value_not_allowed',
+                  hint = 'Pass full_resync => true to refetch all history, or leave it out.';
+    end if;
     if server is not null and not exists (
             select from pg_foreign_server s
             join pg_foreign_data_wrapper w on w.oid = s.srvfdw

@@ -119,3 +119,49 @@ $$;
 comment on function whoop.unschedule() is
     'removes this database''s pipeline job from pg_cron; true if there was one, false if not';
 --upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+-- pg_cron keeps its jobs in its own tables, which DROP EXTENSION whoop_fdw
+-- does not reach: a scheduled pipeline would go on calling a procedure that
+-- no longer exists.  An event trigger cannot run after its own extension is
+-- dropped, so it refuses the drop up front while the job exists.  The tag
+-- does not say which extension is being dropped; the statement text does.
+create function whoop_internal.refuse_drop_while_scheduled()
+returns event_trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_jobs bigint;
+begin
+    if current_query() !~* 'drop\s+extension\M[^;]*\mwhoop_fdw\M' then
+        return;
+    end if;
+    begin
+        v_jobs := whoop_internal.cron_call(format(
+            'select count(*)::text from cron.job where jobname = %L and database = %L',
+            whoop_internal.pipeline_job_name(), current_database()))::bigint;
+    exception when others then
+        return;                 -- pg_cron unusable here: there is no job to leave behind
+    end;
+    if v_jobs > 0 then
+        raise exception 'whoop_fdw''s pipeline is still scheduled in pg_cron as job "%"',
+                        whoop_internal.pipeline_job_name()
+            using errcode = 'dependent_objects_still_exist',
+                  detail = 'Dropping the extension would leave the job calling a procedure that no longer exists.',
+                  hint = 'Run SELECT whoop.unschedule(); first, then drop the extension.';
+    end if;
+end
+$$;
+
+comment on function whoop_internal.refuse_drop_while_scheduled() is
+    'event trigger function: refuses DROP EXTENSION whoop_fdw while this database''s pipeline job exists in pg_cron';
+
+create event trigger whoop_refuse_drop_while_scheduled
+    on ddl_command_start
+    when tag in ('DROP EXTENSION')
+    execute function whoop_internal.refuse_drop_while_scheduled();
+
+comment on event trigger whoop_refuse_drop_while_scheduled is
+    'whoop_fdw: DROP EXTENSION whoop_fdw is refused while whoop.schedule()''s pg_cron job exists (whoop.unschedule() first)';
+--upgrade 1.0--1.1 end
