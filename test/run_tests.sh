@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl ||
+bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl build-essential debhelper postgresql-all ||
 	{ echo "0 passed, 1 failed"; exit 1; }
 
 # Install into a private staging directory that the test clusters load from
