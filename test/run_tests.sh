@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl ||
+bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl build-essential debhelper postgresql-all ||
 	{ echo "0 passed, 1 failed"; exit 1; }
 
 # Install into a private staging directory that the test clusters load from
@@ -17,7 +17,7 @@ bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl ||
 destdir=$(mktemp -d --suffix=.whoop_fdw_install -p /tmp)
 chmod 755 "$destdir"
 trap 'rm -rf "$destdir"' EXIT
-if ! make -s >/dev/null || ! make -s install DESTDIR="$destdir" >/dev/null; then
+if ! make -s WERROR=1 >/dev/null || ! make -s WERROR=1 install DESTDIR="$destdir" >/dev/null; then
 	echo "build or install failed"
 	echo "0 passed, 1 failed"
 	exit 1

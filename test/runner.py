@@ -48,7 +48,9 @@ def run_module(name, results_file):
 
 
 def run_regress(env):
-    """run_regress runs pg_regress (make installcheck); counts its ok/FAILED lines."""
+    """run_regress runs pg_regress (make installcheck, then make installcheck-sim
+    against a simulator); counts the ok/FAILED lines of both."""
+    passed = failed = 0
     with harness.Simulator("--athletes", "2", "--days", "120",
                            "--rate-per-minute", "0", "--rate-per-day", "0") as sim:
         env = dict(env, WHOOP_SIM_URL=sim.base)
@@ -57,21 +59,22 @@ def run_regress(env):
         for i, athlete in enumerate(sim.accounts()["athletes"], 1):
             env["WHOOP_SIM_REFRESH_TOKEN_%d" % i] = athlete["refresh_token"]
             env["WHOOP_SIM_CODE_%d" % i] = athlete["code"]
-        proc = subprocess.run(["make", "-s", "-C", ROOT, "installcheck"], env=env,
-                              capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    sys.stdout.write(out)
-    passed = len(re.findall(r"\.\.\.\s+ok\b", out))
-    failed = len(re.findall(r"\.\.\.\s+FAILED\b", out))
-    if proc.returncode != 0 and failed == 0:
-        failed = 1
-        diffs = os.path.join(ROOT, "regression.diffs")
-        if os.path.exists(diffs):
-            sys.stdout.write(open(diffs).read()[-20000:])
-    elif failed:
-        diffs = os.path.join(ROOT, "regression.diffs")
-        if os.path.exists(diffs):
-            sys.stdout.write(open(diffs).read()[-20000:])
+        for target in ("installcheck", "installcheck-sim"):
+            proc = subprocess.run(["make", "-s", "-C", ROOT, target], env=env,
+                                  capture_output=True, text=True)
+            out = proc.stdout + proc.stderr
+            sys.stdout.write(out)
+            p = len(re.findall(r"\.\.\.\s+ok\b", out))
+            f = len(re.findall(r"\.\.\.\s+FAILED\b", out))
+            if proc.returncode != 0 and f == 0:
+                f = 1
+            if f:
+                # pg_regress rewrites regression.diffs on every run: show it now
+                diffs = os.path.join(ROOT, "regression.diffs")
+                if os.path.exists(diffs):
+                    sys.stdout.write(open(diffs).read()[-20000:])
+            passed += p
+            failed += f
     return passed, failed
 
 
