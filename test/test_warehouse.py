@@ -394,7 +394,7 @@ class Metrics(Compare, unittest.TestCase):
         for fn, pairs in cases.items():
             for x, want in pairs:
                 self.assertEqual(cat(fn, x), want, "%s(%s)" % (fn, x))
-            self.assertEqual(scalar("select whoop.%s(null) is null" % fn), "t")
+            self.assertEqual(scalar("select whoop_internal.%s(null) is null" % fn), "t")
         for args, want in ((("1", "0.5", "1"), "Balanced"), (("0.5", "0.5", "1"), "Balanced"),
                            (("1.0000001", "0.5", "1"), "Parasympathetic"), (("0.4999", "0.5", "1"), "Sympathetic")):
             self.assertEqual(scalar("select whoop_internal.balance_state(%s, %s, %s)" % args), want)
