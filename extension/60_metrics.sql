@@ -345,7 +345,14 @@ comment on column whoop.recovery_volatility.volatility_trend is
 comment on column whoop.recovery_volatility.volatility_category is
     'on volatility_30d: < 5 Very Stable, < 10 Stable, < 15 Moderate, < 20 Volatile, else Very Volatile';
 
--- 5. autonomic_balance: a row per day with a scored, positive HRV.
+-- 5. autonomic_balance: a row per day with a scored, positive HRV.  Each
+-- baseline counts every day on which its own measure was scored, so the
+-- windows run over all days with any of the three and the rows are chosen
+-- only after them: a scored recovery with an HRV of 0 still has a resting
+-- HR, and an unscorable recovery after a scored sleep still has a
+-- respiratory rate (the sleep's, in fact_daily_recovery).
+--upgrade 1.0--1.1: drop materialized view whoop.autonomic_balance cascade;
+--upgrade 1.0--1.1 begin
 create materialized view whoop.autonomic_balance as
 with w as (
     select
@@ -363,7 +370,7 @@ with w as (
         whoop.rolling_stddev(respiratory_rate) over wb as resp_base_sd,
         count(respiratory_rate) over wb as resp_base_n
     from whoop_internal.daily_scores
-    where ln_rmssd is not null
+    where ln_rmssd is not null or resting_heart_rate is not null or respiratory_rate is not null
     window w7 as (partition by user_id order by day range between '6 days' preceding and current row),
            wb as (partition by user_id order by day range between '60 days' preceding and '1 day' preceding)
 ),
@@ -378,6 +385,7 @@ z as (
            case when resp_base_n >= 14 then resp_base_mean end as resp_baseline,
            case when resp_base_n >= 14 then resp_base_sd end as resp_baseline_sd
     from w
+    where ln_rmssd is not null
 ),
 s as (
     select z.*,
@@ -409,19 +417,23 @@ from b;
 create unique index autonomic_balance_user_id_day on whoop.autonomic_balance (user_id, day);
 
 comment on materialized view whoop.autonomic_balance is
-    'nervous-system balance from ln rMSSD against its own 60-day baseline and smallest worthwhile change (Plews 2012/2014, Buchheit 2014); a row per day with a scored HRV';
+    'nervous-system balance from ln rMSSD against its own 60-day baseline and smallest worthwhile change (Plews 2012/2014, Buchheit 2014); a row per day with a scored, positive HRV; the resting-HR and respiratory baselines count every day with their own measure scored';
 comment on column whoop.autonomic_balance.ln_rmssd is 'ln(hrv_rmssd_milli), HRV in ms';
 comment on column whoop.autonomic_balance.hrv_7d is 'mean ln_rmssd over D-6 ... D; NULL below 3 observations';
 comment on column whoop.autonomic_balance.hrv_cv_7d is '100 * sd / mean of ln_rmssd over D-6 ... D, %; NULL below 3 observations';
-comment on column whoop.autonomic_balance.hrv_baseline is 'mean ln_rmssd over D-60 ... D-1; NULL below 14 observations';
-comment on column whoop.autonomic_balance.hrv_baseline_sd is 'sample sd of ln_rmssd over D-60 ... D-1; NULL below 14 observations';
+comment on column whoop.autonomic_balance.hrv_baseline is 'mean ln_rmssd over D-60 ... D-1 (days with a positive HRV); NULL below 14 observations';
+comment on column whoop.autonomic_balance.hrv_baseline_sd is 'sample sd of ln_rmssd over D-60 ... D-1 (days with a positive HRV); NULL below 14 observations';
 comment on column whoop.autonomic_balance.swc_low is 'smallest-worthwhile-change band, lower edge: hrv_baseline - 0.5 sd';
 comment on column whoop.autonomic_balance.swc_high is 'smallest-worthwhile-change band, upper edge: hrv_baseline + 0.5 sd';
 comment on column whoop.autonomic_balance.hrv_rhr_ratio is 'hrv_rmssd_milli / resting_heart_rate (ms per bpm)';
-comment on column whoop.autonomic_balance.rhr_baseline is 'mean resting HR over D-60 ... D-1; NULL below 14 observations';
-comment on column whoop.autonomic_balance.rhr_baseline_sd is 'sample sd of resting HR over D-60 ... D-1; NULL below 14 observations';
-comment on column whoop.autonomic_balance.resp_baseline is 'mean respiratory rate over D-60 ... D-1; NULL below 14 observations';
-comment on column whoop.autonomic_balance.resp_baseline_sd is 'sample sd of respiratory rate over D-60 ... D-1; NULL below 14 observations';
+comment on column whoop.autonomic_balance.rhr_baseline is
+    'mean resting HR over D-60 ... D-1, every day with a scored resting HR (also one whose HRV is 0 or missing); NULL below 14 observations';
+comment on column whoop.autonomic_balance.rhr_baseline_sd is
+    'sample sd of resting HR over D-60 ... D-1, every day with a scored resting HR; NULL below 14 observations';
+comment on column whoop.autonomic_balance.resp_baseline is
+    'mean respiratory rate over D-60 ... D-1, every day with a scored respiratory rate (the main sleep''s: also one whose recovery is unscorable or HRV not positive); NULL below 14 observations';
+comment on column whoop.autonomic_balance.resp_baseline_sd is
+    'sample sd of respiratory rate over D-60 ... D-1, every day with a scored respiratory rate; NULL below 14 observations';
 comment on column whoop.autonomic_balance.z_hrv is '(ln_rmssd - hrv_baseline) / hrv_baseline_sd';
 comment on column whoop.autonomic_balance.z_rhr is '(resting_heart_rate - rhr_baseline) / rhr_baseline_sd';
 comment on column whoop.autonomic_balance.z_resp is '(respiratory_rate - resp_baseline) / resp_baseline_sd';
@@ -431,6 +443,7 @@ comment on column whoop.autonomic_balance.balance_state is
     'hrv_7d above swc_high Parasympathetic, within [swc_low, swc_high] Balanced, below Sympathetic';
 comment on column whoop.autonomic_balance.balance_category is
     'on balance_score: >= 80 Excellent, >= 60 Good, >= 40 Moderate, >= 20 Poor, else Very Poor';
+--upgrade 1.0--1.1 end
 
 -- 6. seasonal_adaptation: grain (user_id, year, season).
 create materialized view whoop.seasonal_adaptation as

@@ -286,6 +286,54 @@ class Metrics(Compare, unittest.TestCase):
     def test_autonomic_balance(self):
         self.compare("autonomic_balance", REF.autonomic_balance())
 
+    def test_autonomic_baselines_count_days_without_a_positive_hrv(self):
+        # Member A: 25 February an unscorable recovery after a scored sleep,
+        # 29 March a scored recovery with HRV 0 and resting HR 73, 31 March
+        # one without an HRV, 2 April a scored sleep without a recovery.
+        # None of them has a row; each feeds the baselines of what it has.
+        facts = {day(r["day"]): r for r in query(
+            "select day, hrv_rmssd_milli, resting_heart_rate, respiratory_rate from whoop.fact_daily_recovery "
+            "where user_id = %d" % fx.USER_A)}
+        has = lambda d: tuple(facts[d][c] is not None for c in
+                              ("hrv_rmssd_milli", "resting_heart_rate", "respiratory_rate"))
+        self.assertEqual(has(D(2025, 2, 25)), (False, False, True))
+        self.assertEqual((facts[D(2025, 3, 29)]["hrv_rmssd_milli"], facts[D(2025, 3, 29)]["resting_heart_rate"]),
+                         (0, 73))
+        self.assertEqual(has(D(2025, 3, 29)), (True, True, True))
+        self.assertEqual(has(D(2025, 3, 31)), (False, True, True))
+        self.assertEqual(has(D(2025, 4, 2)), (False, False, True))
+        got = {day(r["day"]): r for r in query("select * from whoop.autonomic_balance where user_id = %d"
+                                               % fx.USER_A)}
+        self.assertFalse({D(2025, 2, 25), D(2025, 3, 29), D(2025, 3, 31), D(2025, 4, 2)} & set(got))
+        self.assertEqual(set(got), {d for d, r in facts.items() if (r["hrv_rmssd_milli"] or 0) > 0})
+
+        def baseline(d, column, positive_hrv_only=False):
+            vals = [r[column] for x, r in facts.items()
+                    if d - dt.timedelta(days=60) <= x <= d - dt.timedelta(days=1) and r[column] is not None
+                    and (not positive_hrv_only or (r["hrv_rmssd_milli"] or 0) > 0)]
+            return fx.mean(vals), fx.stdev(vals), vals
+
+        # D-1 = 29 March: its resting HR 73 is in 30 March's baseline.
+        mean, sd, vals = baseline(D(2025, 3, 30), "resting_heart_rate")
+        self.assertIn(73, vals)
+        self.assertTrue(close(got[D(2025, 3, 30)]["rhr_baseline"], mean))
+        self.assertTrue(close(got[D(2025, 3, 30)]["rhr_baseline_sd"], sd))
+        # D-1 = 25 February: its respiratory rate is in 26 February's baseline.
+        mean, sd, vals = baseline(D(2025, 2, 26), "respiratory_rate")
+        self.assertTrue(close(got[D(2025, 2, 26)]["resp_baseline"], mean))
+        self.assertTrue(close(got[D(2025, 2, 26)]["resp_baseline_sd"], sd))
+        # 3 April sees all four days, and differs from a baseline over positive-HRV days only.
+        for column, prefix, extra in (("resting_heart_rate", "rhr", 2), ("respiratory_rate", "resp", 4)):
+            mean, sd, vals = baseline(D(2025, 4, 3), column)
+            _, _, narrow = baseline(D(2025, 4, 3), column, positive_hrv_only=True)
+            self.assertEqual(len(vals) - len(narrow), extra, column)
+            row = got[D(2025, 4, 3)]
+            self.assertTrue(close(row[prefix + "_baseline"], mean), (column, row[prefix + "_baseline"], mean))
+            self.assertTrue(close(row[prefix + "_baseline_sd"], sd), column)
+            self.assertFalse(close(row[prefix + "_baseline"], fx.mean(narrow)), column)
+            z = (row[column] - mean) / sd
+            self.assertTrue(close(row["z_" + prefix], z), column)
+
     def test_seasonal_adaptation(self):
         exp = REF.seasonal_adaptation()
         self.compare("seasonal_adaptation", exp, key=("user_id", "year", "season"))
@@ -394,7 +442,7 @@ class Metrics(Compare, unittest.TestCase):
         for fn, pairs in cases.items():
             for x, want in pairs:
                 self.assertEqual(cat(fn, x), want, "%s(%s)" % (fn, x))
-            self.assertEqual(scalar("select whoop.%s(null) is null" % fn), "t")
+            self.assertEqual(scalar("select whoop_internal.%s(null) is null" % fn), "t")
         for args, want in ((("1", "0.5", "1"), "Balanced"), (("0.5", "0.5", "1"), "Balanced"),
                            (("1.0000001", "0.5", "1"), "Parasympathetic"), (("0.4999", "0.5", "1"), "Sympathetic")):
             self.assertEqual(scalar("select whoop_internal.balance_state(%s, %s, %s)" % args), want)

@@ -16,8 +16,12 @@ RECOVERY = "(select g.day, g.recovery_score as v from whoop.fact_daily_recovery 
            "where g.user_id = m.user_id and g.recovery_score is not null)"
 STRAIN = "(select g.day, g.day_strain as v from whoop.fact_daily_strain g " \
          "where g.user_id = m.user_id and g.day_strain is not null)"
-LN = "(select g.day, ln(g.hrv_rmssd_milli) as v, g.resting_heart_rate as rhr, g.respiratory_rate as resp " \
-     "from whoop.fact_daily_recovery g where g.user_id = m.user_id and g.hrv_rmssd_milli > 0)"
+LN = "(select g.day, ln(g.hrv_rmssd_milli) as v from whoop.fact_daily_recovery g " \
+     "where g.user_id = m.user_id and g.hrv_rmssd_milli > 0)"
+# Every day of the member with a recovery or a main sleep, whatever its HRV:
+# a baseline of resting HR or respiratory rate counts the days that have it.
+RECOVERY_DAYS = "(select g.day, g.resting_heart_rate as rhr, g.respiratory_rate as resp " \
+                "from whoop.fact_daily_recovery g where g.user_id = m.user_id)"
 
 
 def _stat(fn, source, lo, hi, minimum, col="v"):
@@ -95,8 +99,8 @@ def checks():
     # 5. autonomic_balance
     ln = "ln(m.hrv_rmssd_milli)"
     bm, bsd = _stat("avg", LN, 60, 1, 14), _stat("stddev_samp", LN, 60, 1, 14)
-    rm, rsd = _stat("avg", LN, 60, 1, 14, "rhr"), _stat("stddev_samp", LN, 60, 1, 14, "rhr")
-    pm, psd = _stat("avg", LN, 60, 1, 14, "resp"), _stat("stddev_samp", LN, 60, 1, 14, "resp")
+    rm, rsd = _stat("avg", RECOVERY_DAYS, 60, 1, 14, "rhr"), _stat("stddev_samp", RECOVERY_DAYS, 60, 1, 14, "rhr")
+    pm, psd = _stat("avg", RECOVERY_DAYS, 60, 1, 14, "resp"), _stat("stddev_samp", RECOVERY_DAYS, 60, 1, 14, "resp")
     zh = "(%s - %s) / nullif(%s, 0)" % (ln, bm, bsd)
     zr = "(m.resting_heart_rate - %s) / nullif(%s, 0)" % (rm, rsd)
     zp = "(m.respiratory_rate - %s) / nullif(%s, 0)" % (pm, psd)
@@ -105,6 +109,10 @@ def checks():
                      "100 * %s / %s" % (_stat("stddev_samp", LN, 6, 0, 3), _stat("avg", LN, 6, 0, 3))),
             _compare("autonomic_balance", "hrv_baseline", bm),
             _compare("autonomic_balance", "swc_low", "%s - 0.5 * %s" % (bm, bsd)),
+            _compare("autonomic_balance", "rhr_baseline", rm),
+            _compare("autonomic_balance", "rhr_baseline_sd", rsd),
+            _compare("autonomic_balance", "resp_baseline", pm),
+            _compare("autonomic_balance", "resp_baseline_sd", psd),
             _compare("autonomic_balance", "z_hrv", zh),
             _compare("autonomic_balance", "z_rhr", zr),
             _compare("autonomic_balance", "z_resp", zp),

@@ -9,8 +9,11 @@ ending at 07:00 local ends on the previous UTC date), a member in the
 southern hemisphere (Sydney, UTC+11, with a week at UTC 'Z'), naps, a night
 without sleep data (fallback day), a cycle with only a nap, two cycles on
 one day (the longer main sleep wins) and a tie (the later start wins),
-pending and unscorable records, an ongoing cycle, exact category edges of
-the readiness gap, a weight change and an e-mail change (SCD2).
+pending and unscorable records, scored recoveries whose HRV is 0 or
+missing and a scored sleep without a recovery (the autonomic baselines of
+resting HR and respiratory rate count them), an ongoing cycle, exact
+category edges of the readiness gap, a weight change and an e-mail change
+(SCD2).
 
 The model (class Reference) recomputes every fact and metric from the
 records in plain Python -- its own parsing of offsets, its own day rule,
@@ -31,6 +34,7 @@ USER_A = 1001          # northern hemisphere: New York, DST, a week in Tokyo
 USER_B = 2002          # southern hemisphere: Sydney, a week in London
 
 NS = uuid.UUID("6f1c2d7e-0000-4000-8000-000000000000")
+ABSENT = object()       # a recovery_fields value: leave the field out of the record
 
 
 def _uuid(*parts):
@@ -78,15 +82,17 @@ class Builder:
 
     def cycle(self, start_local, offset, main_sleep=None, naps=(), workouts=(),
               recovery=True, cycle_state="SCORED", recovery_state="SCORED",
-              sleep_state="SCORED", strain=None, recovery_score=None, ongoing=False):
-        """cycle adds one cycle.  main_sleep = (start_local, end_local, offset)."""
+              sleep_state="SCORED", strain=None, recovery_score=None, recovery_fields=None,
+              ongoing=False):
+        """cycle adds one cycle.  main_sleep = (start_local, end_local, offset);
+        recovery_fields replaces values of a scored recovery (ABSENT leaves the field out)."""
         self.next_cycle_id += 1
         self.specs.append(dict(
             id=self.next_cycle_id, start_local=start_local, offset=offset,
             main_sleep=main_sleep, naps=list(naps), workouts=list(workouts),
             recovery=recovery and main_sleep is not None, cycle_state=cycle_state,
             recovery_state=recovery_state, sleep_state=sleep_state, strain=strain,
-            recovery_score=recovery_score, ongoing=ongoing))
+            recovery_score=recovery_score, recovery_fields=recovery_fields or {}, ongoing=ongoing))
 
     def night(self, wake, offset, sleep_offset=None, **kw):
         """night adds an ordinary cycle: asleep the evening before `wake`, up in its morning."""
@@ -151,6 +157,12 @@ class Builder:
                         "spo2_percentage": round(rng.uniform(94, 99), 2),
                         "skin_temp_celsius": round(rng.uniform(33, 35), 3) if self.skin_temp else None,
                     }
+                    # Replaced after drawing, so that the random stream of the other records stays put.
+                    for k, v in s["recovery_fields"].items():
+                        if v is ABSENT:
+                            del rec["score"][k]
+                        else:
+                            rec["score"][k] = v
                 out["recovery"].append(rec)
             for k, (wstart, minutes, state) in enumerate(s["workouts"]):
                 out["workout"].append(self._workout(_uuid(self.user_id, s["id"], "w", k), wstart,
@@ -308,6 +320,18 @@ def build():
         elif w == D(2025, 3, 5):
             a.night(w, off, workouts=[(dt.datetime(2025, 3, 5, 18, 0), 50, "UNSCORABLE"),
                                       (dt.datetime(2025, 3, 5, 7, 0), 30, "SCORED")], **kw)
+        elif w == D(2025, 3, 29):
+            # A scored recovery with an HRV of 0: no autonomic_balance row on
+            # the day, but its resting HR (73, above any other) and its
+            # sleep's respiratory rate enter the baselines of the days after.
+            a.night(w, off, recovery_fields={"hrv_rmssd_milli": 0, "resting_heart_rate": 73.0}, **kw)
+        elif w == D(2025, 3, 31):
+            # A scored recovery without an HRV at all.
+            a.night(w, off, recovery_fields={"hrv_rmssd_milli": ABSENT}, **kw)
+        elif w == D(2025, 4, 2):
+            # A scored main sleep whose cycle has no recovery: a respiratory
+            # rate without a resting HR (like the unscorable recovery of 25 Feb).
+            a.night(w, off, recovery=False, **kw)
         elif w == D(2025, 4, 19):
             a.night(w, off, cycle_state="PENDING_SCORE", recovery_state="PENDING_SCORE",
                     ongoing=True, workouts=[], **kw)
@@ -702,11 +726,14 @@ class Reference:
     def autonomic_balance(self):
         out = {}
         for u in self.users():
-            daily = {d: v for d, v in self.daily(u).items() if v["hrv"] is not None and v["hrv"] > 0}
-            ln = {d: math.log(v["hrv"]) for d, v in daily.items()}
-            rhr = {d: v["rhr"] for d, v in daily.items()}
-            resp = {d: v["resp"] for d, v in daily.items()}
-            for d, v in daily.items():
+            # A row per day with a positive HRV; each baseline takes every
+            # day on which its own measure was scored.
+            daily = self.daily(u)
+            ln = {d: math.log(v["hrv"]) for d, v in daily.items() if v["hrv"] is not None and v["hrv"] > 0}
+            rhr = {d: v["rhr"] for d, v in daily.items() if v["rhr"] is not None}
+            resp = {d: v["resp"] for d, v in daily.items() if v["resp"] is not None}
+            for d in ln:
+                v = daily[d]
                 w7 = need([x for _, x in window(ln, d, 6, 0)], 3)
                 hrv_7d = mean(w7) if w7 else None
                 cv = 100 * stdev(w7) / mean(w7) if w7 else None
@@ -729,7 +756,9 @@ class Reference:
                 if None not in (hrv_7d, low, high):
                     state = "Parasympathetic" if hrv_7d > high else "Balanced" if hrv_7d >= low else "Sympathetic"
                 out[(u, d)] = {"ln_rmssd": ln[d], "hrv_7d": hrv_7d, "hrv_cv_7d": cv, "hrv_baseline": bm,
-                               "swc_low": low, "swc_high": high,
+                               "hrv_baseline_sd": bsd, "swc_low": low, "swc_high": high,
+                               "rhr_baseline": rm, "rhr_baseline_sd": rsd, "resp_baseline": pm,
+                               "resp_baseline_sd": psd,
                                "hrv_rhr_ratio": _div(v["hrv"], v["rhr"]), "z_hrv": z_hrv, "z_rhr": z_rhr,
                                "z_resp": z_resp, "balance_score": score, "balance_state": state,
                                "balance_category": cat_balance(score)}
