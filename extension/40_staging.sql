@@ -228,7 +228,9 @@ comment on view whoop.stg_recovery is
     'WHOOP recoveries (one per cycle, from its main sleep), typed; score columns only for SCORED recoveries';
 comment on column whoop.stg_recovery.user_calibrating is 'true while WHOOP is still learning the member''s baselines';
 comment on column whoop.stg_recovery.recovery_score is 'recovery, 0-100 %, full precision';
+--upgrade 1.0--1.1 begin
 comment on column whoop.stg_recovery.recovery_zone is 'green >= 67, yellow >= 34, red below (whoop_internal.recovery_zone)';
+--upgrade 1.0--1.1 end
 comment on column whoop.stg_recovery.resting_heart_rate is 'resting heart rate during the sleep, bpm';
 comment on column whoop.stg_recovery.hrv_rmssd_milli is 'heart rate variability (rMSSD), milliseconds';
 comment on column whoop.stg_recovery.spo2_percentage is 'blood oxygen saturation, %; NULL when not measured';

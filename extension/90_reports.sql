@@ -12,7 +12,9 @@
 -- fact_daily_strain has a row for every day that has a primary cycle, so it
 -- is the base; every other relation joins on (user_id, day) through its
 -- unique index, and a filter on user_id and day reaches all of them.
-create view whoop.daily_summary as
+-- Recreated by the 1.0 -> 1.1 upgrade, whose new autonomic_balance drops it.
+--upgrade 1.0--1.1 begin
+create or replace view whoop.daily_summary as
 select
     s.user_id,
     u.name,
@@ -81,6 +83,7 @@ comment on column whoop.daily_summary.load_zone is
     'whoop.training_load: zone of the acute:chronic ratio (a heuristic, not a diagnosis)';
 comment on column whoop.daily_summary.acwr is 'acute:chronic workload ratio (EWMA 7 / 28 days), two decimals';
 comment on column whoop.daily_summary.cycle_complete is 'false for the ongoing cycle, whose strain still grows';
+--upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The psql report.

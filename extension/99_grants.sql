@@ -34,12 +34,15 @@ grant usage on schema whoop_internal to public;
 --upgrade 1.0--1.1 end
 
 grant usage on schema whoop to whoop_reader;
+-- (replayed by the upgrade, which recreates autonomic_balance and daily_summary)
+--upgrade 1.0--1.1 begin
 grant select on
     whoop.dim_user, whoop.dim_date, whoop.fact_daily_recovery, whoop.fact_daily_strain,
     whoop.recovery_momentum, whoop.strain_recovery_efficiency, whoop.training_readiness_gap,
     whoop.recovery_volatility, whoop.autonomic_balance, whoop.seasonal_adaptation,
     whoop.training_load, whoop.daily_summary
 to whoop_reader;
+--upgrade 1.0--1.1 end
 
 -- The operations change data or reach outside the database: only the
 -- extension owner (and roles it grants them to) may run them.

@@ -39,7 +39,10 @@ def run_module(name, results_file):
     suite = unittest.defaultTestLoader.loadTestsFromModule(module)
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2,
                                      buffer=False).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    # a test with failing subtests is one failed test, however many subtests failed
+    failing = {getattr(test, "test_case", test).id()
+               for test, _ in result.failures + result.errors}
+    failed = len(failing) + len(result.unexpectedSuccesses)
     passed = result.testsRun - failed - len(result.skipped)
     with open(results_file, "w") as f:
         json.dump({"passed": passed, "failed": failed,
