@@ -12,6 +12,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
 #include "access/xact.h"

@@ -22,6 +22,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
 #include "miscadmin.h"

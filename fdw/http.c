@@ -15,10 +15,12 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "whoop_fdw.h"
+#include "postgres.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+
+#include "whoop_fdw.h"
 
 #include "common/pg_prng.h"
 #include "miscadmin.h"

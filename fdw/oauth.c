@@ -24,6 +24,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
 #include "miscadmin.h"

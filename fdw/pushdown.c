@@ -20,6 +20,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
 #include "access/stratnum.h"

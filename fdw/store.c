@@ -21,6 +21,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
 #include "access/xact.h"

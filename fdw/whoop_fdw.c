@@ -14,9 +14,11 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "whoop_fdw.h"
+#include "postgres.h"
 
 #include <math.h>
+
+#include "whoop_fdw.h"
 
 #include "access/table.h"
 #include "access/xact.h"

@@ -3,6 +3,8 @@
  * whoop_fdw.h
  *		  Declarations shared by the files of whoop_fdw.
  *
+ * Every .c file includes postgres.h first, then this header.
+ *
  * Dependencies point one way: the FDW callbacks (whoop_fdw.c) and the SQL
  * account functions (account.c) use fetch, oauth, pushdown, record and
  * endpoint; fetch uses http, oauth and json; oauth uses http, token (the
@@ -15,8 +17,6 @@
  */
 #ifndef WHOOP_FDW_H
 #define WHOOP_FDW_H
-
-#include "postgres.h"
 
 #include "access/attnum.h"
 #include "datatype/timestamp.h"
