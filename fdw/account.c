@@ -148,7 +148,7 @@ check_relink(const WhoopServer *server, int64 user_id)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("WHOOP account " INT64_FORMAT " is already linked to server \"%s\" by another role",
 						user_id, server->server_name),
-				 errhint("That role can disconnect it with whoop.disconnect_account() first.")));
+				 errhint("That role can disconnect it with " WHOOP_SQL_DISCONNECT_ACCOUNT " first.")));
 }
 
 /*
@@ -197,7 +197,7 @@ link_account(const char *server_name, const char *grant_type,
 			ereport(WARNING,
 					(errmsg("WHOOP granted no refresh token"),
 					 errdetail("Without one the account stops working when the access token expires."),
-					 errhint("Authorize with the \"offline\" scope, which whoop.authorize_url() requests.")));
+					 errhint("Authorize with the \"offline\" scope, which " WHOOP_SQL_AUTHORIZE_URL " requests.")));
 		profile = fetch_profile(server, tokens->access_token);
 		check_relink(server, profile->user_id);
 		w = writer;
@@ -231,7 +231,7 @@ whoop_connect_account(PG_FUNCTION_ARGS)
 								 text_to_cstring(PG_GETARG_TEXT_PP(1)),
 								 text_to_cstring(PG_GETARG_TEXT_PP(2)),
 								 "authorization code",
-								 "Codes are single-use and short-lived, and redirect_uri must be the one given to whoop.authorize_url(); authorize again."));
+								 "Codes are single-use and short-lived, and redirect_uri must be the one given to " WHOOP_SQL_AUTHORIZE_URL "; authorize again."));
 }
 
 /*
@@ -271,7 +271,7 @@ whoop_disconnect_account(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\" for this role",
 						user_id, server->server_name),
-				 errhint("See whoop.accounts for the accounts you may use.")));
+				 errhint("See " WHOOP_SQL_ACCOUNTS " for the accounts you may use.")));
 
 	/*
 	 * A dead refresh token must not prevent forgetting the account: get the

@@ -196,7 +196,7 @@ whoop_fetch(const WhoopServer *server, int64 user_id, const char *bearer,
 						 errdetail("%s answered HTTP 401%s: %s", label,
 								   bearer ? "" : " again after a token refresh",
 								   whoop_body_excerpt(response.body, response.body_len)),
-						 errhint("Check that the account granted the scope this endpoint needs (link it again with whoop.connect_account() if not).")));
+						 errhint("Check that the account granted the scope this endpoint needs (link it again with " WHOOP_SQL_CONNECT_ACCOUNT " if not).")));
 			if (response.status == 429)
 			{
 				int			wait_s = whoop_rate_limit_wait_s(&response.rate, label,

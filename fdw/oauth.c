@@ -144,20 +144,20 @@ check_account(const WhoopServer *server, const WhoopStoredAccount *account)
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\"",
 						account->user_id, server->server_name),
-				 errhint("Link it with whoop.connect_account() or whoop.add_account().")));
+				 errhint("Link it with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
 	if (strcmp(account->status, "active") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" must be authorized again",
 						account->user_id, server->server_name),
-				 errdetail("WHOOP refused its refresh token earlier; see whoop.accounts.last_error."),
-				 errhint("Link it again with whoop.connect_account() (authorization code) or whoop.add_account() (refresh token).")));
+				 errdetail("WHOOP refused its refresh token earlier; see " WHOOP_SQL_ACCOUNTS ".last_error."),
+				 errhint("Link it again with " WHOOP_SQL_CONNECT_ACCOUNT " (authorization code) or " WHOOP_SQL_ADD_ACCOUNT " (refresh token).")));
 	if (account->refresh_token == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" has no refresh token",
 						account->user_id, server->server_name),
-				 errhint("Authorize with the \"offline\" scope, which whoop.authorize_url() requests.")));
+				 errhint("Authorize with the \"offline\" scope, which " WHOOP_SQL_AUTHORIZE_URL " requests.")));
 }
 
 /*
@@ -248,7 +248,7 @@ refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 					 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
 							account->user_id, server->server_name),
 					 errdetail("%s", rejection),
-					 errhint("Link the account again with whoop.connect_account() or whoop.add_account().")));
+					 errhint("Link the account again with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
 		}
 		else
 		{

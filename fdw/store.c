@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * store.c
- *		  The account table (whoop.account) and its autonomous writer.
+ *		  The account table (WHOOP_ACCOUNT_RELATION) and its autonomous writer.
  *
  * WHOOP rotates refresh tokens: the moment a refresh succeeds, the old
  * refresh token is dead.  The new one must therefore be durable before
@@ -139,21 +139,21 @@ static void writer_execute(WriterShared *shared);
 static void set_latch_of(int procno);
 
 /*
- * account_table_owner returns the role owning whoop.account: the rights
+ * account_table_owner returns the role owning the token table: the rights
  * every access to the tokens runs with.
  */
 static Oid
 account_table_owner(void)
 {
-	Oid			nspid = get_namespace_oid("whoop", false);
-	Oid			relid = get_relname_relid("account", nspid);
+	Oid			nspid = get_namespace_oid(WHOOP_ACCOUNT_SCHEMA, false);
+	Oid			relid = get_relname_relid(WHOOP_ACCOUNT_TABLE, nspid);
 	HeapTuple	tuple;
 	Oid			owner;
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table whoop.account does not exist"),
+				 errmsg("table %s does not exist", WHOOP_ACCOUNT_RELATION),
 				 errhint("Is the whoop_fdw extension installed in this database?")));
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tuple))
@@ -198,7 +198,7 @@ whoop_store_read(const char *server_name, int64 user_id, WhoopStoredAccount *acc
 	static const char query[] =
 		"select owner::oid, status, refresh_token, access_token, "
 		"access_expires_at, token_version "
-		"from whoop.account "
+		"from " WHOOP_ACCOUNT_RELATION " "
 		"where server_name operator(pg_catalog.=) $1 "
 		"and user_id operator(pg_catalog.=) $2";
 	Oid			argtypes[2] = {NAMEOID, INT8OID};
@@ -224,7 +224,7 @@ whoop_store_read(const char *server_name, int64 user_id, WhoopStoredAccount *acc
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read whoop.account");
+		elog(ERROR, "could not read %s", WHOOP_ACCOUNT_RELATION);
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
@@ -255,7 +255,7 @@ List *
 whoop_store_usable_accounts(const char *server_name, Oid userid)
 {
 	static const char query[] =
-		"select user_id from whoop.account "
+		"select user_id from " WHOOP_ACCOUNT_RELATION " "
 		"where server_name operator(pg_catalog.=) $1 "
 		"and pg_catalog.pg_has_role($2, owner::oid, 'usage') "
 		"order by user_id";
@@ -276,7 +276,7 @@ whoop_store_usable_accounts(const char *server_name, Oid userid)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args(query, 2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read whoop.account");
+		elog(ERROR, "could not read %s", WHOOP_ACCOUNT_RELATION);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -429,7 +429,7 @@ whoop_token_writer_start(void)
 					 errmsg("could not start the whoop_fdw token writer"),
 					 errdetail("%s", writer->shared->error[0] ? writer->shared->error
 							   : "The background worker exited before connecting."),
-					 errhint("The worker connects as the owner of table whoop.account, which must be allowed to log in.")));
+					 errhint("The worker connects as the owner of table " WHOOP_ACCOUNT_RELATION ", which must be allowed to log in.")));
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 100, whoop_wait_event());
 		ResetLatch(MyLatch);
@@ -688,9 +688,9 @@ static void
 writer_execute(WriterShared *shared)
 {
 	static const char save_sql[] =
-		"insert into whoop.account as a (server_name, user_id, owner, email, first_name, "
-		"  last_name, status, refresh_token, access_token, access_expires_at, scope, "
-		"  token_version, last_refresh_at, last_error) "
+		"insert into " WHOOP_ACCOUNT_RELATION " as a (server_name, user_id, owner, email, "
+		"  first_name, last_name, status, refresh_token, access_token, access_expires_at, "
+		"  scope, token_version, last_refresh_at, last_error) "
 		"values ($1, $2, $3, $4, $5, $6, 'active', $7, $8, "
 		"  pg_catalog.now() operator(pg_catalog.+) pg_catalog.make_interval(secs => $9), "
 		"  $10, 1, pg_catalog.now(), null) "
@@ -709,12 +709,12 @@ writer_execute(WriterShared *shared)
 		"  last_error = null "
 		"where pg_catalog.pg_has_role(excluded.owner::oid, a.owner::oid, 'usage')";
 	static const char mark_sql[] =
-		"update whoop.account set status = $3, last_error = $4, "
+		"update " WHOOP_ACCOUNT_RELATION " set status = $3, last_error = $4, "
 		"  token_version = token_version operator(pg_catalog.+) 1 "
 		"where server_name operator(pg_catalog.=) $1 "
 		"and user_id operator(pg_catalog.=) $2";
 	static const char forget_sql[] =
-		"delete from whoop.account "
+		"delete from " WHOOP_ACCOUNT_RELATION " "
 		"where server_name operator(pg_catalog.=) $1 "
 		"and user_id operator(pg_catalog.=) $2";
 	NameData	server;

@@ -865,7 +865,7 @@ plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("no WHOOP account is linked to server \"%s\" for role \"%s\"",
 						state->server->server_name, GetUserNameFromId(GetUserId(), false)),
-				 errhint("Link one with whoop.connect_account() or whoop.add_account().")));
+				 errhint("Link one with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
 	if (users_constrained)
 		accounts = intersect(accounts, users, true, same_user_id);
 	state->naccounts = list_length(accounts);

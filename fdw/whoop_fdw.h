@@ -38,6 +38,20 @@
 #define WHOOP_SCOPES \
 	"offline read:recovery read:cycles read:workout read:sleep read:profile read:body_measurement"
 
+/*
+ * The SQL objects the C code names, in one place: the token table (queried
+ * by store.c, named in messages) and the functions and view that hints
+ * point users to.
+ */
+#define WHOOP_ACCOUNT_SCHEMA		"whoop"
+#define WHOOP_ACCOUNT_TABLE			"account"
+#define WHOOP_ACCOUNT_RELATION		WHOOP_ACCOUNT_SCHEMA "." WHOOP_ACCOUNT_TABLE
+#define WHOOP_SQL_AUTHORIZE_URL		"whoop.authorize_url()"
+#define WHOOP_SQL_CONNECT_ACCOUNT	"whoop.connect_account()"
+#define WHOOP_SQL_ADD_ACCOUNT		"whoop.add_account()"
+#define WHOOP_SQL_DISCONNECT_ACCOUNT "whoop.disconnect_account()"
+#define WHOOP_SQL_ACCOUNTS			"whoop.accounts"
+
 
 /* ---------------------------------------------------------------------
  * option.c -- table-driven validation and the resolved server settings
