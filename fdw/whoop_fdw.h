@@ -22,6 +22,7 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "nodes/bitmapset.h"
 #include "nodes/pg_list.h"
 #include "utils/palloc.h"
 
@@ -362,7 +363,7 @@ extern WhoopFetchStats whoop_backend_fetch_stats;
 
 
 /* ---------------------------------------------------------------------
- * pushdown.c -- quals turned into request parameters (prefilter)
+ * pushdown.c -- quals turned into a request plan (prefilter)
  * ---------------------------------------------------------------------
  */
 
@@ -380,14 +381,59 @@ typedef enum WhoopPushKind
 	WHOOP_PUSH_USER_ARRAY		/* account choice, array */
 } WhoopPushKind;
 
+/*
+ * The plan of a scan.  The planner builds it (the fields marked "planning"
+ * live only that long); fdw_private carries the rest to the executor, and
+ * fdw_exprs the pushed expressions.
+ */
+typedef struct WhoopScanPlan
+{
+	const WhoopEndpoint *endpoint;
+	int64		update_window_us;	/* -1: not declared */
+	List	   *retrieved_attrs;	/* attnums to fill */
+	List	   *pushed_kinds;	/* WhoopPushKind per pushed entry */
+	List	   *pushed_exprs;	/* (clause, value) per entry: fdw_exprs */
+	int			limit;			/* rows the query needs, -1: all */
+	Bitmapset  *attrs_used;		/* planning: columns selected or rechecked */
+	List	   *pushed_quals;	/* planning: RestrictInfos pushed */
+	double		rows;			/* planning: estimates */
+	double		fetched_rows;
+	double		requests;
+	double		startup_cost;
+	double		total_cost;
+} WhoopScanPlan;
+
+/* One request of a scan; collections page on from it with nextToken. */
+typedef struct WhoopScanRequest
+{
+	int64		user_id;
+	char	   *path;			/* relative to api_url, with query */
+	char	   *id;				/* by-id lookups: the id, else NULL */
+	bool		missing_ok;		/* 404 means no row */
+} WhoopScanRequest;
+
+/* The requests of a scan, for the values its pushed expressions had. */
+typedef struct WhoopRequests
+{
+	List	   *requests;		/* WhoopScanRequest, in the order to send */
+	List	   *descriptions;	/* distinct requests, for EXPLAIN */
+	int			naccounts;		/* accounts asked */
+} WhoopRequests;
+
 struct PlannerInfo;
 struct RelOptInfo;
+struct TupleDescData;
 
-extern void whoop_classify_quals(struct PlannerInfo *root,
-								 struct RelOptInfo *baserel,
-								 const WhoopEndpoint *endpoint,
-								 int64 update_window_us,
-								 List **pushed_kinds, List **pushed_exprs,
-								 List **pushed_quals);
+extern WhoopScanPlan *whoop_plan_scan(struct PlannerInfo *root,
+									  struct RelOptInfo *baserel,
+									  const WhoopEndpoint *endpoint,
+									  const WhoopServer *server,
+									  int64 update_window_us);
+extern List *whoop_plan_private(struct PlannerInfo *root, struct RelOptInfo *baserel,
+								WhoopScanPlan *plan, struct TupleDescData *desc);
+extern WhoopScanPlan *whoop_plan_restore(List *fdw_private, List *fdw_exprs);
+extern void whoop_plan_requests(const WhoopScanPlan *plan, const WhoopServer *server,
+								List *accounts, const Datum *values, const bool *nulls,
+								WhoopRequests *requests);
 
 #endif							/* WHOOP_FDW_H */
