@@ -11,9 +11,9 @@
  * refresh token.  The rotated refresh token is saved by the autonomous
  * writer (store.c) before the lock is released.
  *
- * The token request is sent with interrupts held: a cancel arriving while
- * WHOOP is rotating the token would otherwise throw the new token away.
- * It is bounded by the server's timeout_ms.
+ * The token request is sent by transport.c with interrupts held: a cancel
+ * arriving while WHOOP is rotating the token would otherwise throw the new
+ * token away.  It is bounded by the server's timeout_ms.
  *
  * What no client can prevent: WHOOP rotates the token and its answer is
  * lost (a timeout after WHOOP accepted the request).  The retry with the
@@ -28,15 +28,12 @@
 
 #include "whoop_fdw.h"
 
-#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 /* refresh this long before WHOOP would reject the token */
 #define EXPIRY_MARGIN_US (60 * USECS_PER_SEC)
-/* give up after this many 429s in a row from the token endpoint */
-#define MAX_TOKEN_THROTTLED 10
 
 typedef struct TokenCacheKey
 {
@@ -61,6 +58,17 @@ static bool token_usable(const WhoopStoredAccount *account, const char *rejected
 						 int64 margin_us);
 static void check_account(const WhoopServer *server, const WhoopStoredAccount *account);
 static char *refresh_locked(const WhoopServer *server, WhoopStoredAccount *account);
+static WhoopVerdict classify_token_answer(WhoopSend *send,
+										  const WhoopHttpResponse *response);
+
+static const WhoopSendKind token_post = {
+	.classify = classify_token_answer,
+	.token_answer = true,
+	.unreachable = "could not reach the WHOOP token endpoint",
+	.unreachable_hint = "Check the server's oauth_url, the network, and timeout_ms.",
+	.failing = "WHOOP token endpoint",
+	.failing_hint = "WHOOP may be having trouble; try again later.",
+};
 
 /*
  * cache_entry finds or creates the cache entry of an account.
@@ -296,6 +304,18 @@ whoop_oauth_form(const WhoopClient *client, const char *grant_type,
 }
 
 /*
+ * classify_token_answer takes a grant (200) and a refusal (4xx, which
+ * whoop_oauth_token_request reports); anything else is retried like a 5xx.
+ */
+static WhoopVerdict
+classify_token_answer(WhoopSend *send, const WhoopHttpResponse *response)
+{
+	if (response->status == 200 || (response->status >= 400 && response->status < 500))
+		return WHOOP_TAKE;
+	return WHOOP_RETRY;
+}
+
+/*
  * whoop_oauth_token_request POSTs a token request (code exchange or
  * refresh).  Returns the tokens; or NULL with *REJECTION set when WHOOP
  * refuses the grant (4xx); raises an error when WHOOP cannot be reached
@@ -305,90 +325,42 @@ WhoopTokens *
 whoop_oauth_token_request(const WhoopServer *server, const char *form,
 						  char **rejection)
 {
-	char	   *url = psprintf("%s/token", server->oauth_url);
-	WhoopHttpRequest request = {"POST", url, NULL, form, server->timeout_ms,
-	server->connect_timeout_ms};
+	WhoopSend	send = {0};
 	WhoopHttpResponse response;
-	int			attempt = 0;
-	int			throttled = 0;
-	StringInfoData earlier_failures;	/* of attempts that may have arrived */
-	int			failed_attempts = 0;
+	WhoopTokens *tokens;
+
+	send.kind = &token_post;
+	send.request.method = "POST";
+	send.request.url = psprintf("%s/token", server->oauth_url);
+	send.request.form = form;
+	send.label = psprintf("POST %s", send.request.url);
+	whoop_send(server, &send, &response);
 
 	*rejection = NULL;
-	for (;;)
+	if (response.status != 200)
 	{
-		HOLD_INTERRUPTS();
-		whoop_http_request(&request, &response);
-		RESUME_INTERRUPTS();
-		whoop_backend_fetch_stats.requests++;
+		*rejection = whoop_oauth_rejection(response.status, response.body,
+										   response.body_len);
 
-		if (!response.transport_failed && response.status == 200)
-			break;
-		if (!response.transport_failed && response.status == 429)
-		{
-			/* not a refusal: the grant was not even looked at */
-			int			wait_s = whoop_rate_limit_wait_s(&response.rate, "POST /token",
-														 ++throttled > MAX_TOKEN_THROTTLED);
-
-			whoop_backend_fetch_stats.throttled++;
-			whoop_http_sleep(wait_s * 1000);
-			continue;
-		}
-		if (!response.transport_failed && response.status >= 400 && response.status < 500)
-		{
-			*rejection = whoop_oauth_rejection(response.status, response.body,
-												response.body_len);
-
-			/*
-			 * Grants are single-use.  A retry refused after an attempt whose
-			 * answer never came is most likely the lost-rotation case: WHOOP
-			 * took the grant, rotated, and the answer with the new tokens
-			 * was lost.  Nothing here can get them back; say so.
-			 */
-			if (failed_attempts > 0)
-				*rejection = psprintf("%s %s of this request failed (%s); if WHOOP "
-									  "received %s, it used the grant then and its answer "
-									  "with the new tokens was lost.",
-									  *rejection,
-									  failed_attempts == 1 ? "An earlier attempt" : "Earlier attempts",
-									  earlier_failures.data,
-									  failed_attempts == 1 ? "it" : "one of them");
-			return NULL;
-		}
-		if (failed_attempts++ == 0)
-			initStringInfo(&earlier_failures);
-		else
-			appendStringInfoString(&earlier_failures, "; ");
-		if (response.transport_failed)
-			appendStringInfoString(&earlier_failures, response.transport_error);
-		else
-			appendStringInfo(&earlier_failures, "HTTP %ld", response.status);
-		if (attempt >= server->max_retries)
-		{
-			if (response.transport_failed)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-						 errmsg("could not reach the WHOOP token endpoint"),
-						 errdetail("POST %s failed after %d attempts: %s.",
-								   url, attempt + 1, response.transport_error),
-						 errhint("Check the server's oauth_url, the network, and timeout_ms.")));
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("WHOOP token endpoint failed with HTTP %ld", response.status),
-					 errdetail("POST %s answered %ld after %d attempts.",
-							   url, response.status, attempt + 1),
-					 errhint("WHOOP may be having trouble; try again later.")));
-		}
-		whoop_backend_fetch_stats.retries++;
-		whoop_http_sleep(whoop_http_backoff_ms(attempt++));
-	}
-
-	{
-		WhoopTokens *tokens = whoop_oauth_parse_tokens(response.body,
-													   response.body_len);
-
-		memset(response.body, 0, response.body_len);
+		/*
+		 * Grants are single-use.  A retry refused after an attempt whose
+		 * answer never came is most likely the lost-rotation case: WHOOP
+		 * took the grant, rotated, and the answer with the new tokens was
+		 * lost.  Nothing here can get them back; say so.
+		 */
+		if (send.failed_attempts > 0)
+			*rejection = psprintf("%s %s of this request failed (%s); if WHOOP "
+								  "received %s, it used the grant then and its answer "
+								  "with the new tokens was lost.",
+								  *rejection,
+								  send.failed_attempts == 1 ? "An earlier attempt" : "Earlier attempts",
+								  send.failures,
+								  send.failed_attempts == 1 ? "it" : "one of them");
 		pfree(response.body);
-		return tokens;
+		return NULL;
 	}
+	tokens = whoop_oauth_parse_tokens(response.body, response.body_len);
+	memset(response.body, 0, response.body_len);
+	pfree(response.body);
+	return tokens;
 }

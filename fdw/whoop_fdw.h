@@ -208,7 +208,7 @@ extern void whoop_record_values(WhoopJsonDoc *doc, int record, int64 account_use
 
 
 /* ---------------------------------------------------------------------
- * http.c -- the one reused libcurl handle
+ * http.c -- the one reused libcurl handle: one exchange on the wire
  * ---------------------------------------------------------------------
  */
 
@@ -244,9 +244,7 @@ extern void whoop_http_request(const WhoopHttpRequest *request,
 							   WhoopHttpResponse *response);
 extern bool whoop_http_url_acceptable(const char *url, const char **why);
 extern char *whoop_http_escape(const char *text);
-extern void whoop_http_sleep(int ms);
 extern uint32 whoop_wait_event(void);
-extern int	whoop_http_backoff_ms(int attempt);
 
 
 /* ---------------------------------------------------------------------
@@ -323,6 +321,60 @@ extern void whoop_account_unlock(const char *server_name, int64 user_id);
 
 
 /* ---------------------------------------------------------------------
+ * transport.c -- sending a request: pacing, 429 waits, retries, counters
+ * ---------------------------------------------------------------------
+ */
+
+/* What this backend, or one scan, has sent. */
+typedef struct WhoopFetchStats
+{
+	int			requests;		/* HTTP requests sent, retries included */
+	int			pages;			/* successful pages (counted by fetch.c) */
+	int			retries;
+	int			throttled;		/* 429 answers waited out */
+	double		paced_ms;		/* time spent pacing */
+} WhoopFetchStats;
+
+/* What a caller makes of an answer that is neither a 429 nor a 5xx. */
+typedef enum WhoopVerdict
+{
+	WHOOP_TAKE,					/* final: whoop_send returns it */
+	WHOOP_RETRY,				/* transient: back off, send again, boundedly */
+	WHOOP_RESEND				/* the caller changed the request: send it now */
+} WhoopVerdict;
+
+typedef struct WhoopSend WhoopSend;
+
+/* One kind of request: what its answers mean, and how its failure reads. */
+typedef struct WhoopSendKind
+{
+	WhoopVerdict (*classify) (WhoopSend *send, const WhoopHttpResponse *response);
+	bool		paced;			/* counts against the app's API rate limit */
+	bool		token_answer;	/* sent with interrupts held, never quoted */
+	const char *unreachable;	/* errmsg when the last attempt got no answer */
+	const char *unreachable_hint;
+	const char *failing;		/* "<failing> failed with HTTP n" after 5xx */
+	const char *failing_hint;
+} WhoopSendKind;
+
+/* One request on its way: the caller fills the first part. */
+struct WhoopSend
+{
+	const WhoopSendKind *kind;
+	WhoopHttpRequest request;	/* timeouts are set from the server */
+	const char *label;			/* "GET /v2/cycle": names it in messages */
+	void	   *arg;			/* the caller's, for kind->classify */
+	WhoopFetchStats *stats;		/* counted here as well, or NULL */
+	int			failed_attempts;	/* set: attempts that were retried */
+	char	   *failures;		/* set: what they got, or NULL */
+};
+
+extern void whoop_send(const WhoopServer *server, WhoopSend *send,
+					   WhoopHttpResponse *response);
+extern WhoopFetchStats whoop_backend_fetch_stats;
+
+
+/* ---------------------------------------------------------------------
  * oauth.c -- token endpoint, per-backend access-token cache, refresh
  * ---------------------------------------------------------------------
  */
@@ -339,27 +391,15 @@ extern char *whoop_oauth_form(const WhoopClient *client, const char *grant_type,
 
 
 /* ---------------------------------------------------------------------
- * fetch.c -- one API call with retry, pacing and token handling
+ * fetch.c -- an API call with the account's token
  * ---------------------------------------------------------------------
  */
-
-typedef struct WhoopFetchStats
-{
-	int			requests;		/* HTTP requests sent, retries included */
-	int			pages;			/* successful pages */
-	int			retries;
-	int			throttled;		/* 429 answers waited out */
-	double		paced_ms;		/* time spent pacing */
-} WhoopFetchStats;
 
 extern WhoopJsonDoc *whoop_fetch(const WhoopServer *server, int64 user_id,
 								 const char *bearer, const char *path_and_query,
 								 bool missing_ok, MemoryContext doc_context,
 								 WhoopFetchStats *stats);
 extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
-extern int	whoop_rate_limit_wait_s(const WhoopRateLimit *rate, const char *label,
-									bool give_up);
-extern WhoopFetchStats whoop_backend_fetch_stats;
 
 
 /* ---------------------------------------------------------------------
