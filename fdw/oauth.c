@@ -9,11 +9,16 @@
  * stored tokens (another session may have refreshed them while it waited:
  * then it simply uses the new access token), and only otherwise spends the
  * refresh token.  The rotated refresh token is saved by the autonomous
- * writer (store.c) before the lock is released.
+ * writer (token_writer.c) before the lock is released.
  *
- * The token request is sent by transport.c with interrupts held: a cancel
- * arriving while WHOOP is rotating the token would otherwise throw the new
- * token away.  It is bounded by the server's timeout_ms.
+ * Every token request whose answer must be kept -- a refresh, or linking
+ * an account -- goes through whoop_oauth_grant, the one hand-off to the
+ * writer: the writer is started before the request, so no token is
+ * requested that could not be saved, and it is given the tokens (or the
+ * refusal of a refresh) before anything else can fail.  The request itself
+ * is sent by transport.c with interrupts held: a cancel arriving while
+ * WHOOP is rotating the token would otherwise throw the new token away.
+ * It is bounded by the server's timeout_ms.
  *
  * What no client can prevent: WHOOP rotates the token and its answer is
  * lost (a timeout after WHOOP accepted the request).  The retry with the
@@ -60,6 +65,8 @@ static void check_account(const WhoopServer *server, const WhoopStoredAccount *a
 static char *refresh_locked(const WhoopServer *server, WhoopStoredAccount *account);
 static WhoopVerdict classify_token_answer(WhoopSend *send,
 										  const WhoopHttpResponse *response);
+static WhoopTokens *token_request(const WhoopServer *server, const char *form,
+								  char **rejection);
 
 static const WhoopSendKind token_post = {
 	.classify = classify_token_answer,
@@ -102,6 +109,10 @@ cache_entry(const WhoopServer *server, int64 user_id)
 	return entry;
 }
 
+/*
+ * cache_set replaces the cached access token of an entry, wiping the old
+ * one.
+ */
 static void
 cache_set(TokenCacheEntry *entry, const char *token, TimestampTz expires_at,
 		  int64 version)
@@ -114,16 +125,6 @@ cache_set(TokenCacheEntry *entry, const char *token, TimestampTz expires_at,
 	entry->access_token = token ? MemoryContextStrdup(TopMemoryContext, token) : NULL;
 	entry->expires_at = expires_at;
 	entry->token_version = version;
-}
-
-/*
- * whoop_oauth_forget_cached drops a cached access token (after the account
- * is disconnected).
- */
-void
-whoop_oauth_forget_cached(const WhoopServer *server, int64 user_id)
-{
-	cache_set(cache_entry(server, user_id), NULL, DT_NOBEGIN, -1);
 }
 
 /*
@@ -234,38 +235,70 @@ static char *
 refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 {
 	WhoopClient *client = whoop_get_client(server->serverid, account->owner);
-	char	   *form = whoop_oauth_form(client, "refresh_token", "refresh_token",
-										account->refresh_token, NULL);
+	WhoopGrant	grant = {0};
+	WhoopTokens *tokens;
+
+	grant.form = whoop_oauth_form(client, "refresh_token", "refresh_token",
+								  account->refresh_token, NULL);
+	grant.user_id = account->user_id;
+	grant.owner = account->owner;
+	tokens = whoop_oauth_grant(server, &grant);
+	if (tokens == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
+						account->user_id, server->server_name),
+				 errdetail("%s", grant.rejection),
+				 errhint("Link the account again with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
+	return tokens->access_token;
+}
+
+/*
+ * whoop_oauth_grant sends GRANT's token request and hands its outcome to
+ * the token writer, which commits it at once: the tokens, for the account
+ * refreshed or -- when linking -- for the member identify names; or, when
+ * WHOOP refuses the refresh of a stored account, the mark that it must be
+ * authorized again.  Returns the saved tokens, or NULL with the refusal in
+ * grant->rejection.  The writer is started before the request is sent, so
+ * WHOOP is not asked for tokens that could not be saved.
+ */
+WhoopTokens *
+whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant)
+{
 	WhoopTokenWriter *volatile writer = whoop_token_writer_start();
-	char	   *token = NULL;
+	WhoopTokens *tokens = NULL;
 
 	PG_TRY();
 	{
-		char	   *rejection = NULL;
-		WhoopTokens *tokens = whoop_oauth_token_request(server, form, &rejection);
+		tokens = token_request(server, grant->form, &grant->rejection);
 
-		if (tokens == NULL)
+		/* a refused link leaves nothing to write; a refused refresh does */
+		if (tokens != NULL || grant->identify == NULL)
 		{
+			WhoopStoreWrite write = {0};
 			WhoopTokenWriter *w = writer;
 
+			write.server_name = server->server_name;
+			write.user_id = grant->user_id;
+			if (tokens == NULL)
+			{
+				write.op = WHOOP_STORE_MARK_FAILED;
+				write.status = "reauthorization_required";
+				write.error = grant->rejection;
+			}
+			else
+			{
+				write.op = WHOOP_STORE_SAVE_TOKENS;
+				write.owner = grant->owner;
+				write.tokens = tokens;
+				if (grant->identify != NULL)
+				{
+					write.profile = grant->identify(server, tokens, grant->identify_arg);
+					write.user_id = grant->user_id = write.profile->user_id;
+				}
+			}
 			writer = NULL;
-			whoop_store_mark_failed(w, server->server_name, account->user_id,
-									"reauthorization_required", rejection);
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
-							account->user_id, server->server_name),
-					 errdetail("%s", rejection),
-					 errhint("Link the account again with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
-		}
-		else
-		{
-			WhoopTokenWriter *w = writer;
-
-			writer = NULL;
-			whoop_store_save_tokens(w, server->server_name, account->user_id,
-									account->owner, tokens, NULL);
-			token = tokens->access_token;
+			whoop_token_writer_commit(w, &write);
 		}
 	}
 	PG_CATCH();
@@ -275,9 +308,26 @@ refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (writer != NULL)
+		whoop_token_writer_abandon(writer);
 
-	memset(form, 0, strlen(form));
-	return token;
+	memset(grant->form, 0, strlen(grant->form));
+	if (tokens != NULL)
+		cache_set(cache_entry(server, grant->user_id), NULL, DT_NOBEGIN, -1);
+	return tokens;
+}
+
+/*
+ * whoop_oauth_forget durably deletes an account and its tokens, and drops
+ * its cached access token.
+ */
+void
+whoop_oauth_forget(const WhoopServer *server, int64 user_id)
+{
+	WhoopStoreWrite forget = {WHOOP_STORE_FORGET, server->server_name, user_id};
+
+	whoop_token_writer_commit(whoop_token_writer_start(), &forget);
+	cache_set(cache_entry(server, user_id), NULL, DT_NOBEGIN, -1);
 }
 
 /*
@@ -305,7 +355,7 @@ whoop_oauth_form(const WhoopClient *client, const char *grant_type,
 
 /*
  * classify_token_answer takes a grant (200) and a refusal (4xx, which
- * whoop_oauth_token_request reports); anything else is retried like a 5xx.
+ * token_request reports); anything else is retried like a 5xx.
  */
 static WhoopVerdict
 classify_token_answer(WhoopSend *send, const WhoopHttpResponse *response)
@@ -316,14 +366,13 @@ classify_token_answer(WhoopSend *send, const WhoopHttpResponse *response)
 }
 
 /*
- * whoop_oauth_token_request POSTs a token request (code exchange or
- * refresh).  Returns the tokens; or NULL with *REJECTION set when WHOOP
- * refuses the grant (4xx); raises an error when WHOOP cannot be reached
- * after the server's retries.
+ * token_request POSTs a token request (code exchange or refresh).  Returns
+ * the tokens; or NULL with *REJECTION set when WHOOP refuses the grant
+ * (4xx); raises an error when WHOOP cannot be reached after the server's
+ * retries.
  */
-WhoopTokens *
-whoop_oauth_token_request(const WhoopServer *server, const char *form,
-						  char **rejection)
+static WhoopTokens *
+token_request(const WhoopServer *server, const char *form, char **rejection)
 {
 	WhoopSend	send = {0};
 	WhoopHttpResponse response;

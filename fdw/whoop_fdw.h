@@ -277,7 +277,7 @@ extern char *whoop_oauth_rejection(long status, const char *body, size_t len);
 
 
 /* ---------------------------------------------------------------------
- * store.c -- the account/token table and its autonomous writer
+ * store.c -- the account table: reads, writes, the refresh lock
  * ---------------------------------------------------------------------
  */
 
@@ -301,23 +301,46 @@ typedef struct WhoopProfile
 	char	   *last_name;
 } WhoopProfile;
 
-typedef struct WhoopTokenWriter WhoopTokenWriter;
+typedef enum WhoopStoreOp
+{
+	WHOOP_STORE_SAVE_TOKENS,	/* link an account, or store its rotated tokens */
+	WHOOP_STORE_MARK_FAILED,	/* record why the account needs attention */
+	WHOOP_STORE_FORGET			/* delete the account and its tokens */
+} WhoopStoreOp;
 
+/* One change to one account; token_writer.c makes it durable at once. */
+typedef struct WhoopStoreWrite
+{
+	WhoopStoreOp op;
+	const char *server_name;
+	int64		user_id;
+	Oid			owner;			/* SAVE_TOKENS: the role it belongs to */
+	const WhoopTokens *tokens;	/* SAVE_TOKENS */
+	const WhoopProfile *profile;	/* SAVE_TOKENS: of a new link, or NULL */
+	const char *status;			/* MARK_FAILED */
+	const char *error;			/* MARK_FAILED, or NULL */
+} WhoopStoreWrite;
+
+extern Oid	whoop_store_owner(void);
 extern void whoop_store_read(const char *server_name, int64 user_id,
 							 WhoopStoredAccount *account);
 extern List *whoop_store_usable_accounts(const char *server_name, Oid userid);
-extern WhoopTokenWriter *whoop_token_writer_start(void);
-extern void whoop_token_writer_abandon(WhoopTokenWriter *writer);
-extern void whoop_store_save_tokens(WhoopTokenWriter *writer,
-									const char *server_name, int64 user_id,
-									Oid owner, const WhoopTokens *tokens,
-									const WhoopProfile *profile);
-extern void whoop_store_mark_failed(WhoopTokenWriter *writer,
-									const char *server_name, int64 user_id,
-									const char *status, const char *error);
-extern void whoop_store_forget(const char *server_name, int64 user_id);
+extern void whoop_store_write(const WhoopStoreWrite *write);
 extern void whoop_account_lock(const char *server_name, int64 user_id);
 extern void whoop_account_unlock(const char *server_name, int64 user_id);
+
+
+/* ---------------------------------------------------------------------
+ * token_writer.c -- a background worker that commits a store write
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct WhoopTokenWriter WhoopTokenWriter;
+
+extern WhoopTokenWriter *whoop_token_writer_start(void);
+extern void whoop_token_writer_commit(WhoopTokenWriter *writer,
+									  const WhoopStoreWrite *write);
+extern void whoop_token_writer_abandon(WhoopTokenWriter *writer);
 
 
 /* ---------------------------------------------------------------------
@@ -379,12 +402,23 @@ extern WhoopFetchStats whoop_backend_fetch_stats;
  * ---------------------------------------------------------------------
  */
 
+/* A token request whose answer is saved before anything else can fail. */
+typedef struct WhoopGrant
+{
+	char	   *form;			/* the request; wiped once sent */
+	int64		user_id;		/* the account refreshed (identify is NULL) */
+	Oid			owner;			/* role the account belongs to */
+	/* linking: learns whose tokens they are, and may refuse, before saving */
+	WhoopProfile *(*identify) (const WhoopServer *server,
+							   const WhoopTokens *tokens, void *arg);
+	void	   *identify_arg;
+	char	   *rejection;		/* set when WHOOP refused the grant */
+} WhoopGrant;
+
 extern char *whoop_access_token(const WhoopServer *server, int64 user_id,
 								const char *rejected_token);
-extern void whoop_oauth_forget_cached(const WhoopServer *server, int64 user_id);
-extern WhoopTokens *whoop_oauth_token_request(const WhoopServer *server,
-											  const char *form,
-											  char **rejection);
+extern WhoopTokens *whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant);
+extern void whoop_oauth_forget(const WhoopServer *server, int64 user_id);
 extern char *whoop_oauth_form(const WhoopClient *client, const char *grant_type,
 							  const char *grant_field, const char *grant_value,
 							  const char *redirect_uri);
