@@ -5,13 +5,24 @@
  *
  * Every .c file includes postgres.h first, then this header.
  *
- * Dependencies point one way: the FDW callbacks (whoop_fdw.c) and the SQL
- * account functions (account.c) use fetch, oauth, pushdown, record and
- * endpoint; fetch uses http, oauth and json; oauth uses http, token (the
- * token endpoint's answers), json and the token store.  What WHOOP sends is
- * read by json, parse and token, which need neither libcurl nor the server's
- * catalogs, so test/fuzz/ can link them alone.  libcurl appears only in
- * http.c and json-c only in json.c.
+ * Dependencies point one way, downward.  The files stand in layers, top
+ * down; a file uses functions and variables of files on lower lines only,
+ * never of its neighbours on the same line or of anything above, so there
+ * is no cycle (test/test_layering.py checks this against the code):
+ *
+ *	whoop_fdw.c account.c	-- FDW callbacks; SQL functions linking accounts
+ *	fetch.c pushdown.c		-- an API call with its token; request planning
+ *	oauth.c					-- token cache, serialized refresh, token hand-off
+ *	transport.c option.c	-- retries, 429 waits, pacing, counters; settings
+ *	http.c token_writer.c record.c token.c
+ *	json.c parse.c endpoint.c store.c rolling.c
+ *
+ * http.c (the wire) and transport.c (the policy: what is retried, waited
+ * for and counted) are the transport layer; the callers above it only say
+ * what an answer means to them.  What WHOOP sends is read by json, parse
+ * and token, which need neither libcurl nor the server's catalogs, so
+ * test/fuzz/ can link them alone.  libcurl appears only in http.c and
+ * json-c only in json.c; rolling.c stands apart.
  *
  *-------------------------------------------------------------------------
  */
