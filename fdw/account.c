@@ -7,11 +7,14 @@
  *
  * A server is one WHOOP app (OAuth client, from the caller's user
  * mapping); each linked member is an account with its own tokens, owned by
- * the role that linked it.  Tokens obtained here are saved by the
- * autonomous writer before the function returns, like refreshed ones.
+ * the role that linked it.  Tokens obtained here are saved through the
+ * same hand-off to the autonomous writer as refreshed ones
+ * (whoop_oauth_grant), before the function returns.
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
 #include "access/xact.h"
@@ -32,6 +35,8 @@ PG_FUNCTION_INFO_V1(whoop_disconnect_account);
 static void hide_statement(void *arg);
 static WhoopProfile *fetch_profile(const WhoopServer *server, const char *access_token);
 static void check_relink(const WhoopServer *server, int64 user_id);
+static WhoopProfile *identify_member(const WhoopServer *server,
+									 const WhoopTokens *tokens, void *arg);
 static int64 link_account(const char *server_name, const char *grant_type,
 						  const char *grant_field, const char *grant_value,
 						  const char *redirect_uri, const char *what,
@@ -146,15 +151,34 @@ check_relink(const WhoopServer *server, int64 user_id)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("WHOOP account " INT64_FORMAT " is already linked to server \"%s\" by another role",
 						user_id, server->server_name),
-				 errhint("That role can disconnect it with whoop.disconnect_account() first.")));
+				 errhint("That role can disconnect it with " WHOOP_SQL_DISCONNECT_ACCOUNT " first.")));
+}
+
+/*
+ * identify_member learns whose tokens were granted, before they are saved:
+ * the member's profile, read with the new access token; a member another
+ * role has linked is refused.
+ */
+static WhoopProfile *
+identify_member(const WhoopServer *server, const WhoopTokens *tokens, void *arg)
+{
+	WhoopProfile *profile;
+
+	if (tokens->refresh_token == NULL)
+		ereport(WARNING,
+				(errmsg("WHOOP granted no refresh token"),
+				 errdetail("Without one the account stops working when the access token expires."),
+				 errhint("Authorize with the \"offline\" scope, which " WHOOP_SQL_AUTHORIZE_URL " requests.")));
+	profile = fetch_profile(server, tokens->access_token);
+	check_relink(server, profile->user_id);
+	return profile;
 }
 
 /*
  * link_account sends a token request (code exchange or refresh) with the
  * caller's client credentials for SERVER_NAME, learns the member's user_id
- * from the profile and durably saves the tokens.  The writer is started
- * first, so no token is requested that could not be saved.  Every error
- * from the start, server lookup included, hides the statement.
+ * from the profile and durably saves the tokens.  Every error from the
+ * start, server lookup included, hides the statement.
  */
 static int64
 link_account(const char *server_name, const char *grant_type,
@@ -163,9 +187,7 @@ link_account(const char *server_name, const char *grant_type,
 {
 	WhoopServer *server;
 	WhoopClient *client;
-	char	   *form;
-	WhoopTokenWriter *volatile writer;
-	int64		user_id = 0;
+	WhoopGrant	grant = {0};
 	ErrorContextCallback callback;
 
 	callback.callback = hide_statement;
@@ -175,46 +197,19 @@ link_account(const char *server_name, const char *grant_type,
 
 	server = whoop_get_server_by_name(server_name, true);
 	client = whoop_get_client(server->serverid, GetUserId());
-	form = whoop_oauth_form(client, grant_type, grant_field, grant_value, redirect_uri);
+	grant.form = whoop_oauth_form(client, grant_type, grant_field, grant_value,
+								  redirect_uri);
+	grant.owner = GetUserId();
+	grant.identify = identify_member;
+	if (whoop_oauth_grant(server, &grant) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("WHOOP refused the %s", what),
+				 errdetail("%s", grant.rejection),
+				 errhint("%s", hint)));
 
-	writer = whoop_token_writer_start();
-	PG_TRY();
-	{
-		char	   *rejection = NULL;
-		WhoopTokens *tokens = whoop_oauth_token_request(server, form, &rejection);
-		WhoopProfile *profile;
-		WhoopTokenWriter *w;
-
-		if (tokens == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("WHOOP refused the %s", what),
-					 errdetail("%s", rejection),
-					 errhint("%s", hint)));
-		if (tokens->refresh_token == NULL)
-			ereport(WARNING,
-					(errmsg("WHOOP granted no refresh token"),
-					 errdetail("Without one the account stops working when the access token expires."),
-					 errhint("Authorize with the \"offline\" scope, which whoop.authorize_url() requests.")));
-		profile = fetch_profile(server, tokens->access_token);
-		check_relink(server, profile->user_id);
-		w = writer;
-		writer = NULL;
-		whoop_store_save_tokens(w, server->server_name, profile->user_id, GetUserId(),
-								tokens, profile);
-		whoop_oauth_forget_cached(server, profile->user_id);
-		user_id = profile->user_id;
-	}
-	PG_CATCH();
-	{
-		if (writer != NULL)
-			whoop_token_writer_abandon(writer);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	memset(form, 0, strlen(form));
 	error_context_stack = callback.previous;
-	return user_id;
+	return grant.user_id;
 }
 
 /*
@@ -229,7 +224,7 @@ whoop_connect_account(PG_FUNCTION_ARGS)
 								 text_to_cstring(PG_GETARG_TEXT_PP(1)),
 								 text_to_cstring(PG_GETARG_TEXT_PP(2)),
 								 "authorization code",
-								 "Codes are single-use and short-lived, and redirect_uri must be the one given to whoop.authorize_url(); authorize again."));
+								 "Codes are single-use and short-lived, and redirect_uri must be the one given to " WHOOP_SQL_AUTHORIZE_URL "; authorize again."));
 }
 
 /*
@@ -269,7 +264,7 @@ whoop_disconnect_account(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\" for this role",
 						user_id, server->server_name),
-				 errhint("See whoop.accounts for the accounts you may use.")));
+				 errhint("See " WHOOP_SQL_ACCOUNTS " for the accounts you may use.")));
 
 	/*
 	 * A dead refresh token must not prevent forgetting the account: get the
@@ -305,7 +300,6 @@ whoop_disconnect_account(PG_FUNCTION_ARGS)
 
 	if (token != NULL)
 		revoked = whoop_revoke(server, token);
-	whoop_store_forget(server->server_name, user_id);
-	whoop_oauth_forget_cached(server, user_id);
+	whoop_oauth_forget(server, user_id);
 	PG_RETURN_BOOL(revoked);
 }

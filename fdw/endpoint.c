@@ -11,6 +11,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
 #define JSON(name, path, type)	{name, path, type, WHOOP_FIELD_JSON}

@@ -1,100 +1,91 @@
 /*-------------------------------------------------------------------------
  *
  * fetch.c
- *		  One WHOOP API call done right: token attached, paced under the
- *		  app's rate limit, retried when that is safe, parsed.
+ *		  One WHOOP API call with the account's token: a page (or object)
+ *		  read and parsed, or the app's access revoked.
  *
- * The outcomes, in order of preference:
+ * transport.c sends the request (pacing, 429 waits, retries of 5xx and
+ * transport failures); what an answer means to an API read is said here:
  *	- 200: the body parsed as JSON (an error names the endpoint and offset);
  *	- 404: NULL when the caller expects it (by-id lookups, a member without
  *	  a body measurement), else an error;
- *	- 401: the token is refreshed once and the call retried;
- *	- 429: wait X-RateLimit-Reset seconds (interruptibly) and retry;
- *	- 5xx and transport failures: bounded exponential backoff, up to the
- *	  server's max_retries, then an error with the status and an excerpt;
+ *	- 401: the token is refreshed once and the request sent again;
  *	- anything else: an error at once.
- * Never a silently empty or partial answer.
- *
- * Pacing: WHOOP's limits are per app (100/minute, 10,000/day).  Every
- * answer says how many requests are left in the window closest to
- * exhaustion and when it resets; when few are left, the next request is
- * spaced so that the window lasts, which keeps a long backfill free of 429s.
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
-#include "miscadmin.h"
-#include "utils/timestamp.h"
-
-/* waits longer than this are a daily limit: report instead of hanging */
-#define MAX_RATE_LIMIT_WAIT_S 300
-/* give up after this many 429s in a row */
-#define MAX_THROTTLED_IN_A_ROW 30
-/* pace only windows that reset within this (the per-minute window) */
-#define PACE_MAX_WINDOW_S 120
-/* start spacing requests when less than this share of the window is left */
-#define PACE_RESERVE_FRACTION 0.2
-
-/* what this backend has sent, for whoop.fetch_stats() and the sync log */
-WhoopFetchStats whoop_backend_fetch_stats;
-
-/* the rate-limit headers of the last answer, per backend */
-static struct
+/* an API read in progress, for classify_read */
+typedef struct ApiRead
 {
-	Oid			serverid;
-	WhoopRateLimit rate;
-	TimestampTz observed_at;
-} last_rate = {InvalidOid, {-1, -1, -1}, 0};
+	const WhoopServer *server;
+	int64		user_id;
+	bool		own_token;		/* the account's token: a 401 may refresh it */
+	bool		missing_ok;
+	const char *rejected;		/* the token WHOOP answered 401 to */
+} ApiRead;
 
-static void pace(const WhoopServer *server, WhoopFetchStats *stats);
-static void observe_rate(const WhoopServer *server, const WhoopRateLimit *rate);
+static WhoopVerdict classify_read(WhoopSend *send, const WhoopHttpResponse *response);
+static WhoopVerdict classify_revoke(WhoopSend *send, const WhoopHttpResponse *response);
 static char *request_label(const char *method, const char *path_and_query);
 
+static const WhoopSendKind api_read = {
+	.classify = classify_read,
+	.paced = true,
+	.unreachable = "could not reach the WHOOP API",
+	.unreachable_hint = "Check the server's api_url and the network; timeout_ms and max_retries bound the wait.",
+	.failing = "WHOOP API request",
+	.failing_hint = "WHOOP may be having trouble; try again later, or raise the server's max_retries.",
+};
+
+static const WhoopSendKind api_revoke = {
+	.classify = classify_revoke,
+	.paced = true,
+	.unreachable = "could not revoke access at WHOOP",
+	.unreachable_hint = "The account was not forgotten; try again later.",
+	.failing = "WHOOP access revocation",
+	.failing_hint = "The account was not forgotten; try again later.",
+};
+
 /*
- * pace sleeps before a request when the app's window is nearly used up.
+ * classify_read says what an answer to an API read means: see the file
+ * header.
  */
-static void
-pace(const WhoopServer *server, WhoopFetchStats *stats)
+static WhoopVerdict
+classify_read(WhoopSend *send, const WhoopHttpResponse *response)
 {
-	long		elapsed_ms;
-	double		window_ms;
-	double		delay_ms = 0;
-	int			remaining = last_rate.rate.remaining;
-	int			limit = last_rate.rate.limit;
+	ApiRead    *api = (ApiRead *) send->arg;
 
-	if (last_rate.serverid != server->serverid || remaining < 0 ||
-		last_rate.rate.reset_s < 0 || last_rate.rate.reset_s > PACE_MAX_WINDOW_S)
-		return;
-
-	elapsed_ms = TimestampDifferenceMilliseconds(last_rate.observed_at,
-												 GetCurrentTimestamp());
-	/* Reset is rounded to whole seconds: allow for the rounding */
-	window_ms = last_rate.rate.reset_s * 1000.0 + 500.0;
-	if (remaining == 0)
-		delay_ms = window_ms - elapsed_ms;
-	else if (remaining < (limit > 0 ? limit * PACE_RESERVE_FRACTION : 20))
-		delay_ms = window_ms / remaining - elapsed_ms;
-
-	if (delay_ms >= 1)
+	if (response->status == 200 || (response->status == 404 && api->missing_ok))
+		return WHOOP_TAKE;
+	if (response->status == 401 && api->own_token && api->rejected == NULL)
 	{
-		stats->paced_ms += delay_ms;
-		whoop_backend_fetch_stats.paced_ms += delay_ms;
-		whoop_http_sleep((int) delay_ms);
+		/* expired or revoked under us: refresh once and send again */
+		api->rejected = send->request.bearer;
+		send->request.bearer = whoop_access_token(api->server, api->user_id,
+												  api->rejected);
+		return WHOOP_RESEND;
 	}
-}
-
-/*
- * observe_rate remembers the rate-limit headers of an answer.
- */
-static void
-observe_rate(const WhoopServer *server, const WhoopRateLimit *rate)
-{
-	if (rate->remaining < 0)
-		return;
-	last_rate.serverid = server->serverid;
-	last_rate.rate = *rate;
-	last_rate.observed_at = GetCurrentTimestamp();
+	if (response->status == 401)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("WHOOP rejected the access token for account " INT64_FORMAT,
+						api->user_id),
+				 errdetail("%s answered HTTP 401%s: %s", send->label,
+						   api->own_token ? " again after a token refresh" : "",
+						   whoop_body_excerpt(response->body, response->body_len)),
+				 errhint("Check that the account granted the scope this endpoint needs (link it again with " WHOOP_SQL_CONNECT_ACCOUNT " if not).")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("WHOOP API request failed with HTTP %ld", response->status),
+			 errdetail("%s answered: %s", send->label,
+					   whoop_body_excerpt(response->body, response->body_len)),
+			 response->status == 400
+			 ? errhint("WHOOP rejected the request parameters; check the values compared with start, end and id.")
+			 : errhint("Check the server's api_url and the account's scopes.")));
 }
 
 /*
@@ -110,27 +101,6 @@ request_label(const char *method, const char *path_and_query)
 }
 
 /*
- * whoop_rate_limit_wait_s returns the seconds to wait after LABEL was
- * answered 429: X-RateLimit-Reset, at least one.  A longer wait than
- * MAX_RATE_LIMIT_WAIT_S (a daily limit, or a hostile header), or GIVE_UP,
- * raises an error instead; so the wait in milliseconds always fits an int.
- */
-int
-whoop_rate_limit_wait_s(const WhoopRateLimit *rate, const char *label, bool give_up)
-{
-	int			wait_s = Max(rate->reset_s, 1);
-
-	if (give_up || wait_s > MAX_RATE_LIMIT_WAIT_S)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("WHOOP rate limit exhausted"),
-				 errdetail("%s answered HTTP 429; X-RateLimit-Reset says %d s.",
-						   label, rate->reset_s),
-				 errhint("The app's limits (100 requests/minute, 10,000/day unless raised by WHOOP) are shared by all its accounts; sync less often or ask WHOOP for a higher limit.")));
-	return wait_s;
-}
-
-/*
  * whoop_fetch GETs one API path (relative to the server's api_url) for an
  * account, or with an explicit BEARER token when the account is not stored
  * yet.  Returns the parsed document, allocated in DOC_CONTEXT (freed with
@@ -141,115 +111,46 @@ whoop_fetch(const WhoopServer *server, int64 user_id, const char *bearer,
 			const char *path_and_query, bool missing_ok,
 			MemoryContext doc_context, WhoopFetchStats *stats)
 {
-	char	   *url = psprintf("%s%s", server->api_url, path_and_query);
-	char	   *label = request_label("GET", path_and_query);
-	char	   *token = NULL;
-	char	   *rejected = NULL;
-	int			attempt = 0;
-	int			throttled = 0;
+	ApiRead		api = {server, user_id, bearer == NULL, missing_ok, NULL};
+	WhoopSend	send = {0};
 	WhoopHttpResponse response;
+	WhoopJsonDoc *doc;
 
-	for (;;)
+	send.kind = &api_read;
+	send.request.method = "GET";
+	send.request.url = psprintf("%s%s", server->api_url, path_and_query);
+	send.request.bearer = bearer ? bearer : whoop_access_token(server, user_id, NULL);
+	send.label = request_label("GET", path_and_query);
+	send.arg = &api;
+	send.stats = stats;
+	whoop_send(server, &send, &response);
+
+	if (response.status == 404)
 	{
-		WhoopHttpRequest request;
-
-		pace(server, stats);
-		if (token == NULL)
-			token = bearer ? pstrdup(bearer)
-				: whoop_access_token(server, user_id, rejected);
-
-		request.method = "GET";
-		request.url = url;
-		request.bearer = token;
-		request.form = NULL;
-		request.timeout_ms = server->timeout_ms;
-		request.connect_timeout_ms = server->connect_timeout_ms;
-		whoop_http_request(&request, &response);
-		stats->requests++;
-		whoop_backend_fetch_stats.requests++;
-		observe_rate(server, &response.rate);
-
-		if (!response.transport_failed)
-		{
-			if (response.status == 200)
-				break;
-			if (response.status == 404 && missing_ok)
-			{
-				pfree(response.body);
-				return NULL;
-			}
-			if (response.status == 401 && bearer == NULL && rejected == NULL)
-			{
-				/* expired or revoked under us: refresh once and retry */
-				rejected = token;
-				token = NULL;
-				pfree(response.body);
-				continue;
-			}
-			if (response.status == 401)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-						 errmsg("WHOOP rejected the access token for account " INT64_FORMAT,
-								user_id),
-						 errdetail("%s answered HTTP 401%s: %s", label,
-								   bearer ? "" : " again after a token refresh",
-								   whoop_body_excerpt(response.body, response.body_len)),
-						 errhint("Check that the account granted the scope this endpoint needs (link it again with whoop.connect_account() if not).")));
-			if (response.status == 429)
-			{
-				int			wait_s = whoop_rate_limit_wait_s(&response.rate, label,
-															 ++throttled > MAX_THROTTLED_IN_A_ROW);
-
-				stats->throttled++;
-				whoop_backend_fetch_stats.throttled++;
-				pfree(response.body);
-				whoop_http_sleep(wait_s * 1000);
-				continue;
-			}
-			if (response.status < 500)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_ERROR),
-						 errmsg("WHOOP API request failed with HTTP %ld", response.status),
-						 errdetail("%s answered: %s", label,
-								   whoop_body_excerpt(response.body, response.body_len)),
-						 response.status == 400
-						 ? errhint("WHOOP rejected the request parameters; check the values compared with start, end and id.")
-						 : errhint("Check the server's api_url and the account's scopes.")));
-		}
-
-		/* 5xx or transport failure: retry with backoff, boundedly */
-		if (attempt >= server->max_retries)
-		{
-			if (response.transport_failed)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-						 errmsg("could not reach the WHOOP API"),
-						 errdetail("%s failed after %d attempts: %s.",
-								   label, attempt + 1, response.transport_error),
-						 errhint("Check the server's api_url and the network; timeout_ms and max_retries bound the wait.")));
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("WHOOP API request failed with HTTP %ld", response.status),
-					 errdetail("%s answered %ld after %d attempts: %s", label,
-							   response.status, attempt + 1,
-							   whoop_body_excerpt(response.body, response.body_len)),
-					 errhint("WHOOP may be having trouble; try again later, or raise the server's max_retries.")));
-		}
 		pfree(response.body);
-		stats->retries++;
-		whoop_backend_fetch_stats.retries++;
-		whoop_http_sleep(whoop_http_backoff_ms(attempt++));
+		return NULL;
 	}
+	doc = whoop_json_parse(response.body, response.body_len, doc_context, send.label);
+	pfree(response.body);
+	stats->pages++;
+	whoop_backend_fetch_stats.pages++;
+	return doc;
+}
 
-	{
-		WhoopJsonDoc *doc = whoop_json_parse(response.body, response.body_len,
-											 doc_context, label);
-
-		pfree(response.body);
-		stats->pages++;
-		whoop_backend_fetch_stats.pages++;
-		return doc;
-	}
+/*
+ * classify_revoke takes a success, and a 401 or 403 (the token was dead
+ * already); any other refusal is an error.
+ */
+static WhoopVerdict
+classify_revoke(WhoopSend *send, const WhoopHttpResponse *response)
+{
+	if (response->status < 300 || response->status == 401 || response->status == 403)
+		return WHOOP_TAKE;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("WHOOP refused to revoke access with HTTP %ld", response->status),
+			 errdetail("%s answered: %s", send->label,
+					   whoop_body_excerpt(response->body, response->body_len))));
 }
 
 /*
@@ -259,39 +160,15 @@ whoop_fetch(const WhoopServer *server, int64 user_id, const char *bearer,
 bool
 whoop_revoke(const WhoopServer *server, const char *bearer)
 {
-	char	   *url = psprintf("%s/v2/user/access", server->api_url);
-	WhoopHttpRequest request = {"DELETE", url, bearer, NULL, server->timeout_ms,
-	server->connect_timeout_ms};
+	WhoopSend	send = {0};
 	WhoopHttpResponse response;
-	int			attempt = 0;
 
-	for (;;)
-	{
-		whoop_http_request(&request, &response);
-		whoop_backend_fetch_stats.requests++;
-		if (!response.transport_failed && response.status < 300)
-			return true;
-		if (!response.transport_failed && (response.status == 401 || response.status == 403))
-			return false;
-		if (!response.transport_failed && response.status < 500 && response.status != 429)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("WHOOP refused to revoke access with HTTP %ld", response.status),
-					 errdetail("DELETE /v2/user/access answered: %s",
-							   whoop_body_excerpt(response.body, response.body_len))));
-		if (attempt >= server->max_retries)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("could not revoke access at WHOOP"),
-					 errdetail("DELETE /v2/user/access failed after %d attempts: %s.",
-							   attempt + 1,
-							   response.transport_failed ? response.transport_error
-							   : psprintf("HTTP %ld", response.status)),
-					 errhint("The account was not forgotten; try again later.")));
-		whoop_http_sleep(response.status == 429
-						 ? whoop_rate_limit_wait_s(&response.rate, "DELETE /v2/user/access",
-												   false) * 1000
-						 : whoop_http_backoff_ms(attempt));
-		attempt++;
-	}
+	send.kind = &api_revoke;
+	send.request.method = "DELETE";
+	send.request.url = psprintf("%s/v2/user/access", server->api_url);
+	send.request.bearer = bearer;
+	send.label = "DELETE /v2/user/access";
+	whoop_send(server, &send, &response);
+	pfree(response.body);
+	return response.status < 300;
 }

@@ -3,6 +3,8 @@
  * http.c
  *		  HTTP for whoop_fdw: the one reused libcurl handle of a backend.
  *
+ * This is the wire: one request, one answer (or a transport failure).
+ * What is retried, waited for and counted is transport.c's business.
  * One handle per backend keeps its connections alive between pages and
  * queries.  Every request has a connect and a total timeout, follows no
  * redirects, speaks only http/https, and identifies itself with
@@ -15,18 +17,17 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "whoop_fdw.h"
+#include "postgres.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
 
-#include "common/pg_prng.h"
+#include "whoop_fdw.h"
+
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
 #include "utils/memutils.h"
-#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 /* a WHOOP page is about 4 KB per record; anything near this is not WHOOP */
@@ -52,8 +53,9 @@ static int	check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 
 /*
  * whoop_wait_event is the wait event shown in pg_stat_activity while a
- * backend waits for WHOOP: a named one ("WhoopHttp") from PostgreSQL 17 on,
- * else the generic "Extension".
+ * backend waits for WHOOP -- for an answer, or before the next attempt: a
+ * named one ("WhoopHttp") from PostgreSQL 17 on, else the generic
+ * "Extension".
  */
 uint32
 whoop_wait_event(void)
@@ -192,6 +194,7 @@ whoop_http_request(const WhoopHttpRequest *request, WhoopHttpResponse *response)
 		response->transport_failed = true;
 		strlcpy(response->transport_error, "request interrupted",
 				sizeof(response->transport_error));
+		response->body = pstrdup("");
 		return;
 	}
 	if (body.out_of_memory)
@@ -372,40 +375,4 @@ whoop_http_escape(const char *text)
 	result = pstrdup(escaped);
 	curl_free(escaped);
 	return result;
-}
-
-/*
- * whoop_http_sleep waits MS milliseconds; a cancel or statement timeout
- * ends the wait with the usual error.
- */
-void
-whoop_http_sleep(int ms)
-{
-	TimestampTz until = GetCurrentTimestamp() + (int64) ms * 1000;
-
-	for (;;)
-	{
-		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
-
-		CHECK_FOR_INTERRUPTS();
-		if (left <= 0)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(left, 1000), whoop_wait_event());
-		ResetLatch(MyLatch);
-	}
-}
-
-/*
- * whoop_http_backoff_ms is the wait before retry number ATTEMPT (0-based):
- * exponential from 250 ms, capped at 8 s, with +-25% jitter so that
- * sessions failing together do not retry in lockstep.
- */
-int
-whoop_http_backoff_ms(int attempt)
-{
-	double		base = 250.0 * (double) (1 << Min(attempt, 5));
-
-	base = Min(base, 8000.0);
-	return (int) (base * (0.75 + 0.5 * pg_prng_double(&pg_global_prng_state)));
 }

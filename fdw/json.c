@@ -14,11 +14,13 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "whoop_fdw.h"
+#include "postgres.h"
 
 #include <ctype.h>
 
 #include <json.h>
+
+#include "whoop_fdw.h"
 
 #include "mb/pg_wchar.h"
 

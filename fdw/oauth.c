@@ -9,9 +9,14 @@
  * stored tokens (another session may have refreshed them while it waited:
  * then it simply uses the new access token), and only otherwise spends the
  * refresh token.  The rotated refresh token is saved by the autonomous
- * writer (store.c) before the lock is released.
+ * writer (token_writer.c) before the lock is released.
  *
- * The token request is sent with interrupts held: a cancel arriving while
+ * Every token request whose answer must be kept -- a refresh, or linking
+ * an account -- goes through whoop_oauth_grant, the one hand-off to the
+ * writer: the writer is started before the request, so no token is
+ * requested that could not be saved, and it is given the tokens (or the
+ * refusal of a refresh) before anything else can fail.  The request itself
+ * is sent by transport.c with interrupts held: a cancel arriving while
  * WHOOP is rotating the token would otherwise throw the new token away.
  * It is bounded by the server's timeout_ms.
  *
@@ -24,17 +29,16 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
-#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 /* refresh this long before WHOOP would reject the token */
 #define EXPIRY_MARGIN_US (60 * USECS_PER_SEC)
-/* give up after this many 429s in a row from the token endpoint */
-#define MAX_TOKEN_THROTTLED 10
 
 typedef struct TokenCacheKey
 {
@@ -59,6 +63,19 @@ static bool token_usable(const WhoopStoredAccount *account, const char *rejected
 						 int64 margin_us);
 static void check_account(const WhoopServer *server, const WhoopStoredAccount *account);
 static char *refresh_locked(const WhoopServer *server, WhoopStoredAccount *account);
+static WhoopVerdict classify_token_answer(WhoopSend *send,
+										  const WhoopHttpResponse *response);
+static WhoopTokens *token_request(const WhoopServer *server, const char *form,
+								  char **rejection);
+
+static const WhoopSendKind token_post = {
+	.classify = classify_token_answer,
+	.token_answer = true,
+	.unreachable = "could not reach the WHOOP token endpoint",
+	.unreachable_hint = "Check the server's oauth_url, the network, and timeout_ms.",
+	.failing = "WHOOP token endpoint",
+	.failing_hint = "WHOOP may be having trouble; try again later.",
+};
 
 /*
  * cache_entry finds or creates the cache entry of an account.
@@ -92,6 +109,10 @@ cache_entry(const WhoopServer *server, int64 user_id)
 	return entry;
 }
 
+/*
+ * cache_set replaces the cached access token of an entry, wiping the old
+ * one.
+ */
 static void
 cache_set(TokenCacheEntry *entry, const char *token, TimestampTz expires_at,
 		  int64 version)
@@ -104,16 +125,6 @@ cache_set(TokenCacheEntry *entry, const char *token, TimestampTz expires_at,
 	entry->access_token = token ? MemoryContextStrdup(TopMemoryContext, token) : NULL;
 	entry->expires_at = expires_at;
 	entry->token_version = version;
-}
-
-/*
- * whoop_oauth_forget_cached drops a cached access token (after the account
- * is disconnected).
- */
-void
-whoop_oauth_forget_cached(const WhoopServer *server, int64 user_id)
-{
-	cache_set(cache_entry(server, user_id), NULL, DT_NOBEGIN, -1);
 }
 
 /*
@@ -142,20 +153,20 @@ check_account(const WhoopServer *server, const WhoopStoredAccount *account)
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\"",
 						account->user_id, server->server_name),
-				 errhint("Link it with whoop.connect_account() or whoop.add_account().")));
+				 errhint("Link it with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
 	if (strcmp(account->status, "active") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" must be authorized again",
 						account->user_id, server->server_name),
-				 errdetail("WHOOP refused its refresh token earlier; see whoop.accounts.last_error."),
-				 errhint("Link it again with whoop.connect_account() (authorization code) or whoop.add_account() (refresh token).")));
+				 errdetail("WHOOP refused its refresh token earlier; see " WHOOP_SQL_ACCOUNTS ".last_error."),
+				 errhint("Link it again with " WHOOP_SQL_CONNECT_ACCOUNT " (authorization code) or " WHOOP_SQL_ADD_ACCOUNT " (refresh token).")));
 	if (account->refresh_token == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" has no refresh token",
 						account->user_id, server->server_name),
-				 errhint("Authorize with the \"offline\" scope, which whoop.authorize_url() requests.")));
+				 errhint("Authorize with the \"offline\" scope, which " WHOOP_SQL_AUTHORIZE_URL " requests.")));
 }
 
 /*
@@ -224,38 +235,70 @@ static char *
 refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 {
 	WhoopClient *client = whoop_get_client(server->serverid, account->owner);
-	char	   *form = whoop_oauth_form(client, "refresh_token", "refresh_token",
-										account->refresh_token, NULL);
+	WhoopGrant	grant = {0};
+	WhoopTokens *tokens;
+
+	grant.form = whoop_oauth_form(client, "refresh_token", "refresh_token",
+								  account->refresh_token, NULL);
+	grant.user_id = account->user_id;
+	grant.owner = account->owner;
+	tokens = whoop_oauth_grant(server, &grant);
+	if (tokens == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
+						account->user_id, server->server_name),
+				 errdetail("%s", grant.rejection),
+				 errhint("Link the account again with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
+	return tokens->access_token;
+}
+
+/*
+ * whoop_oauth_grant sends GRANT's token request and hands its outcome to
+ * the token writer, which commits it at once: the tokens, for the account
+ * refreshed or -- when linking -- for the member identify names; or, when
+ * WHOOP refuses the refresh of a stored account, the mark that it must be
+ * authorized again.  Returns the saved tokens, or NULL with the refusal in
+ * grant->rejection.  The writer is started before the request is sent, so
+ * WHOOP is not asked for tokens that could not be saved.
+ */
+WhoopTokens *
+whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant)
+{
 	WhoopTokenWriter *volatile writer = whoop_token_writer_start();
-	char	   *token = NULL;
+	WhoopTokens *tokens = NULL;
 
 	PG_TRY();
 	{
-		char	   *rejection = NULL;
-		WhoopTokens *tokens = whoop_oauth_token_request(server, form, &rejection);
+		tokens = token_request(server, grant->form, &grant->rejection);
 
-		if (tokens == NULL)
+		/* a refused link leaves nothing to write; a refused refresh does */
+		if (tokens != NULL || grant->identify == NULL)
 		{
+			WhoopStoreWrite write = {0};
 			WhoopTokenWriter *w = writer;
 
+			write.server_name = server->server_name;
+			write.user_id = grant->user_id;
+			if (tokens == NULL)
+			{
+				write.op = WHOOP_STORE_MARK_FAILED;
+				write.status = "reauthorization_required";
+				write.error = grant->rejection;
+			}
+			else
+			{
+				write.op = WHOOP_STORE_SAVE_TOKENS;
+				write.owner = grant->owner;
+				write.tokens = tokens;
+				if (grant->identify != NULL)
+				{
+					write.profile = grant->identify(server, tokens, grant->identify_arg);
+					write.user_id = grant->user_id = write.profile->user_id;
+				}
+			}
 			writer = NULL;
-			whoop_store_mark_failed(w, server->server_name, account->user_id,
-									"reauthorization_required", rejection);
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
-							account->user_id, server->server_name),
-					 errdetail("%s", rejection),
-					 errhint("Link the account again with whoop.connect_account() or whoop.add_account().")));
-		}
-		else
-		{
-			WhoopTokenWriter *w = writer;
-
-			writer = NULL;
-			whoop_store_save_tokens(w, server->server_name, account->user_id,
-									account->owner, tokens, NULL);
-			token = tokens->access_token;
+			whoop_token_writer_commit(w, &write);
 		}
 	}
 	PG_CATCH();
@@ -265,9 +308,26 @@ refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (writer != NULL)
+		whoop_token_writer_abandon(writer);
 
-	memset(form, 0, strlen(form));
-	return token;
+	memset(grant->form, 0, strlen(grant->form));
+	if (tokens != NULL)
+		cache_set(cache_entry(server, grant->user_id), NULL, DT_NOBEGIN, -1);
+	return tokens;
+}
+
+/*
+ * whoop_oauth_forget durably deletes an account and its tokens, and drops
+ * its cached access token.
+ */
+void
+whoop_oauth_forget(const WhoopServer *server, int64 user_id)
+{
+	WhoopStoreWrite forget = {WHOOP_STORE_FORGET, server->server_name, user_id};
+
+	whoop_token_writer_commit(whoop_token_writer_start(), &forget);
+	cache_set(cache_entry(server, user_id), NULL, DT_NOBEGIN, -1);
 }
 
 /*
@@ -294,99 +354,62 @@ whoop_oauth_form(const WhoopClient *client, const char *grant_type,
 }
 
 /*
- * whoop_oauth_token_request POSTs a token request (code exchange or
- * refresh).  Returns the tokens; or NULL with *REJECTION set when WHOOP
- * refuses the grant (4xx); raises an error when WHOOP cannot be reached
- * after the server's retries.
+ * classify_token_answer takes a grant (200) and a refusal (4xx, which
+ * token_request reports); anything else is retried like a 5xx.
  */
-WhoopTokens *
-whoop_oauth_token_request(const WhoopServer *server, const char *form,
-						  char **rejection)
+static WhoopVerdict
+classify_token_answer(WhoopSend *send, const WhoopHttpResponse *response)
 {
-	char	   *url = psprintf("%s/token", server->oauth_url);
-	WhoopHttpRequest request = {"POST", url, NULL, form, server->timeout_ms,
-	server->connect_timeout_ms};
+	if (response->status == 200 || (response->status >= 400 && response->status < 500))
+		return WHOOP_TAKE;
+	return WHOOP_RETRY;
+}
+
+/*
+ * token_request POSTs a token request (code exchange or refresh).  Returns
+ * the tokens; or NULL with *REJECTION set when WHOOP refuses the grant
+ * (4xx); raises an error when WHOOP cannot be reached after the server's
+ * retries.
+ */
+static WhoopTokens *
+token_request(const WhoopServer *server, const char *form, char **rejection)
+{
+	WhoopSend	send = {0};
 	WhoopHttpResponse response;
-	int			attempt = 0;
-	int			throttled = 0;
-	StringInfoData earlier_failures;	/* of attempts that may have arrived */
-	int			failed_attempts = 0;
+	WhoopTokens *tokens;
+
+	send.kind = &token_post;
+	send.request.method = "POST";
+	send.request.url = psprintf("%s/token", server->oauth_url);
+	send.request.form = form;
+	send.label = psprintf("POST %s", send.request.url);
+	whoop_send(server, &send, &response);
 
 	*rejection = NULL;
-	for (;;)
+	if (response.status != 200)
 	{
-		HOLD_INTERRUPTS();
-		whoop_http_request(&request, &response);
-		RESUME_INTERRUPTS();
-		whoop_backend_fetch_stats.requests++;
+		*rejection = whoop_oauth_rejection(response.status, response.body,
+										   response.body_len);
 
-		if (!response.transport_failed && response.status == 200)
-			break;
-		if (!response.transport_failed && response.status == 429)
-		{
-			/* not a refusal: the grant was not even looked at */
-			int			wait_s = whoop_rate_limit_wait_s(&response.rate, "POST /token",
-														 ++throttled > MAX_TOKEN_THROTTLED);
-
-			whoop_backend_fetch_stats.throttled++;
-			whoop_http_sleep(wait_s * 1000);
-			continue;
-		}
-		if (!response.transport_failed && response.status >= 400 && response.status < 500)
-		{
-			*rejection = whoop_oauth_rejection(response.status, response.body,
-												response.body_len);
-
-			/*
-			 * Grants are single-use.  A retry refused after an attempt whose
-			 * answer never came is most likely the lost-rotation case: WHOOP
-			 * took the grant, rotated, and the answer with the new tokens
-			 * was lost.  Nothing here can get them back; say so.
-			 */
-			if (failed_attempts > 0)
-				*rejection = psprintf("%s %s of this request failed (%s); if WHOOP "
-									  "received %s, it used the grant then and its answer "
-									  "with the new tokens was lost.",
-									  *rejection,
-									  failed_attempts == 1 ? "An earlier attempt" : "Earlier attempts",
-									  earlier_failures.data,
-									  failed_attempts == 1 ? "it" : "one of them");
-			return NULL;
-		}
-		if (failed_attempts++ == 0)
-			initStringInfo(&earlier_failures);
-		else
-			appendStringInfoString(&earlier_failures, "; ");
-		if (response.transport_failed)
-			appendStringInfoString(&earlier_failures, response.transport_error);
-		else
-			appendStringInfo(&earlier_failures, "HTTP %ld", response.status);
-		if (attempt >= server->max_retries)
-		{
-			if (response.transport_failed)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-						 errmsg("could not reach the WHOOP token endpoint"),
-						 errdetail("POST %s failed after %d attempts: %s.",
-								   url, attempt + 1, response.transport_error),
-						 errhint("Check the server's oauth_url, the network, and timeout_ms.")));
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("WHOOP token endpoint failed with HTTP %ld", response.status),
-					 errdetail("POST %s answered %ld after %d attempts.",
-							   url, response.status, attempt + 1),
-					 errhint("WHOOP may be having trouble; try again later.")));
-		}
-		whoop_backend_fetch_stats.retries++;
-		whoop_http_sleep(whoop_http_backoff_ms(attempt++));
-	}
-
-	{
-		WhoopTokens *tokens = whoop_oauth_parse_tokens(response.body,
-													   response.body_len);
-
-		memset(response.body, 0, response.body_len);
+		/*
+		 * Grants are single-use.  A retry refused after an attempt whose
+		 * answer never came is most likely the lost-rotation case: WHOOP
+		 * took the grant, rotated, and the answer with the new tokens was
+		 * lost.  Nothing here can get them back; say so.
+		 */
+		if (send.failed_attempts > 0)
+			*rejection = psprintf("%s %s of this request failed (%s); if WHOOP "
+								  "received %s, it used the grant then and its answer "
+								  "with the new tokens was lost.",
+								  *rejection,
+								  send.failed_attempts == 1 ? "An earlier attempt" : "Earlier attempts",
+								  send.failures,
+								  send.failed_attempts == 1 ? "it" : "one of them");
 		pfree(response.body);
-		return tokens;
+		return NULL;
 	}
+	tokens = whoop_oauth_parse_tokens(response.body, response.body_len);
+	memset(response.body, 0, response.body_len);
+	pfree(response.body);
+	return tokens;
 }

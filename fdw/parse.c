@@ -11,10 +11,12 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "whoop_fdw.h"
+#include "postgres.h"
 
 #include <ctype.h>
 #include <limits.h>
+
+#include "whoop_fdw.h"
 
 #include "utils/datetime.h"
 

@@ -7,20 +7,19 @@
  * A scan turns into a list of requests -- one paged collection per account,
  * by-id lookups, or one object per account -- decided at scan start, when
  * the pushed-down values (constants, parameters, stable expressions) are
- * known.  Records are converted one at a time from the current page; a
+ * known.  What to ask is planned in pushdown.c; the callbacks here run
+ * that plan.  Records are converted one at a time from the current page; a
  * page's JSON lives in a memory context that is reset when the next page
  * is fetched, and each row's values in one reset per row, so memory does
  * not grow with the size of the scan.
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "whoop_fdw.h"
 
-#include <math.h>
-
 #include "access/table.h"
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
 #if PG_VERSION_NUM >= 180000
@@ -33,19 +32,15 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/datetime.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
-#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #ifdef PG_MODULE_MAGIC_EXT
@@ -54,56 +49,16 @@ PG_MODULE_MAGIC_EXT(.name = "whoop_fdw", .version = WHOOP_FDW_VERSION);
 PG_MODULE_MAGIC;
 #endif
 
-/*
- * Indexes of the items in a ForeignScan's fdw_private list.  fdw_exprs
- * holds a (clause, value) pair per pushed entry: the clause for EXPLAIN,
- * the value (coerced to the column's type) for execution.
- */
-enum WhoopFdwPrivateIndex
-{
-	FdwPrivateEndpoint,			/* String: endpoint name */
-	FdwPrivateRetrievedAttrs,	/* IntList: attnums to fill */
-	FdwPrivatePushedKinds,		/* IntList: WhoopPushKind per pushed entry */
-	FdwPrivateLimit,			/* Integer: rows the query needs, -1: all */
-	FdwPrivateUpdateWindow		/* String: update window in microseconds */
-};
-
-/* planner's per-relation state */
-typedef struct WhoopRelInfo
-{
-	const WhoopEndpoint *endpoint;
-	WhoopServer *server;
-	int64		update_window_us;
-	Bitmapset  *attrs_used;
-	List	   *pushed_kinds;
-	List	   *pushed_exprs;
-	List	   *pushed_quals;
-	double		fetched_rows;
-	double		requests;
-} WhoopRelInfo;
-
-/* one request of a scan; collections page on from it with nextToken */
-typedef struct WhoopScanRequest
-{
-	int64		user_id;
-	char	   *path;			/* relative to api_url, with query */
-	char	   *id;				/* by-id lookups: the id, else NULL */
-	bool		missing_ok;		/* 404 means no row */
-} WhoopScanRequest;
-
 /* executor's per-scan state */
 typedef struct WhoopScanState
 {
 	WhoopServer *server;
-	const WhoopEndpoint *endpoint;
+	WhoopScanPlan *plan;
 	WhoopColumn *columns;
 	int			ncolumns;
-	List	   *kinds;
 	List	   *clauses;		/* pushed clauses, for EXPLAIN */
 	List	   *values;			/* ExprState of each pushed value */
 	Bitmapset  *param_ids;		/* PARAM_EXEC ids the values depend on */
-	int64		limit;
-	int64		update_window_us;
 
 	MemoryContext scan_cxt;		/* lives as long as the scan */
 	MemoryContext page_cxt;		/* the current page; reset per page */
@@ -112,13 +67,11 @@ typedef struct WhoopScanState
 
 	bool		planned;		/* requests decided */
 	bool		complete;		/* every request read to the end */
-	List	   *requests;
+	WhoopRequests requests;
 	int			request_index;	/* next request to send */
 	WhoopScanRequest *current;
 	char	   *next_token;
 	List	   *found_ids;		/* by-id: ids already found */
-	List	   *descriptions;	/* distinct requests, for EXPLAIN */
-	int			naccounts;
 
 	WhoopJsonDoc *doc;
 	int			doc_records;
@@ -153,16 +106,13 @@ static List *whoopImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverO
 
 static const WhoopEndpoint *table_endpoint(Oid foreigntableid);
 static void check_columns(Relation rel, const WhoopEndpoint *endpoint);
-static double estimate_rows(PlannerInfo *root, WhoopRelInfo *info);
-static int64 pushable_limit(PlannerInfo *root, RelOptInfo *baserel);
 static Bitmapset *exec_param_ids(Node *node);
 static bool exec_param_walker(Node *node, Bitmapset **ids);
+static void evaluate_values(WhoopScanState *state, ExprContext *econtext,
+							MemoryContext target, Datum **values, bool **nulls);
+static bool values_unchanged(WhoopScanState *state, ExprContext *econtext);
 static void plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only);
 static bool fetch_next_page(WhoopScanState *state);
-static char *api_timestamp(TimestampTz ts);
-static TimestampTz floor_ms(TimestampTz ts);
-static TimestampTz ceil_ms(TimestampTz ts);
-static char *datum_text(Datum value, Oid type);
 
 /*
  * whoop_fdw_handler returns the FdwRoutine of whoop_fdw.
@@ -258,163 +208,48 @@ check_columns(Relation rel, const WhoopEndpoint *endpoint)
 }
 
 /*
- * whoopGetForeignRelSize classifies the quals and estimates the rows.
+ * whoopGetForeignRelSize checks the table and plans the scan (pushdown.c),
+ * which gives the row estimate.
  */
 static void
 whoopGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	WhoopRelInfo *info = palloc0(sizeof(WhoopRelInfo));
+	const WhoopEndpoint *endpoint = table_endpoint(foreigntableid);
+	WhoopServer *server = whoop_get_server(GetForeignTable(foreigntableid)->serverid);
 	Relation	rel;
-	ListCell   *cell;
-	List	   *local_quals;
-
-	baserel->fdw_private = info;
-	info->endpoint = table_endpoint(foreigntableid);
-	info->server = whoop_get_server(GetForeignTable(foreigntableid)->serverid);
-	info->update_window_us = whoop_table_update_window(foreigntableid, info->server);
+	WhoopScanPlan *plan;
 
 	rel = table_open(foreigntableid, NoLock);
-	check_columns(rel, info->endpoint);
+	check_columns(rel, endpoint);
 	table_close(rel, NoLock);
 
-	/* the columns to convert: those selected and those the quals recheck */
-	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid,
-				   &info->attrs_used);
-	foreach(cell, baserel->baserestrictinfo)
-		pull_varattnos((Node *) lfirst_node(RestrictInfo, cell)->clause,
-					   baserel->relid, &info->attrs_used);
-
-	whoop_classify_quals(root, baserel, info->endpoint, info->update_window_us,
-						 &info->pushed_kinds, &info->pushed_exprs,
-						 &info->pushed_quals);
-
-	info->fetched_rows = estimate_rows(root, info);
-	local_quals = list_difference_ptr(baserel->baserestrictinfo, info->pushed_quals);
-	baserel->rows = clamp_row_est(info->fetched_rows *
-								  clauselist_selectivity(root, local_quals,
-														 baserel->relid,
-														 JOIN_INNER, NULL));
+	plan = whoop_plan_scan(root, baserel, endpoint, server,
+						   whoop_table_update_window(foreigntableid, server));
+	baserel->fdw_private = plan;
+	baserel->rows = plan->rows;
 }
 
 /*
- * estimate_rows guesses the rows a scan fetches: about rows_per_day per
- * day of the requested range and account (two years when unbounded), one
- * per id for by-id lookups, one per account for profile/body.
- */
-static double
-estimate_rows(PlannerInfo *root, WhoopRelInfo *info)
-{
-	const WhoopEndpoint *endpoint = info->endpoint;
-	TimestampTz upper = GetCurrentTransactionStartTimestamp();
-	TimestampTz lower = upper - 730 * USECS_PER_DAY;
-	double		accounts = 1;
-	double		ids = -1;
-	double		rows;
-	ListCell   *kind_cell;
-	int			i = 0;
-
-	foreach(kind_cell, info->pushed_kinds)
-	{
-		WhoopPushKind kind = lfirst_int(kind_cell);
-		Node	   *value = estimate_expression_value(root,
-													  list_nth(info->pushed_exprs, 2 * i + 1));
-
-		i++;
-		if (kind == WHOOP_PUSH_ID)
-			ids = 1;
-		else if (kind == WHOOP_PUSH_ID_ARRAY)
-			ids = ids < 0 ? 10 : ids;
-		else if (kind == WHOOP_PUSH_USER_ARRAY && IsA(value, Const) &&
-				 !((Const *) value)->constisnull)
-			accounts = Max(1, ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) value)->constvalue)),
-											 ARR_DIMS(DatumGetArrayTypeP(((Const *) value)->constvalue))));
-		else if (IsA(value, Const) && !((Const *) value)->constisnull &&
-				 ((Const *) value)->consttype == TIMESTAMPTZOID)
-		{
-			TimestampTz ts = DatumGetTimestampTz(((Const *) value)->constvalue);
-
-			if (kind == WHOOP_PUSH_LOWER || kind == WHOOP_PUSH_LOWER_BY_END)
-				lower = Max(lower, ts);
-			else if (kind == WHOOP_PUSH_UPDATED_SINCE)
-				lower = Max(lower, ts - info->update_window_us);
-			else if (kind == WHOOP_PUSH_UPPER || kind == WHOOP_PUSH_UPPER_INCLUSIVE)
-				upper = Min(upper, ts);
-		}
-	}
-
-	if (endpoint->collection_path == NULL)
-		rows = accounts;
-	else if (ids >= 0)
-		rows = ids;
-	else
-		rows = Max(1.0, (double) (upper - lower) / USECS_PER_DAY + 1) *
-			endpoint->rows_per_day * accounts;
-	info->requests = endpoint->collection_path == NULL || ids >= 0
-		? rows * accounts
-		: ceil(rows / info->server->page_size) + accounts - 1;
-	return rows;
-}
-
-/*
- * whoopGetForeignPaths offers the one way to scan: asking the API.  Each
- * request costs as much as reading many rows, so plans that repeat a scan
- * (say, the inner side of a nested loop) look as expensive as they are.
+ * whoopGetForeignPaths offers the one way to scan: asking the API, at the
+ * cost the plan estimated.
  */
 static void
 whoopGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	WhoopRelInfo *info = (WhoopRelInfo *) baserel->fdw_private;
-	Cost		startup_cost = 100.0;
-	Cost		total_cost = startup_cost + info->requests * 100.0 +
-		info->fetched_rows * cpu_tuple_cost * 10;
+	WhoopScanPlan *plan = (WhoopScanPlan *) baserel->fdw_private;
 
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL,
 													   baserel->rows,
 #if PG_VERSION_NUM >= 180000
 													   0,	/* disabled_nodes */
 #endif
-													   startup_cost, total_cost,
+													   plan->startup_cost,
+													   plan->total_cost,
 													   NIL, NULL, NULL,
 #if PG_VERSION_NUM >= 170000
 													   NIL, /* fdw_restrictinfo */
 #endif
 													   NIL));
-}
-
-/*
- * pushable_limit returns how many rows the query can possibly need when
- * the scan's rows go straight to a LIMIT (no local quals, no sort, no
- * grouping, no join), so paging can stop early; -1 otherwise.
- */
-static int64
-pushable_limit(PlannerInfo *root, RelOptInfo *baserel)
-{
-	Query	   *parse = root->parse;
-	int64		count;
-	int64		offset = 0;
-
-	if (baserel->baserestrictinfo != NIL ||
-		parse->limitCount == NULL || !IsA(parse->limitCount, Const) ||
-		parse->limitOption == LIMIT_OPTION_WITH_TIES ||
-		parse->sortClause != NIL || parse->groupClause != NIL ||
-		parse->groupingSets != NIL || parse->distinctClause != NIL ||
-		parse->hasAggs || parse->hasWindowFuncs || parse->havingQual != NULL ||
-		parse->hasTargetSRFs || parse->setOperations != NULL ||
-		bms_membership(root->all_baserels) != BMS_SINGLETON)
-		return -1;
-	if (((Const *) parse->limitCount)->constisnull)
-		return -1;
-	count = DatumGetInt64(((Const *) parse->limitCount)->constvalue);
-	if (parse->limitOffset != NULL)
-	{
-		if (!IsA(parse->limitOffset, Const))
-			return -1;
-		if (!((Const *) parse->limitOffset)->constisnull)
-			offset = DatumGetInt64(((Const *) parse->limitOffset)->constvalue);
-	}
-	if (count < 0 || offset < 0 || count > PG_INT32_MAX - offset)
-		return -1;
-	return count + offset;
 }
 
 /*
@@ -426,33 +261,15 @@ whoopGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 					ForeignPath *best_path, List *tlist, List *scan_clauses,
 					Plan *outer_plan)
 {
-	WhoopRelInfo *info = (WhoopRelInfo *) baserel->fdw_private;
-	List	   *retrieved_attrs = NIL;
-	bool		whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber,
-										  info->attrs_used);
+	WhoopScanPlan *plan = (WhoopScanPlan *) baserel->fdw_private;
 	Relation	rel = table_open(foreigntableid, NoLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	List	   *fdw_private;
+	List	   *fdw_private = whoop_plan_private(root, baserel, plan,
+												 RelationGetDescr(rel));
 
-	for (int i = 1; i <= desc->natts; i++)
-	{
-		if (TupleDescAttr(desc, i - 1)->attisdropped)
-			continue;
-		if (whole_row ||
-			bms_is_member(i - FirstLowInvalidHeapAttributeNumber, info->attrs_used))
-			retrieved_attrs = lappend_int(retrieved_attrs, i);
-	}
 	table_close(rel, NoLock);
-
-	scan_clauses = extract_actual_clauses(scan_clauses, false);
-	fdw_private = list_make5(makeString(pstrdup(info->endpoint->name)),
-							 retrieved_attrs,
-							 info->pushed_kinds,
-							 makeInteger((int) pushable_limit(root, baserel)),
-							 makeString(psprintf(INT64_FORMAT, info->update_window_us)));
-
-	return make_foreignscan(tlist, scan_clauses, baserel->relid,
-							info->pushed_exprs, fdw_private, NIL, NIL, outer_plan);
+	return make_foreignscan(tlist, extract_actual_clauses(scan_clauses, false),
+							baserel->relid, plan->pushed_exprs, fdw_private,
+							NIL, NIL, outer_plan);
 }
 
 /*
@@ -489,34 +306,26 @@ whoopBeginForeignScan(ForeignScanState *node, int eflags)
 	Relation	rel = node->ss.ss_currentRelation;
 	TupleDesc	desc = RelationGetDescr(rel);
 	WhoopScanState *state = palloc0(sizeof(WhoopScanState));
-	List	   *retrieved_attrs;
+	const WhoopEndpoint *endpoint;
 	ListCell   *cell;
 	int			i;
 
 	node->fdw_state = state;
 	state->server = whoop_get_server(GetForeignTable(RelationGetRelid(rel))->serverid);
-	state->endpoint = whoop_endpoint_by_name(strVal(list_nth(plan->fdw_private,
-															  FdwPrivateEndpoint)));
-	if (state->endpoint == NULL)
-		elog(ERROR, "whoop_fdw: unknown endpoint in plan");
-	retrieved_attrs = (List *) list_nth(plan->fdw_private, FdwPrivateRetrievedAttrs);
-	state->kinds = (List *) list_nth(plan->fdw_private, FdwPrivatePushedKinds);
-	state->limit = intVal(list_nth(plan->fdw_private, FdwPrivateLimit));
-	state->update_window_us = strtoi64(strVal(list_nth(plan->fdw_private,
-													   FdwPrivateUpdateWindow)),
-									   NULL, 10);
+	state->plan = whoop_plan_restore(plan->fdw_private, plan->fdw_exprs);
+	endpoint = state->plan->endpoint;
 
-	state->ncolumns = list_length(retrieved_attrs);
+	state->ncolumns = list_length(state->plan->retrieved_attrs);
 	state->columns = palloc0(sizeof(WhoopColumn) * Max(state->ncolumns, 1));
 	i = 0;
-	foreach(cell, retrieved_attrs)
+	foreach(cell, state->plan->retrieved_attrs)
 	{
 		Form_pg_attribute attr = TupleDescAttr(desc, lfirst_int(cell) - 1);
-		int			field = whoop_endpoint_field(state->endpoint, NameStr(attr->attname));
+		int			field = whoop_endpoint_field(endpoint, NameStr(attr->attname));
 
 		if (field < 0)
 			elog(ERROR, "whoop_fdw: column \"%s\" has no field", NameStr(attr->attname));
-		whoop_column_init(&state->columns[i++], &state->endpoint->fields[field], attr);
+		whoop_column_init(&state->columns[i++], &endpoint->fields[field], attr);
 	}
 
 	for (i = 0; i < list_length(plan->fdw_exprs); i += 2)
@@ -550,140 +359,6 @@ whoopBeginForeignScan(ForeignScanState *node, int eflags)
 	/* EXPLAIN shows the requests; values that need a running plan wait */
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) && state->param_ids == NULL)
 		plan_requests(state, node->ss.ps.ps_ExprContext, true);
-}
-
-/*
- * floor_ms and ceil_ms round to WHOOP's millisecond resolution.
- */
-static TimestampTz
-floor_ms(TimestampTz ts)
-{
-	TimestampTz r = ts - ts % 1000;
-
-	return (ts % 1000 < 0) ? r - 1000 : r;
-}
-
-static TimestampTz
-ceil_ms(TimestampTz ts)
-{
-	TimestampTz f = floor_ms(ts);
-
-	return f == ts ? f : f + 1000;
-}
-
-/*
- * api_timestamp formats a timestamp the way WHOOP's examples do
- * (2024-01-01T00:00:00.000Z).
- */
-static char *
-api_timestamp(TimestampTz ts)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (TIMESTAMP_NOT_FINITE(ts) ||
-		timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range for a WHOOP request")));
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min,
-					tm.tm_sec, (int) (fsec / 1000));
-}
-
-/*
- * datum_text renders an id value for a URL path.
- */
-static char *
-datum_text(Datum value, Oid type)
-{
-	Oid			output;
-	bool		varlena;
-
-	getTypeOutputInfo(type, &output, &varlena);
-	return whoop_http_escape(OidOutputFunctionCall(output, value));
-}
-
-/*
- * array_values returns the non-NULL elements of an array value as a list
- * of ids (as text) or user ids.
- */
-static List *
-array_values(Datum array_datum, bool as_user_ids)
-{
-	ArrayType  *array = DatumGetArrayTypeP(array_datum);
-	Oid			elemtype = ARR_ELEMTYPE(array);
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	Datum	   *elems;
-	bool	   *elem_nulls;
-	int			nelems;
-	List	   *result = NIL;
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(array, elemtype, typlen, typbyval, typalign,
-					  &elems, &elem_nulls, &nelems);
-	for (int i = 0; i < nelems; i++)
-	{
-		if (elem_nulls[i])
-			continue;
-		if (as_user_ids)
-		{
-			int64	   *boxed = palloc(sizeof(int64));
-
-			*boxed = DatumGetInt64(elems[i]);
-			result = lappend(result, boxed);
-		}
-		else
-			result = lappend(result, datum_text(elems[i], elemtype));
-	}
-	return result;
-}
-
-/*
- * same_text and same_user_id compare list members: ids as text, user ids
- * as boxed int64.
- */
-static bool
-same_text(const void *a, const void *b)
-{
-	return strcmp((const char *) a, (const char *) b) == 0;
-}
-
-static bool
-same_user_id(const void *a, const void *b)
-{
-	return *(const int64 *) a == *(const int64 *) b;
-}
-
-/*
- * intersect keeps the members of CURRENT that are also in NEXT; when
- * CURRENT does not constrain anything yet, NEXT is the answer.
- */
-static List *
-intersect(List *current, List *next, bool constrained,
-		  bool (*same) (const void *, const void *))
-{
-	List	   *result = NIL;
-	ListCell   *a;
-
-	if (!constrained)
-		return next;
-	foreach(a, current)
-	{
-		ListCell   *b;
-
-		foreach(b, next)
-		{
-			if (same(lfirst(a), lfirst(b)))
-			{
-				result = lappend(result, lfirst(a));
-				break;
-			}
-		}
-	}
-	return result;
 }
 
 /*
@@ -752,110 +427,22 @@ values_unchanged(WhoopScanState *state, ExprContext *econtext)
 }
 
 /*
- * plan_requests evaluates the pushed values and decides the requests:
- * which accounts, which endpoint, which start/end.  With EXPLAIN_ONLY it
- * only describes them (and does not insist on linked accounts).
+ * plan_requests evaluates the pushed values and has pushdown.c decide the
+ * requests for them and the accounts the user may read.  With
+ * EXPLAIN_ONLY it only describes them (and does not insist on linked
+ * accounts).
  */
 static void
 plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 {
 	MemoryContext old = MemoryContextSwitchTo(state->scan_cxt);
-	const WhoopEndpoint *endpoint = state->endpoint;
-	TimestampTz lower = DT_NOBEGIN;
-	TimestampTz upper = DT_NOEND;
-	List	   *ids = NIL;
-	bool		ids_constrained = false;
-	List	   *users = NIL;
-	bool		users_constrained = false;
-	bool		empty = false;
 	List	   *accounts;
-	ListCell   *kind_cell;
-	ListCell   *value_cell;
-	ListCell   *cell;
-	int			page_limit;
-	int			i;
-	StringInfoData query;
 
-	state->requests = NIL;
-	state->descriptions = NIL;
 	state->request_index = 0;
-
 	MemoryContextReset(state->values_cxt);
 	evaluate_values(state, econtext, state->values_cxt, &state->planned_values,
 					&state->planned_nulls);
 	ResetExprContext(econtext);
-	i = 0;
-	forboth(kind_cell, state->kinds, value_cell, state->values)
-	{
-		WhoopPushKind kind = lfirst_int(kind_cell);
-		bool		isnull = state->planned_nulls[i];
-		Datum		value = state->planned_values[i];
-
-		i++;
-		if (isnull)
-		{
-			/* a comparison with NULL is never true */
-			empty = true;
-			continue;
-		}
-		switch (kind)
-		{
-			case WHOOP_PUSH_LOWER:
-				lower = Max(lower, floor_ms(DatumGetTimestampTz(value)));
-				break;
-			case WHOOP_PUSH_LOWER_BY_END:
-				lower = Max(lower, floor_ms(DatumGetTimestampTz(value)) - 1000);
-				break;
-			case WHOOP_PUSH_UPDATED_SINCE:
-				{
-					TimestampTz since = DatumGetTimestampTz(value);
-
-					if (!TIMESTAMP_NOT_FINITE(since) &&
-						since > MIN_TIMESTAMP + state->update_window_us)
-						lower = Max(lower, floor_ms(since - state->update_window_us));
-					break;
-				}
-			case WHOOP_PUSH_UPPER:
-				upper = Min(upper, ceil_ms(DatumGetTimestampTz(value)));
-				break;
-			case WHOOP_PUSH_UPPER_INCLUSIVE:
-				upper = Min(upper, floor_ms(DatumGetTimestampTz(value)) + 1000);
-				break;
-			case WHOOP_PUSH_ID:
-				{
-					Oid			type = exprType((Node *) ((ExprState *) lfirst(value_cell))->expr);
-
-					ids = intersect(ids, list_make1(datum_text(value, type)),
-									ids_constrained, same_text);
-					ids_constrained = true;
-					break;
-				}
-			case WHOOP_PUSH_ID_ARRAY:
-				ids = intersect(ids, array_values(value, false), ids_constrained, same_text);
-				ids_constrained = true;
-				break;
-			case WHOOP_PUSH_USER:
-				{
-					int64	   *boxed = palloc(sizeof(int64));
-
-					*boxed = DatumGetInt64(value);
-					users = intersect(users, list_make1(boxed), users_constrained, same_user_id);
-					users_constrained = true;
-					break;
-				}
-			case WHOOP_PUSH_USER_ARRAY:
-				users = intersect(users, array_values(value, true), users_constrained,
-								  same_user_id);
-				users_constrained = true;
-				break;
-		}
-	}
-	if (ids_constrained && ids == NIL)
-		empty = true;
-	if (users_constrained && users == NIL)
-		empty = true;
-	if (!TIMESTAMP_NOT_FINITE(lower) && !TIMESTAMP_NOT_FINITE(upper) && lower >= upper)
-		empty = true;
 
 	accounts = whoop_store_usable_accounts(state->server->server_name, GetUserId());
 	if (accounts == NIL && !explain_only)
@@ -863,74 +450,9 @@ plan_requests(WhoopScanState *state, ExprContext *econtext, bool explain_only)
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("no WHOOP account is linked to server \"%s\" for role \"%s\"",
 						state->server->server_name, GetUserNameFromId(GetUserId(), false)),
-				 errhint("Link one with whoop.connect_account() or whoop.add_account().")));
-	if (users_constrained)
-		accounts = intersect(accounts, users, true, same_user_id);
-	state->naccounts = list_length(accounts);
-	if (accounts == NIL)
-		empty = true;
-	if (empty)
-	{
-		state->planned = true;
-		MemoryContextSwitchTo(old);
-		return;
-	}
-
-	page_limit = state->server->page_size;
-	if (state->limit >= 0)
-		page_limit = (int) Max(1, Min(page_limit, state->limit));
-
-	initStringInfo(&query);
-	if (endpoint->collection_path != NULL && !ids_constrained)
-	{
-		appendStringInfoString(&query, endpoint->collection_path);
-		appendStringInfoChar(&query, '?');
-		if (!TIMESTAMP_NOT_FINITE(lower))
-			appendStringInfo(&query, "start=%s&", api_timestamp(lower));
-		if (!TIMESTAMP_NOT_FINITE(upper))
-			appendStringInfo(&query, "end=%s&", api_timestamp(upper));
-		appendStringInfo(&query, "limit=%d", page_limit);
-		state->descriptions = list_make1(psprintf("GET %s", query.data));
-	}
-	else if (endpoint->collection_path == NULL)
-	{
-		appendStringInfoString(&query, endpoint->single_path);
-		state->descriptions = list_make1(psprintf("GET %s", query.data));
-	}
-
-	if (ids_constrained)
-	{
-		/* one lookup per id; the first account that has it wins */
-		foreach(cell, ids)
-		{
-			char	   *path = psprintf(endpoint->by_id_path, (char *) lfirst(cell));
-			ListCell   *account;
-
-			state->descriptions = lappend(state->descriptions, psprintf("GET %s", path));
-			foreach(account, accounts)
-			{
-				WhoopScanRequest *request = palloc0(sizeof(WhoopScanRequest));
-
-				request->user_id = *(int64 *) lfirst(account);
-				request->path = path;
-				request->id = lfirst(cell);
-				request->missing_ok = true;
-				state->requests = lappend(state->requests, request);
-			}
-		}
-	}
-	else
-	{
-		foreach(cell, accounts)
-		{
-			WhoopScanRequest *request = palloc0(sizeof(WhoopScanRequest));
-
-			request->user_id = *(int64 *) lfirst(cell);
-			request->path = query.data;
-			request->missing_ok = (endpoint->collection_path == NULL);
-			state->requests = lappend(state->requests, request);
-		}
-	}
+				 errhint("Link one with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
+	whoop_plan_requests(state->plan, state->server, accounts, state->planned_values,
+						state->planned_nulls, &state->requests);
 	state->planned = true;
 	MemoryContextSwitchTo(old);
 }
@@ -956,9 +478,9 @@ fetch_next_page(WhoopScanState *state)
 		/* next request, skipping lookups of ids already found */
 		for (;;)
 		{
-			if (state->request_index >= list_length(state->requests))
+			if (state->request_index >= list_length(state->requests.requests))
 				return false;
-			state->current = list_nth(state->requests, state->request_index++);
+			state->current = list_nth(state->requests.requests, state->request_index++);
 			if (state->current->id == NULL ||
 				!list_member_ptr(state->found_ids, state->current->id))
 				break;
@@ -1024,7 +546,7 @@ whoopIterateForeignScan(ForeignScanState *node)
 			old = MemoryContextSwitchTo(state->row_cxt);
 			memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 			whoop_record_values(state->doc, state->next_record, state->current->user_id,
-								state->endpoint, state->columns, state->ncolumns,
+								state->plan->endpoint, state->columns, state->ncolumns,
 								slot->tts_values, slot->tts_isnull);
 			MemoryContextSwitchTo(old);
 			ExecStoreVirtualTuple(slot);
@@ -1034,7 +556,7 @@ whoopIterateForeignScan(ForeignScanState *node)
 				tuplestore_puttupleslot(state->store, slot);
 			return slot;
 		}
-		if (state->limit >= 0 && state->rows >= state->limit)
+		if (state->plan->limit >= 0 && state->rows >= state->plan->limit)
 			break;
 		if (!fetch_next_page(state))
 		{
@@ -1112,23 +634,25 @@ whoopExplainForeignScan(ForeignScanState *node, ExplainState *es)
 
 	if (state->planned)
 	{
-		if (state->descriptions == NIL)
+		List	   *descriptions = state->requests.descriptions;
+
+		if (descriptions == NIL)
 			ExplainPropertyText("WHOOP request",
-								state->naccounts == 0
+								state->requests.naccounts == 0
 								? "none (no linked account matches)"
 								: "none (the conditions exclude every row)", es);
-		else if (list_length(state->descriptions) == 1)
-			ExplainPropertyText("WHOOP request", linitial(state->descriptions), es);
+		else if (list_length(descriptions) == 1)
+			ExplainPropertyText("WHOOP request", linitial(descriptions), es);
 		else
-			ExplainPropertyList("WHOOP requests", state->descriptions, es);
-		ExplainPropertyInteger("WHOOP accounts", NULL, state->naccounts, es);
+			ExplainPropertyList("WHOOP requests", descriptions, es);
+		ExplainPropertyInteger("WHOOP accounts", NULL, state->requests.naccounts, es);
 	}
 	else
 		ExplainPropertyText("WHOOP request",
 							psprintf("GET %s (parameters known at run time)",
-									 state->endpoint->collection_path
-									 ? state->endpoint->collection_path
-									 : state->endpoint->single_path),
+									 state->plan->endpoint->collection_path
+									 ? state->plan->endpoint->collection_path
+									 : state->plan->endpoint->single_path),
 							es);
 
 	if (es->verbose)
@@ -1153,8 +677,8 @@ whoopExplainForeignScan(ForeignScanState *node, ExplainState *es)
 				texts = lappend(texts, strVal(lfirst(cell)));
 			ExplainPropertyList("WHOOP pushed", texts, es);
 		}
-		if (state->limit >= 0)
-			ExplainPropertyInteger("WHOOP limit", NULL, state->limit, es);
+		if (state->plan->limit >= 0)
+			ExplainPropertyInteger("WHOOP limit", NULL, state->plan->limit, es);
 	}
 
 	if (es->analyze)

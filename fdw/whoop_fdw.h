@@ -3,25 +3,37 @@
  * whoop_fdw.h
  *		  Declarations shared by the files of whoop_fdw.
  *
- * Dependencies point one way: the FDW callbacks (whoop_fdw.c) and the SQL
- * account functions (account.c) use fetch, oauth, pushdown, record and
- * endpoint; fetch uses http, oauth and json; oauth uses http, token (the
- * token endpoint's answers), json and the token store.  What WHOOP sends is
- * read by json, parse and token, which need neither libcurl nor the server's
- * catalogs, so test/fuzz/ can link them alone.  libcurl appears only in
- * http.c and json-c only in json.c.
+ * Every .c file includes postgres.h first, then this header.
+ *
+ * Dependencies point one way, downward.  The files stand in layers, top
+ * down; a file uses functions and variables of files on lower lines only,
+ * never of its neighbours on the same line or of anything above, so there
+ * is no cycle (test/test_layering.py checks this against the code):
+ *
+ *	whoop_fdw.c account.c	-- FDW callbacks; SQL functions linking accounts
+ *	fetch.c pushdown.c		-- an API call with its token; request planning
+ *	oauth.c					-- token cache, serialized refresh, token hand-off
+ *	transport.c option.c	-- retries, 429 waits, pacing, counters; settings
+ *	http.c token_writer.c record.c token.c
+ *	json.c parse.c endpoint.c store.c rolling.c
+ *
+ * http.c (the wire) and transport.c (the policy: what is retried, waited
+ * for and counted) are the transport layer; the callers above it only say
+ * what an answer means to them.  What WHOOP sends is read by json, parse
+ * and token, which need neither libcurl nor the server's catalogs, so
+ * test/fuzz/ can link them alone.  libcurl appears only in http.c and
+ * json-c only in json.c; rolling.c stands apart.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef WHOOP_FDW_H
 #define WHOOP_FDW_H
 
-#include "postgres.h"
-
 #include "access/attnum.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "nodes/bitmapset.h"
 #include "nodes/pg_list.h"
 #include "utils/palloc.h"
 
@@ -37,6 +49,20 @@
 /* scopes requested at authorization; offline is what yields a refresh token */
 #define WHOOP_SCOPES \
 	"offline read:recovery read:cycles read:workout read:sleep read:profile read:body_measurement"
+
+/*
+ * The SQL objects the C code names, in one place: the token table (queried
+ * by store.c, named in messages) and the functions and view that hints
+ * point users to.
+ */
+#define WHOOP_ACCOUNT_SCHEMA		"whoop"
+#define WHOOP_ACCOUNT_TABLE			"account"
+#define WHOOP_ACCOUNT_RELATION		WHOOP_ACCOUNT_SCHEMA "." WHOOP_ACCOUNT_TABLE
+#define WHOOP_SQL_AUTHORIZE_URL		"whoop.authorize_url()"
+#define WHOOP_SQL_CONNECT_ACCOUNT	"whoop.connect_account()"
+#define WHOOP_SQL_ADD_ACCOUNT		"whoop.add_account()"
+#define WHOOP_SQL_DISCONNECT_ACCOUNT "whoop.disconnect_account()"
+#define WHOOP_SQL_ACCOUNTS			"whoop.accounts"
 
 
 /* ---------------------------------------------------------------------
@@ -193,7 +219,7 @@ extern void whoop_record_values(WhoopJsonDoc *doc, int record, int64 account_use
 
 
 /* ---------------------------------------------------------------------
- * http.c -- the one reused libcurl handle
+ * http.c -- the one reused libcurl handle: one exchange on the wire
  * ---------------------------------------------------------------------
  */
 
@@ -229,9 +255,7 @@ extern void whoop_http_request(const WhoopHttpRequest *request,
 							   WhoopHttpResponse *response);
 extern bool whoop_http_url_acceptable(const char *url, const char **why);
 extern char *whoop_http_escape(const char *text);
-extern void whoop_http_sleep(int ms);
 extern uint32 whoop_wait_event(void);
-extern int	whoop_http_backoff_ms(int attempt);
 
 
 /* ---------------------------------------------------------------------
@@ -264,7 +288,7 @@ extern char *whoop_oauth_rejection(long status, const char *body, size_t len);
 
 
 /* ---------------------------------------------------------------------
- * store.c -- the account/token table and its autonomous writer
+ * store.c -- the account table: reads, writes, the refresh lock
  * ---------------------------------------------------------------------
  */
 
@@ -288,23 +312,100 @@ typedef struct WhoopProfile
 	char	   *last_name;
 } WhoopProfile;
 
-typedef struct WhoopTokenWriter WhoopTokenWriter;
+typedef enum WhoopStoreOp
+{
+	WHOOP_STORE_SAVE_TOKENS,	/* link an account, or store its rotated tokens */
+	WHOOP_STORE_MARK_FAILED,	/* record why the account needs attention */
+	WHOOP_STORE_FORGET			/* delete the account and its tokens */
+} WhoopStoreOp;
 
+/* One change to one account; token_writer.c makes it durable at once. */
+typedef struct WhoopStoreWrite
+{
+	WhoopStoreOp op;
+	const char *server_name;
+	int64		user_id;
+	Oid			owner;			/* SAVE_TOKENS: the role it belongs to */
+	const WhoopTokens *tokens;	/* SAVE_TOKENS */
+	const WhoopProfile *profile;	/* SAVE_TOKENS: of a new link, or NULL */
+	const char *status;			/* MARK_FAILED */
+	const char *error;			/* MARK_FAILED, or NULL */
+} WhoopStoreWrite;
+
+extern Oid	whoop_store_owner(void);
 extern void whoop_store_read(const char *server_name, int64 user_id,
 							 WhoopStoredAccount *account);
 extern List *whoop_store_usable_accounts(const char *server_name, Oid userid);
-extern WhoopTokenWriter *whoop_token_writer_start(void);
-extern void whoop_token_writer_abandon(WhoopTokenWriter *writer);
-extern void whoop_store_save_tokens(WhoopTokenWriter *writer,
-									const char *server_name, int64 user_id,
-									Oid owner, const WhoopTokens *tokens,
-									const WhoopProfile *profile);
-extern void whoop_store_mark_failed(WhoopTokenWriter *writer,
-									const char *server_name, int64 user_id,
-									const char *status, const char *error);
-extern void whoop_store_forget(const char *server_name, int64 user_id);
+extern void whoop_store_write(const WhoopStoreWrite *write);
 extern void whoop_account_lock(const char *server_name, int64 user_id);
 extern void whoop_account_unlock(const char *server_name, int64 user_id);
+
+
+/* ---------------------------------------------------------------------
+ * token_writer.c -- a background worker that commits a store write
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct WhoopTokenWriter WhoopTokenWriter;
+
+extern WhoopTokenWriter *whoop_token_writer_start(void);
+extern void whoop_token_writer_commit(WhoopTokenWriter *writer,
+									  const WhoopStoreWrite *write);
+extern void whoop_token_writer_abandon(WhoopTokenWriter *writer);
+
+
+/* ---------------------------------------------------------------------
+ * transport.c -- sending a request: pacing, 429 waits, retries, counters
+ * ---------------------------------------------------------------------
+ */
+
+/* What this backend, or one scan, has sent. */
+typedef struct WhoopFetchStats
+{
+	int			requests;		/* HTTP requests sent, retries included */
+	int			pages;			/* successful pages (counted by fetch.c) */
+	int			retries;
+	int			throttled;		/* 429 answers waited out */
+	double		paced_ms;		/* time spent pacing */
+} WhoopFetchStats;
+
+/* What a caller makes of an answer that is neither a 429 nor a 5xx. */
+typedef enum WhoopVerdict
+{
+	WHOOP_TAKE,					/* final: whoop_send returns it */
+	WHOOP_RETRY,				/* transient: back off, send again, boundedly */
+	WHOOP_RESEND				/* the caller changed the request: send it now */
+} WhoopVerdict;
+
+typedef struct WhoopSend WhoopSend;
+
+/* One kind of request: what its answers mean, and how its failure reads. */
+typedef struct WhoopSendKind
+{
+	WhoopVerdict (*classify) (WhoopSend *send, const WhoopHttpResponse *response);
+	bool		paced;			/* counts against the app's API rate limit */
+	bool		token_answer;	/* sent with interrupts held, never quoted */
+	const char *unreachable;	/* errmsg when the last attempt got no answer */
+	const char *unreachable_hint;
+	const char *failing;		/* "<failing> failed with HTTP n" after 5xx */
+	const char *failing_hint;
+} WhoopSendKind;
+
+/* One request on its way: the caller fills the first part. */
+struct WhoopSend
+{
+	const WhoopSendKind *kind;
+	WhoopHttpRequest request;	/* timeouts are set from the server */
+	const char *label;			/* "GET /v2/cycle": names it in messages */
+	void	   *arg;			/* the caller's, for kind->classify */
+	WhoopFetchStats *stats;		/* counted here as well, or NULL */
+	int			failed_attempts;	/* set: attempts that were retried */
+	char	   *failures;		/* set: what they got, or NULL */
+};
+
+extern void whoop_send(const WhoopServer *server, WhoopSend *send,
+					   WhoopHttpResponse *response);
+extern WhoopFetchStats whoop_backend_fetch_stats;
 
 
 /* ---------------------------------------------------------------------
@@ -312,43 +413,42 @@ extern void whoop_account_unlock(const char *server_name, int64 user_id);
  * ---------------------------------------------------------------------
  */
 
+/* A token request whose answer is saved before anything else can fail. */
+typedef struct WhoopGrant
+{
+	char	   *form;			/* the request; wiped once sent */
+	int64		user_id;		/* the account refreshed (identify is NULL) */
+	Oid			owner;			/* role the account belongs to */
+	/* linking: learns whose tokens they are, and may refuse, before saving */
+	WhoopProfile *(*identify) (const WhoopServer *server,
+							   const WhoopTokens *tokens, void *arg);
+	void	   *identify_arg;
+	char	   *rejection;		/* set when WHOOP refused the grant */
+} WhoopGrant;
+
 extern char *whoop_access_token(const WhoopServer *server, int64 user_id,
 								const char *rejected_token);
-extern void whoop_oauth_forget_cached(const WhoopServer *server, int64 user_id);
-extern WhoopTokens *whoop_oauth_token_request(const WhoopServer *server,
-											  const char *form,
-											  char **rejection);
+extern WhoopTokens *whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant);
+extern void whoop_oauth_forget(const WhoopServer *server, int64 user_id);
 extern char *whoop_oauth_form(const WhoopClient *client, const char *grant_type,
 							  const char *grant_field, const char *grant_value,
 							  const char *redirect_uri);
 
 
 /* ---------------------------------------------------------------------
- * fetch.c -- one API call with retry, pacing and token handling
+ * fetch.c -- an API call with the account's token
  * ---------------------------------------------------------------------
  */
-
-typedef struct WhoopFetchStats
-{
-	int			requests;		/* HTTP requests sent, retries included */
-	int			pages;			/* successful pages */
-	int			retries;
-	int			throttled;		/* 429 answers waited out */
-	double		paced_ms;		/* time spent pacing */
-} WhoopFetchStats;
 
 extern WhoopJsonDoc *whoop_fetch(const WhoopServer *server, int64 user_id,
 								 const char *bearer, const char *path_and_query,
 								 bool missing_ok, MemoryContext doc_context,
 								 WhoopFetchStats *stats);
 extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
-extern int	whoop_rate_limit_wait_s(const WhoopRateLimit *rate, const char *label,
-									bool give_up);
-extern WhoopFetchStats whoop_backend_fetch_stats;
 
 
 /* ---------------------------------------------------------------------
- * pushdown.c -- quals turned into request parameters (prefilter)
+ * pushdown.c -- quals turned into a request plan (prefilter)
  * ---------------------------------------------------------------------
  */
 
@@ -366,14 +466,59 @@ typedef enum WhoopPushKind
 	WHOOP_PUSH_USER_ARRAY		/* account choice, array */
 } WhoopPushKind;
 
+/*
+ * The plan of a scan.  The planner builds it (the fields marked "planning"
+ * live only that long); fdw_private carries the rest to the executor, and
+ * fdw_exprs the pushed expressions.
+ */
+typedef struct WhoopScanPlan
+{
+	const WhoopEndpoint *endpoint;
+	int64		update_window_us;	/* -1: not declared */
+	List	   *retrieved_attrs;	/* attnums to fill */
+	List	   *pushed_kinds;	/* WhoopPushKind per pushed entry */
+	List	   *pushed_exprs;	/* (clause, value) per entry: fdw_exprs */
+	int			limit;			/* rows the query needs, -1: all */
+	Bitmapset  *attrs_used;		/* planning: columns selected or rechecked */
+	List	   *pushed_quals;	/* planning: RestrictInfos pushed */
+	double		rows;			/* planning: estimates */
+	double		fetched_rows;
+	double		requests;
+	double		startup_cost;
+	double		total_cost;
+} WhoopScanPlan;
+
+/* One request of a scan; collections page on from it with nextToken. */
+typedef struct WhoopScanRequest
+{
+	int64		user_id;
+	char	   *path;			/* relative to api_url, with query */
+	char	   *id;				/* by-id lookups: the id, else NULL */
+	bool		missing_ok;		/* 404 means no row */
+} WhoopScanRequest;
+
+/* The requests of a scan, for the values its pushed expressions had. */
+typedef struct WhoopRequests
+{
+	List	   *requests;		/* WhoopScanRequest, in the order to send */
+	List	   *descriptions;	/* distinct requests, for EXPLAIN */
+	int			naccounts;		/* accounts asked */
+} WhoopRequests;
+
 struct PlannerInfo;
 struct RelOptInfo;
+struct TupleDescData;
 
-extern void whoop_classify_quals(struct PlannerInfo *root,
-								 struct RelOptInfo *baserel,
-								 const WhoopEndpoint *endpoint,
-								 int64 update_window_us,
-								 List **pushed_kinds, List **pushed_exprs,
-								 List **pushed_quals);
+extern WhoopScanPlan *whoop_plan_scan(struct PlannerInfo *root,
+									  struct RelOptInfo *baserel,
+									  const WhoopEndpoint *endpoint,
+									  const WhoopServer *server,
+									  int64 update_window_us);
+extern List *whoop_plan_private(struct PlannerInfo *root, struct RelOptInfo *baserel,
+								WhoopScanPlan *plan, struct TupleDescData *desc);
+extern WhoopScanPlan *whoop_plan_restore(List *fdw_private, List *fdw_exprs);
+extern void whoop_plan_requests(const WhoopScanPlan *plan, const WhoopServer *server,
+								List *accounts, const Datum *values, const bool *nulls,
+								WhoopRequests *requests);
 
 #endif							/* WHOOP_FDW_H */

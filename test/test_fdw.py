@@ -526,7 +526,17 @@ class FaultTest(unittest.TestCase):
             with self.subTest(kind=kind):
                 self.sim.reset()
                 self.sim.fault(path="/v2/cycle", kind=kind, count=1)
-                self.assertEqual(int(scalar("select count(*) from api.cycle")), self.total)
+                out = psql("select count(*) from api.cycle; "
+                           "select pages, retries from whoop.fetch_stats()")
+                count, pages, retries = (int(v) for v in out.replace("|", " ").split())
+                self.assertEqual(count, self.total)
+                # the faulted request was sent again: the simulator saw it once
+                # and one cycle request more than there are pages, and whoop
+                # counted one retry
+                cycle = [r for r in self.sim.request_log() if r["path"] == "/v2/cycle"]
+                self.assertEqual([r["fault"] for r in cycle].count(kind), 1, cycle)
+                self.assertEqual(len(cycle), pages + 1)
+                self.assertEqual(retries, 1)
 
     def test_truncated_json_names_endpoint_and_offset(self):
         self.sim.fault(path="/v2/cycle", kind="truncate", count=1)

@@ -23,12 +23,14 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "whoop_fdw.h"
+#include "postgres.h"
 
 #include <errno.h>
 #include <math.h>
 
 #include <json.h>
+
+#include "whoop_fdw.h"
 
 #include "mb/pg_wchar.h"
 

@@ -20,11 +20,13 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "whoop_fdw.h"
+#include "postgres.h"
 
 #include <ctype.h>
 #include <limits.h>
 #include <time.h>
+
+#include "whoop_fdw.h"
 
 #include "fuzz.h"
 
