@@ -1,14 +1,16 @@
 -- 10_accounts.sql: linked WHOOP accounts, their tokens, and the SQL API
 -- that links them.
 --
--- Tokens live in whoop.account, which no role but its owner (the role that
+-- Tokens live in whoop_internal.account, which no role but its owner (the role that
 -- created the extension) can read.  The C functions read and write it
 -- with the owner's rights; the rotated refresh token is written by a
 -- short-lived background worker in a transaction of its own, so it is
 -- durable the moment WHOOP returns it, whatever happens to the statement
 -- or transaction that triggered the refresh.
 
-create table whoop.account (
+--upgrade 1.0--1.1: alter table whoop.account set schema whoop_internal;
+
+create table whoop_internal.account (
     server_name       name not null,
     user_id           bigint not null,
     owner             regrole not null,
@@ -27,15 +29,15 @@ create table whoop.account (
     last_error        text,
     primary key (server_name, user_id)
 );
-select pg_catalog.pg_extension_config_dump('whoop.account', '');
+select pg_catalog.pg_extension_config_dump('whoop_internal.account', '');
 
-comment on table whoop.account is
+comment on table whoop_internal.account is
     'WHOOP accounts linked to whoop_fdw servers, with their OAuth tokens; readable only by the extension owner';
-comment on column whoop.account.owner is
+comment on column whoop_internal.account.owner is
     'role that linked the account; it and its members may query the account''s data';
-comment on column whoop.account.status is
+comment on column whoop_internal.account.status is
     '''reauthorization_required'' once WHOOP refused the refresh token: link the account again';
-comment on column whoop.account.token_version is
+comment on column whoop_internal.account.token_version is
     'incremented at every token change; backends use it to notice a refresh made by another session';
 
 create view whoop.accounts
@@ -53,7 +55,7 @@ select server_name,
        access_expires_at,
        scope,
        last_error
-from whoop.account
+from whoop_internal.account
 where pg_catalog.pg_has_role(current_user, owner::oid, 'usage');
 
 comment on view whoop.accounts is
@@ -111,7 +113,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    delete from whoop.account a
+    delete from whoop_internal.account a
      using pg_event_trigger_dropped_objects() d
      where d.object_type = 'server'
        and d.object_identity = quote_ident(a.server_name);

@@ -61,10 +61,10 @@ comment on function whoop_internal.forget_sync_state() is
     'trigger function: deletes the sync marks of an account that is deleted (disconnected, or its server dropped)';
 
 create trigger account_forget_sync_state
-    after delete on whoop.account
+    after delete on whoop_internal.account
     for each row execute function whoop_internal.forget_sync_state();
 
-comment on trigger account_forget_sync_state on whoop.account is
+comment on trigger account_forget_sync_state on whoop_internal.account is
     'the sync marks of an account go with the account';
 --upgrade 1.0--1.1 end
 

@@ -20,7 +20,7 @@ end;
 $$;
 
 -- The token table: no role but its owner (the extension owner) may read it.
-revoke all on whoop.account from public;
+revoke all on whoop_internal.account from public;
 
 -- Anyone may list the accounts they may use (the view filters by role and
 -- shows no tokens).

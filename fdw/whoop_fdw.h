@@ -55,7 +55,7 @@
  * by store.c, named in messages) and the functions and view that hints
  * point users to.
  */
-#define WHOOP_ACCOUNT_SCHEMA		"whoop"
+#define WHOOP_ACCOUNT_SCHEMA		"whoop_internal"
 #define WHOOP_ACCOUNT_TABLE			"account"
 #define WHOOP_ACCOUNT_RELATION		WHOOP_ACCOUNT_SCHEMA "." WHOOP_ACCOUNT_TABLE
 #define WHOOP_SQL_AUTHORIZE_URL		"whoop.authorize_url()"

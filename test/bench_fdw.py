@@ -123,7 +123,7 @@ def main(cluster):
             fdw_stats = sim.stats()["requests"]
 
             # a fresh access token for the Python loader, outside the timing
-            token = harness.scalar("select access_token from whoop.account")
+            token = harness.scalar("select access_token from whoop_internal.account")
             sim.reset()
             dsn = "host=%s port=%s user=%s dbname=bench_fdw" % (
                 os.environ["PGHOST"], os.environ["PGPORT"], os.environ["PGUSER"])

@@ -290,7 +290,7 @@ class Test2CrashSafety(Timed):
         self.assertLess(synced, 18)
         self.assertEqual(db.scalar("select status from whoop.run_log where run_id = %d "
                                    "and step = 'pipeline'" % run), "running")
-        versions = dict(db.rows("select user_id, token_version from whoop.account"))
+        versions = dict(db.rows("select user_id, token_version from whoop_internal.account"))
         rotated = sum(1 for u in versions if int(versions[u]) > int(versions_before[u]))
         self.assertGreaterEqual(rotated, 1, "no rotation before the crash: %s" % versions)
         next_run, steps, out = db.pipeline()
@@ -310,7 +310,7 @@ class Test2CrashSafety(Timed):
     def test_1_kill_9_of_the_syncing_backend(self):
         db = DB("crash_kill", self.env).create()
         db.link(SIM)
-        versions = dict(db.rows("select user_id, token_version from whoop.account"))
+        versions = dict(db.rows("select user_id, token_version from whoop_internal.account"))
         # athlete 1 has about 29 pages of cycles: hold a page of athlete 2's
         proc, pid, run = self.start_pipeline_held_mid_sync(db, "/v2/cycle", 40)
         self.assertEqual(db.scalar("select wait_event_type from pg_stat_activity "
@@ -328,7 +328,7 @@ class Test2CrashSafety(Timed):
     def test_2_immediate_stop_mid_sync(self):
         db = DB("crash_stop", self.env).create()
         db.link(SIM)
-        versions = dict(db.rows("select user_id, token_version from whoop.account"))
+        versions = dict(db.rows("select user_id, token_version from whoop_internal.account"))
         # the sleep of athlete 2 (athlete 1 has about 31 pages)
         proc, pid, run = self.start_pipeline_held_mid_sync(db, "/v2/activity/sleep", 40)
         self.cluster.stop("immediate")
@@ -376,12 +376,12 @@ class Test2CrashSafety(Timed):
             for i in range(rounds):
                 SIM.expire_tokens()
                 self.assertEqual(db.scalar("select count(*) from api.profile"), "3")
-                versions = db.rows("select user_id, token_version from whoop.account "
+                versions = db.rows("select user_id, token_version from whoop_internal.account "
                                    "order by user_id")
                 self.cluster.stop("immediate")
                 self.cluster.start()
                 self.wait_until_up(db)
-                self.assertEqual(db.rows("select user_id, token_version from whoop.account "
+                self.assertEqual(db.rows("select user_id, token_version from whoop_internal.account "
                                          "order by user_id"), versions, "round %d" % i)
                 self.assertEqual(db.scalar("select count(*) from api.profile"), "3")
             grants = SIM.stats()["token_grants"]
@@ -398,7 +398,7 @@ class Test2CrashSafety(Timed):
         db = DB("crash_terminate", self.env).create()
         db.link(SIM, import_into="api")
         linked = SIM.stats()["token_grants"]["refresh_token"]
-        versions = dict(db.rows("select user_id, token_version from whoop.account"))
+        versions = dict(db.rows("select user_id, token_version from whoop_internal.account"))
         # WHOOP takes 3 s to answer the refresh: terminate the session meanwhile
         SIM.expire_tokens()
         SIM.fault(path="/oauth/oauth2/token", kind="delay", delay_ms=3000, count=1)
@@ -410,7 +410,7 @@ class Test2CrashSafety(Timed):
         out, err = proc.communicate(timeout=60)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("terminating connection due to administrator command", err)
-        after = dict(db.rows("select user_id, token_version from whoop.account"))
+        after = dict(db.rows("select user_id, token_version from whoop_internal.account"))
         rotated = [u for u in after if int(after[u]) > int(versions[u])]
         self.assertEqual(len(rotated), 1, after)
         self.assertEqual(db.scalar("select count(*) from api.profile"), "3")

@@ -16,6 +16,8 @@ import unittest
 import harness
 from harness import psql, rows, scalar, SQLError
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def sim_requests(sim, prefix=None):
     log = sim.control("GET", "requests")["requests"]
@@ -245,7 +247,7 @@ class ScanTest(unittest.TestCase):
         self.assertRegex(plan, r"WHOOP requests sent: 2")
         # no secrets
         secret = self.sim.accounts()["client_secret"]
-        tokens = [r[0] for r in rows("select access_token from whoop.account")]
+        tokens = [r[0] for r in rows("select access_token from whoop_internal.account")]
         for text in (plan, psql("explain verbose select * from api.profile")):
             self.assertNotIn(secret, text)
             for t in tokens:
@@ -288,7 +290,9 @@ class ScanTest(unittest.TestCase):
     def test_user_agent_keep_alive_and_requests_equal_pages(self):
         psql("select count(*) from api.sleep")
         reqs = sim_requests(self.sim, "/v2/activity/sleep")
-        self.assertTrue(all(r["user_agent"] == "whoop_fdw/1.0" for r in reqs))
+        version = re.search(r"default_version = '([^']+)'",
+                            open(os.path.join(ROOT, "whoop_fdw.control")).read()).group(1)
+        self.assertEqual({r["user_agent"] for r in reqs}, {"whoop_fdw/" + version})
         # one reused connection (keep-alive): every page came over the same socket
         self.assertGreater(len(reqs), 5)
         self.assertEqual(len({r["client_port"] for r in reqs}), 1)
@@ -405,9 +409,9 @@ class AccountTest(unittest.TestCase):
         for ending in ("rollback", "select 1/0"):
             with self.subTest(ending=ending):
                 self.sim.control("POST", "expire_tokens", {})
-                before = int(scalar("select sum(token_version) from whoop.account"))
+                before = int(scalar("select sum(token_version) from whoop_internal.account"))
                 psql("begin; select count(*) from api.profile; %s;" % ending, check=False)
-                after = int(scalar("select sum(token_version) from whoop.account"))
+                after = int(scalar("select sum(token_version) from whoop_internal.account"))
                 self.assertEqual(after, before + 2)
                 self.sim.control("POST", "expire_tokens", {})
                 # a new session refreshes again with the stored (rotated) token
@@ -424,7 +428,7 @@ class AccountTest(unittest.TestCase):
     def test_refused_refresh_token_marks_account(self):
         rt = self.sim.accounts()["athletes"][1]["refresh_token"]
         psql("select whoop.add_account('sim', '%s')" % rt)
-        stored = scalar("select refresh_token from whoop.account where user_id = %d" % self.users[1])
+        stored = scalar("select refresh_token from whoop_internal.account where user_id = %d" % self.users[1])
         # someone else spends the stored refresh token behind our back
         accounts = self.sim.accounts()
         status, _, _ = self.sim.request("POST", "/oauth/oauth2/token", form={
@@ -470,7 +474,7 @@ class AccountTest(unittest.TestCase):
             log = f.read()
         self.assertIn("ERROR", log)
         secrets = [self.sim.accounts()["client_secret"]]
-        secrets += [t for r in rows("select refresh_token, access_token from whoop.account")
+        secrets += [t for r in rows("select refresh_token, access_token from whoop_internal.account")
                     for t in r if t]
         for secret in secrets:
             self.assertNotIn(secret, log)

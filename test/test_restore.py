@@ -57,10 +57,8 @@ class DumpAndRestore(unittest.TestCase):
 
     @staticmethod
     def accounts(db):
-        table = db.scalar("select coalesce(to_regclass('whoop_internal.account'), "
-                          "to_regclass('whoop.account'))::text")
         return db.rows("select server_name, user_id, status, refresh_token, token_version "
-                       "from %s order by 1, 2" % table)
+                       "from whoop_internal.account order by 1, 2")
 
     def setUp(self):
         self.assertEqual(self.restore.returncode, 0, self.restore.stderr[-3000:])

@@ -1,6 +1,6 @@
 """test_security.py -- privileges and hostile input.
 
-Who is who.  postgres (superuser) owns the extension, so whoop.account --
+Who is who.  postgres (superuser) owns the extension, so whoop_internal.account --
 every token -- is readable by it alone; it creates the server "sim" and
 grants USAGE on it.  whoop_sec_alice, a plain role, keeps the app's client
 secret in her user mapping, imports the foreign tables and links two WHOOP
@@ -174,7 +174,7 @@ class PrivilegeTest(unittest.TestCase):
         self.sim.reset()
 
     def stored_tokens(self):
-        return [t for r in rows("select refresh_token, access_token from whoop.account")
+        return [t for r in rows("select refresh_token, access_token from whoop_internal.account")
                 for t in r if t]
 
     def assert_no_secret(self, text):
@@ -183,15 +183,15 @@ class PrivilegeTest(unittest.TestCase):
             self.assertNotIn(token, text)
 
     def test_account_table_is_owner_only(self):
-        for sql in ("select * from whoop.account",
-                    "select refresh_token from whoop.account",
-                    "copy whoop.account to stdout",
-                    "update whoop.account set owner = current_user::regrole"):
+        for sql in ("select * from whoop_internal.account",
+                    "select refresh_token from whoop_internal.account",
+                    "copy whoop_internal.account to stdout",
+                    "update whoop_internal.account set owner = current_user::regrole"):
             with self.subTest(sql=sql):
                 self.assertEqual(sql_error(sql, user=MALLORY).sqlstate, "42501")
                 self.assertEqual(sql_error(sql, user=ALICE).sqlstate, "42501")
         acl = scalar("select coalesce(relacl::text, '') from pg_class "
-                     "where oid = 'whoop.account'::regclass")
+                     "where oid = 'whoop_internal.account'::regclass")
         self.assertNotIn("=r", acl.replace("postgres=", ""))
 
     def test_accounts_view_shows_own_accounts_without_tokens(self):
@@ -272,7 +272,7 @@ class PrivilegeTest(unittest.TestCase):
                         % quote_literal(fresh["refresh_token"]), user=MALLORY)
         self.assertEqual(err.sqlstate, "42501")
         self.assertIn("already linked to server \"sim\" by another role", err.output)
-        self.assertEqual(scalar("select owner::text from whoop.account where user_id = %d"
+        self.assertEqual(scalar("select owner::text from whoop_internal.account where user_id = %d"
                                 % victim), ALICE)
         self.assertEqual(scalar("select count(*) from api.profile where user_id = %d" % victim,
                                 user=ALICE), "1")
@@ -305,7 +305,7 @@ class PrivilegeTest(unittest.TestCase):
                 outputs.append(err.output)
                 self.assertNotIn(secret, err.output)
         # a refused refresh of a stored token (alice's second member)
-        stored = scalar("select refresh_token from whoop.account where user_id = %d"
+        stored = scalar("select refresh_token from whoop_internal.account where user_id = %d"
                         % self.alice_users[1])
         acc = self.sim.accounts()
         status, _, _ = self.sim.request("POST", "/oauth/oauth2/token", form={
@@ -440,7 +440,7 @@ class HostileTest(unittest.TestCase):
         self.assertEqual(err.sqlstate, "HV00A")
         self.assertIn("invalid UTF-8 in WHOOP response from GET /v2/user/profile/basic",
                       err.output)
-        self.assertEqual(scalar("select count(*) from whoop.account where user_id = 7"), "0")
+        self.assertEqual(scalar("select count(*) from whoop_internal.account where user_id = 7"), "0")
 
     def test_token_with_line_break_is_rejected(self):
         self.fake.routes[("POST", "/oauth/token")] = (

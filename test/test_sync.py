@@ -172,7 +172,7 @@ class SyncTest(unittest.TestCase):
         self.assertEqual(got[-1][0], "70.5")
 
     def test_09_failing_account_does_not_stop_others(self):
-        stored = scalar("select refresh_token from whoop.account where user_id = %d" % self.users[0])
+        stored = scalar("select refresh_token from whoop_internal.account where user_id = %d" % self.users[0])
         accounts = self.sim.accounts()
         self.sim.request("POST", "/oauth/oauth2/token", form={
             "grant_type": "refresh_token", "refresh_token": stored,
