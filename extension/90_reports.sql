@@ -5,6 +5,19 @@
 -- functions, a view whoop_reader may read), rounds for display only, and
 -- counts "the last N days" back from the member's latest day in the data
 -- (not from today), so a strap left in a drawer still shows its last days.
+--
+-- The drawing helpers (whoop_internal.report_*, whoop_internal.html_escape)
+-- are internal: they take numbers and return SVG or HTML.
+
+--upgrade 1.0--1.1: alter function whoop.html_escape(text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_fmt(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_x(date, date, date) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_y(double precision, double precision, double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_line(date[], double precision[], date, date, double precision, double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_area(date[], double precision[], double precision[], date, date, double precision, double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_band(double precision, double precision, double precision, double precision, text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_chart(text, text, date, date, double precision, double precision, double precision[], text[], text, text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_categories(text, text[], text[], text[]) set schema whoop_internal;
 
 ------------------------------------------------------------------------------
 -- The daily summary: one readable row per member and day.
@@ -214,7 +227,7 @@ comment on function whoop.report(bigint, integer) is
 ------------------------------------------------------------------------------
 -- The HTML report: helpers.
 
-create function whoop.html_escape(value text)
+create function whoop_internal.html_escape(value text)
 returns text
 language sql immutable strict parallel safe
 as $$
@@ -222,59 +235,62 @@ as $$
                            '"', '&quot;'), '''', '&#39;')
 $$;
 
-comment on function whoop.html_escape(text) is
+comment on function whoop_internal.html_escape(text) is
     'text made safe for HTML content and quoted attribute values: & < > " and '' as character references';
 
 -- Chart geometry: a 960 x 250 viewBox, plot area x 56 ... 944, y 30 ... 214.
 -- A day owns a slot of the x axis; its point sits in the middle.
 
-create function whoop.report_fmt(value double precision)
+create function whoop_internal.report_fmt(value double precision)
 returns text
 language sql immutable strict parallel safe
 as $$
     select round(value::numeric, 1)::text
 $$;
 
-comment on function whoop.report_fmt(double precision) is 'an SVG coordinate: one decimal (internal to whoop.report_html)';
+comment on function whoop_internal.report_fmt(double precision) is 'an SVG coordinate: one decimal (internal to whoop.report_html)';
 
-create function whoop.report_x(day date, first_day date, last_day date)
+create function whoop_internal.report_x(day date, first_day date, last_day date)
 returns double precision
 language sql immutable strict parallel safe
 as $$
     select 56 + 888 * ((day - first_day) + 0.5) / (last_day - first_day + 1)::double precision
 $$;
 
-comment on function whoop.report_x(date, date, date) is
+comment on function whoop_internal.report_x(date, date, date) is
     'x of the middle of a day''s slot in a chart of first_day ... last_day (internal to whoop.report_html)';
 
-create function whoop.report_y(value double precision, lo double precision, hi double precision)
+create function whoop_internal.report_y(value double precision, lo double precision, hi double precision)
 returns double precision
 language sql immutable strict parallel safe
 as $$
     select 214 - 184 * (least(greatest(value, lo), hi) - lo) / (hi - lo)
 $$;
 
-comment on function whoop.report_y(double precision, double precision, double precision) is
+comment on function whoop_internal.report_y(double precision, double precision, double precision) is
     'y of a value on an axis from lo (bottom) to hi (top), clamped to the plot (internal to whoop.report_html)';
 
-create function whoop.report_line(days date[], vals double precision[], first_day date, last_day date,
-                                  lo double precision, hi double precision)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_line(days date[], vals double precision[], first_day date, last_day date,
+                                                      lo double precision, hi double precision)
 returns text
 language sql immutable parallel safe
 as $$
     select coalesce(string_agg(case when p.prev is null or p.day - p.prev > 1 then 'M' else 'L' end
-                               || whoop.report_fmt(whoop.report_x(p.day, first_day, last_day)) || ' '
-                               || whoop.report_fmt(whoop.report_y(p.val, lo, hi)), ' ' order by p.day), '')
+                               || whoop_internal.report_fmt(whoop_internal.report_x(p.day, first_day, last_day)) || ' '
+                               || whoop_internal.report_fmt(whoop_internal.report_y(p.val, lo, hi)), ' ' order by p.day), '')
     from (select t.day, t.val, lag(t.day) over (order by t.day) as prev
           from unnest(days, vals) as t(day, val)
           where t.val is not null) p
 $$;
 
-comment on function whoop.report_line(date[], double precision[], date, date, double precision, double precision) is
+comment on function whoop_internal.report_line(date[], double precision[], date, date, double precision, double precision) is
     'SVG path data of a daily series: a line through consecutive days, broken where a day is missing (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
-create function whoop.report_area(days date[], lows double precision[], highs double precision[],
-                                  first_day date, last_day date, lo double precision, hi double precision)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_area(days date[], lows double precision[], highs double precision[],
+                                                      first_day date, last_day date, lo double precision, hi double precision)
 returns text
 language sql immutable parallel safe
 as $$
@@ -290,10 +306,10 @@ as $$
     ),
     shapes as (
         select run,
-               'M' || string_agg(whoop.report_fmt(whoop.report_x(day, first_day, last_day)) || ' '
-                                 || whoop.report_fmt(whoop.report_y(high, lo, hi)), ' L' order by day)
-               || ' L' || string_agg(whoop.report_fmt(whoop.report_x(day, first_day, last_day)) || ' '
-                                     || whoop.report_fmt(whoop.report_y(low, lo, hi)), ' L' order by day desc)
+               'M' || string_agg(whoop_internal.report_fmt(whoop_internal.report_x(day, first_day, last_day)) || ' '
+                                 || whoop_internal.report_fmt(whoop_internal.report_y(high, lo, hi)), ' L' order by day)
+               || ' L' || string_agg(whoop_internal.report_fmt(whoop_internal.report_x(day, first_day, last_day)) || ' '
+                                     || whoop_internal.report_fmt(whoop_internal.report_y(low, lo, hi)), ' L' order by day desc)
                || ' Z' as d
         from runs
         group by run
@@ -301,31 +317,35 @@ as $$
     select coalesce(string_agg(d, ' ' order by run), '') from shapes
 $$;
 
-comment on function whoop.report_area(date[], double precision[], double precision[], date, date, double precision, double precision) is
+comment on function whoop_internal.report_area(date[], double precision[], double precision[], date, date, double precision, double precision) is
     'SVG path data of a band between two daily series: one closed shape per run of consecutive days (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
-create function whoop.report_band(low double precision, high double precision, lo double precision,
-                                  hi double precision, fill text)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_band(low double precision, high double precision, lo double precision,
+                                                      hi double precision, fill text)
 returns text
 language sql immutable parallel safe
 as $$
     select format('<rect x="56" y="%s" width="888" height="%s" fill="%s"/>',
-                  whoop.report_fmt(whoop.report_y(high, lo, hi)),
-                  whoop.report_fmt(whoop.report_y(low, lo, hi) - whoop.report_y(high, lo, hi)),
-                  whoop.html_escape(fill))
+                  whoop_internal.report_fmt(whoop_internal.report_y(high, lo, hi)),
+                  whoop_internal.report_fmt(whoop_internal.report_y(low, lo, hi) - whoop_internal.report_y(high, lo, hi)),
+                  whoop_internal.html_escape(fill))
 $$;
 
-comment on function whoop.report_band(double precision, double precision, double precision, double precision, text) is
+comment on function whoop_internal.report_band(double precision, double precision, double precision, double precision, text) is
     'an SVG rectangle across the plot between two values, e.g. a recovery zone (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
 -- A chart: title, legend, background bands, y grid with labels, x axis
 -- with month (or week) labels, then the series on top.  legend,
 -- background and body are SVG markup made by the caller (who escapes any
 -- text in them); title and the tick labels are escaped here.
-create function whoop.report_chart(title text, legend text, first_day date, last_day date,
-                                   lo double precision, hi double precision,
-                                   ticks double precision[], tick_labels text[],
-                                   background text, body text)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_chart(title text, legend text, first_day date, last_day date,
+                                                       lo double precision, hi double precision,
+                                                       ticks double precision[], tick_labels text[],
+                                                       background text, body text)
 returns text
 language sql stable parallel safe
 as $$
@@ -333,22 +353,22 @@ as $$
                   ' role="img" aria-label="%1$s"><title>%1$s</title>'
                   '<text class="ct" x="56" y="18">%1$s</text><text class="lg" x="944" y="18" text-anchor="end">%2$s</text>'
                   '%3$s%4$s%5$s<rect class="frame" x="56" y="30" width="888" height="184"/>%6$s</svg>',
-                  whoop.html_escape(title), coalesce(legend, ''), coalesce(background, ''),
+                  whoop_internal.html_escape(title), coalesce(legend, ''), coalesce(background, ''),
                   -- y grid and labels
                   (select coalesce(string_agg(format('<line class="grid" x1="56" x2="944" y1="%1$s" y2="%1$s"/>'
                                                      '<text class="yl" x="50" y="%2$s" text-anchor="end">%3$s</text>',
-                                                     whoop.report_fmt(whoop.report_y(t.v, lo, hi)),
-                                                     whoop.report_fmt(whoop.report_y(t.v, lo, hi) + 4),
-                                                     whoop.html_escape(t.label)), '' order by t.v), '')
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.v, lo, hi)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.v, lo, hi) + 4),
+                                                     whoop_internal.html_escape(t.label)), '' order by t.v), '')
                    from unnest(ticks, tick_labels) as t(v, label)
                    where t.v between lo and hi),
                   -- x axis: the first of each month, or Mondays for ranges up to nine weeks
                   (select coalesce(string_agg(format('<line class="tick" x1="%1$s" x2="%1$s" y1="214" y2="219"/>'
                                                      '<text class="xl" x="%1$s" y="232" text-anchor="middle">%2$s</text>',
-                                                     whoop.report_fmt(whoop.report_x(d.day, first_day, last_day)),
-                                                     whoop.html_escape(case when last_day - first_day > 62
-                                                                            then to_char(d.day, 'Mon YYYY')
-                                                                            else to_char(d.day, 'DD Mon') end)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_x(d.day, first_day, last_day)),
+                                                     whoop_internal.html_escape(case when last_day - first_day > 62
+                                                                                     then to_char(d.day, 'Mon YYYY')
+                                                                                     else to_char(d.day, 'DD Mon') end)),
                                               '' order by d.day), '')
                    from (select g::date as day from generate_series(first_day, last_day, interval '1 day') g) d
                    where case when last_day - first_day > 62 then extract(day from d.day) = 1
@@ -356,11 +376,13 @@ as $$
                   coalesce(body, ''))
 $$;
 
-comment on function whoop.report_chart(text, text, date, date, double precision, double precision, double precision[], text[], text, text) is
+comment on function whoop_internal.report_chart(text, text, date, date, double precision, double precision, double precision[], text[], text, text) is
     'one inline SVG chart of whoop.report_html: frame, y grid, date axis, background and series markup (internal)';
+--upgrade 1.0--1.1 end
 
 -- A category distribution as an HTML table with a bar per category.
-create function whoop.report_categories(title text, categories text[], colors text[], observed text[])
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_categories(title text, categories text[], colors text[], observed text[])
 returns text
 language sql immutable parallel safe
 as $$
@@ -375,11 +397,11 @@ as $$
     select format('<table class="cat"><caption>%s</caption><thead><tr><th>category</th><th>days</th>'
                   '<th>share</th><th></th></tr></thead><tbody>%s</tbody>'
                   '<tfoot><tr><td colspan="4">%s of %s days rated</td></tr></tfoot></table>',
-                  whoop.html_escape(title),
+                  whoop_internal.html_escape(title),
                   string_agg(format('<tr><td><span class="sw" style="background:%1$s"></span>%2$s</td>'
                                     '<td class="n">%3$s</td><td class="n">%4$s%%</td>'
                                     '<td class="bar"><span style="width:%5$spx;background:%1$s"></span></td></tr>',
-                                    whoop.html_escape(c.color), whoop.html_escape(c.category), c.n,
+                                    whoop_internal.html_escape(c.color), whoop_internal.html_escape(c.category), c.n,
                                     case when t.rated > 0 then round(100.0 * c.n / t.rated) else 0 end,
                                     case when t.rated > 0 then round(100.0 * c.n / t.rated) else 0 end),
                              '' order by c.ord),
@@ -388,13 +410,15 @@ as $$
     group by t.rated, t.days
 $$;
 
-comment on function whoop.report_categories(text, text[], text[], text[]) is
+comment on function whoop_internal.report_categories(text, text[], text[], text[]) is
     'an HTML table counting how often each category occurs among the observed values (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The HTML report.
 
-create function whoop.report_html(user_id bigint default null, days integer default 90)
+--upgrade 1.0--1.1 begin
+create or replace function whoop.report_html(user_id bigint default null, days integer default 90)
 returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -519,17 +543,17 @@ begin
                   case when v_k.risk_days > 0 then c_red else c_green end, v_k.risk_days);
 
     -- 1. Recovery with its zone bands, a dot per day in its zone's colour.
-    v_recovery := whoop.report_chart(
+    v_recovery := whoop_internal.report_chart(
         'Recovery (%)',
         format('<tspan fill="%s">■ green ≥ 67</tspan>  <tspan fill="%s">■ yellow 34–66</tspan>  <tspan fill="%s">■ red ≤ 33</tspan>',
                c_green, c_yellow, c_red),
         v_first, v_last, 0, 100, array[0, 34, 67, 100], array['0', '34', '67', '100'],
-        whoop.report_band(0, 34, 0, 100, '#fee2e2') || whoop.report_band(34, 67, 0, 100, '#fef3c7')
-            || whoop.report_band(67, 100, 0, 100, '#dcfce7'),
-        format('<path class="s" d="%s" stroke="#334155"/>', whoop.report_line(v_d.day, v_d.recovery, v_first, v_last, 0, 100))
+        whoop_internal.report_band(0, 34, 0, 100, '#fee2e2') || whoop_internal.report_band(34, 67, 0, 100, '#fef3c7')
+            || whoop_internal.report_band(67, 100, 0, 100, '#dcfce7'),
+        format('<path class="s" d="%s" stroke="#334155"/>', whoop_internal.report_line(v_d.day, v_d.recovery, v_first, v_last, 0, 100))
             || (select coalesce(string_agg(format('<circle cx="%s" cy="%s" r="2.6" fill="%s"/>',
-                                                  whoop.report_fmt(whoop.report_x(t.day, v_first, v_last)),
-                                                  whoop.report_fmt(whoop.report_y(t.val, 0, 100)),
+                                                  whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last)),
+                                                  whoop_internal.report_fmt(whoop_internal.report_y(t.val, 0, 100)),
                                                   case t.zone when 'green' then c_green when 'yellow' then c_yellow
                                                               else c_red end), '' order by t.day), '')
                 from unnest(v_d.day, v_d.recovery, v_d.zone) as t(day, val, zone)
@@ -550,24 +574,24 @@ begin
         select array_agg(t.v order by t.i), array_agg(t.l order by t.i) into v_ticks, v_labels
         from unnest(v_ticks, v_labels) with ordinality as t(v, l, i) where t.i % 2 = 1;
     end loop;
-    v_hrv := whoop.report_chart(
+    v_hrv := whoop_internal.report_chart(
         'Heart-rate variability (rMSSD, ms, log scale)',
         format('<tspan fill="%s">■ SWC band (60-day baseline ± 0.5 sd)</tspan>  <tspan fill="%s">— 7-day mean</tspan>  '
                '<tspan fill="%s">● daily</tspan>', '#93c5fd', c_blue, c_grey),
         v_first, v_last, v_lo, v_hi, v_ticks, v_labels,
         format('<path d="%s" fill="#dbeafe" stroke="#93c5fd"/>',
-               whoop.report_area(v_d.day, v_d.swc_low, v_d.swc_high, v_first, v_last, v_lo, v_hi)),
+               whoop_internal.report_area(v_d.day, v_d.swc_low, v_d.swc_high, v_first, v_last, v_lo, v_hi)),
         (select coalesce(string_agg(format('<circle cx="%s" cy="%s" r="2.2" fill="%s"/>',
-                                           whoop.report_fmt(whoop.report_x(t.day, v_first, v_last)),
-                                           whoop.report_fmt(whoop.report_y(t.val, v_lo, v_hi)), c_grey),
+                                           whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last)),
+                                           whoop_internal.report_fmt(whoop_internal.report_y(t.val, v_lo, v_hi)), c_grey),
                                     '' order by t.day), '')
          from unnest(v_d.day, v_d.ln_rmssd) as t(day, val) where t.val is not null)
         || format('<path class="s" d="%s" stroke="%s" stroke-width="2.2"/>',
-                  whoop.report_line(v_d.day, v_d.hrv_7d, v_first, v_last, v_lo, v_hi), c_blue));
+                  whoop_internal.report_line(v_d.day, v_d.hrv_7d, v_first, v_last, v_lo, v_hi), c_blue));
 
     -- 3. Day strain against the target of the day's recovery zone; bars in the
     -- colour of the readiness-gap category.
-    v_strain := whoop.report_chart(
+    v_strain := whoop_internal.report_chart(
         'Day strain vs recommended target',
         format('<tspan fill="%s">■ overreaching</tspan>  <tspan fill="%s">■ pushing</tspan>  <tspan fill="%s">■ aligned</tspan>  '
                '<tspan fill="%s">■ conservative</tspan>  <tspan fill="%s">■ undertrained</tspan>  <tspan fill="#0f172a">— target</tspan>',
@@ -575,10 +599,10 @@ begin
         v_first, v_last, 0, 21, array[0, 5, 10, 14, 18, 21], array['0', '5', '10', '14', '18', '21'],
         null,
         (select coalesce(string_agg(format('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>',
-                                           whoop.report_fmt(whoop.report_x(t.day, v_first, v_last) - 0.35 * 888 / (v_last - v_first + 1)),
-                                           whoop.report_fmt(whoop.report_y(t.strain, 0, 21)),
-                                           whoop.report_fmt(greatest(0.7 * 888 / (v_last - v_first + 1), 1)),
-                                           whoop.report_fmt(214 - whoop.report_y(t.strain, 0, 21)),
+                                           whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last) - 0.35 * 888 / (v_last - v_first + 1)),
+                                           whoop_internal.report_fmt(whoop_internal.report_y(t.strain, 0, 21)),
+                                           whoop_internal.report_fmt(greatest(0.7 * 888 / (v_last - v_first + 1), 1)),
+                                           whoop_internal.report_fmt(214 - whoop_internal.report_y(t.strain, 0, 21)),
                                            case t.cat when 'Overreaching' then c_red when 'Pushing' then '#f97316'
                                                       when 'Aligned' then c_green when 'Conservative' then '#60a5fa'
                                                       when 'Undertrained' then c_grey else '#cbd5e1' end),
@@ -586,17 +610,17 @@ begin
          from unnest(v_d.day, v_d.strain, v_d.gap_category) as t(day, strain, cat) where t.strain is not null)
         || format('<path class="s" d="%s" stroke="#0f172a" stroke-width="2"/>',
                   (select coalesce(string_agg(format('M%s %s L%s %s',
-                                                     whoop.report_fmt(whoop.report_x(t.day, v_first, v_last) - 0.5 * 888 / (v_last - v_first + 1)),
-                                                     whoop.report_fmt(whoop.report_y(t.target, 0, 21)),
-                                                     whoop.report_fmt(whoop.report_x(t.day, v_first, v_last) + 0.5 * 888 / (v_last - v_first + 1)),
-                                                     whoop.report_fmt(whoop.report_y(t.target, 0, 21))), ' ' order by t.day), '')
+                                                     whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last) - 0.5 * 888 / (v_last - v_first + 1)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.target, 0, 21)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last) + 0.5 * 888 / (v_last - v_first + 1)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.target, 0, 21))), ' ' order by t.day), '')
                    from unnest(v_d.day, v_d.target) as t(day, target) where t.target is not null)));
 
     -- 4. Acute:chronic workload ratio with its zones.
     select greatest(2.0, ceil(max(greatest(t.a, t.r)) * 10) / 10) into v_hi
     from unnest(v_d.acwr, v_d.acwr_rolling) as t(a, r);
     v_hi := coalesce(v_hi, 2.0);
-    v_load := whoop.report_chart(
+    v_load := whoop_internal.report_chart(
         'Acute:chronic workload ratio (day strain)',
         format('<tspan fill="%s">— EWMA 7/28</tspan>  <tspan fill="%s">-- rolling 7/28</tspan>  '
                '<tspan fill="%s">■ detraining</tspan>  <tspan fill="%s">■ optimal</tspan>  <tspan fill="%s">■ caution</tspan>  '
@@ -604,43 +628,43 @@ begin
                '#0f172a', '#64748b', '#93c5fd', c_green, c_yellow, c_red),
         v_first, v_last, 0.4, v_hi, array[0.5, 0.8, 1.0, 1.3, 1.5, 2.0, 2.5, 3.0],
         array['0.5', '0.8', '1.0', '1.3', '1.5', '2.0', '2.5', '3.0'],
-        whoop.report_band(0.4, 0.8, 0.4, v_hi, '#dbeafe') || whoop.report_band(0.8, 1.3, 0.4, v_hi, '#dcfce7')
-            || whoop.report_band(1.3, 1.5, 0.4, v_hi, '#fef3c7') || whoop.report_band(1.5, v_hi, 0.4, v_hi, '#fee2e2'),
+        whoop_internal.report_band(0.4, 0.8, 0.4, v_hi, '#dbeafe') || whoop_internal.report_band(0.8, 1.3, 0.4, v_hi, '#dcfce7')
+            || whoop_internal.report_band(1.3, 1.5, 0.4, v_hi, '#fef3c7') || whoop_internal.report_band(1.5, v_hi, 0.4, v_hi, '#fee2e2'),
         format('<path class="s" d="%s" stroke="#64748b" stroke-dasharray="5 4"/>',
-               whoop.report_line(v_d.day, v_d.acwr_rolling, v_first, v_last, 0.4, v_hi))
+               whoop_internal.report_line(v_d.day, v_d.acwr_rolling, v_first, v_last, 0.4, v_hi))
         || format('<path class="s" d="%s" stroke="#0f172a" stroke-width="2.2"/>',
-                  whoop.report_line(v_d.day, v_d.acwr, v_first, v_last, 0.4, v_hi)));
+                  whoop_internal.report_line(v_d.day, v_d.acwr, v_first, v_last, 0.4, v_hi)));
 
     -- The category distributions over the range.
     v_tables :=
-        whoop.report_categories('Recovery momentum',
+        whoop_internal.report_categories('Recovery momentum',
             array['Accelerating', 'Improving', 'Stable', 'Declining', 'Deteriorating'],
             array[c_green, '#86efac', c_grey, '#fca5a5', c_red], v_d.momentum_category)
-        || whoop.report_categories('Strain-recovery efficiency',
+        || whoop_internal.report_categories('Strain-recovery efficiency',
             array['Highly Efficient', 'Efficient', 'Moderate', 'Poor', 'Very Poor'],
             array[c_green, '#86efac', c_grey, '#fca5a5', c_red], v_d.efficiency_category)
-        || whoop.report_categories('Training readiness gap',
+        || whoop_internal.report_categories('Training readiness gap',
             array['Overreaching', 'Pushing', 'Aligned', 'Conservative', 'Undertrained'],
             array[c_red, '#f97316', c_green, '#60a5fa', c_grey], v_d.gap_category)
-        || whoop.report_categories('Recovery volatility (30 days)',
+        || whoop_internal.report_categories('Recovery volatility (30 days)',
             array['Very Stable', 'Stable', 'Moderate', 'Volatile', 'Very Volatile'],
             array[c_green, '#86efac', c_grey, '#fca5a5', c_red], v_d.volatility_category)
-        || whoop.report_categories('Autonomic balance',
+        || whoop_internal.report_categories('Autonomic balance',
             array['Parasympathetic', 'Balanced', 'Sympathetic'],
             array[c_blue, c_green, c_red], v_d.balance_state)
-        || whoop.report_categories('Training load zone',
+        || whoop_internal.report_categories('Training load zone',
             array['Detraining', 'Optimal', 'Caution', 'High Risk'],
             array['#93c5fd', c_green, c_yellow, c_red], v_d.load_zone);
 
     -- Seasons overlapping the range.
     select coalesce(string_agg(format('<tr><td>%s %s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
                                       '<td class="n">%s</td><td class="n">%s</td><td>%s</td></tr>',
-                                      a.year, whoop.html_escape(a.season), a.days,
+                                      a.year, whoop_internal.html_escape(a.season), a.days,
                                       coalesce(round(a.avg_recovery::numeric)::text, '–'),
                                       coalesce(round(a.baseline_recovery::numeric)::text, '–'),
                                       coalesce(to_char(a.recovery_deviation, 'FMSG990.0'), '–'),
                                       coalesce(to_char(a.adaptation_index, 'FMSG990.00'), '–'),
-                                      coalesce(whoop.html_escape(a.adaptation_category), 'no baseline yet')),
+                                      coalesce(whoop_internal.html_escape(a.adaptation_category), 'no baseline yet')),
                                '' order by a.season_start), '')
     into v_seasons
     from whoop.seasonal_adaptation a
@@ -654,7 +678,7 @@ begin
     select coalesce(string_agg(format('<tr><td>%s</td><td class="n">%s</td><td>%s</td><td class="n">%s</td>'
                                       '<td class="n">%s</td><td class="n">%s</td></tr>',
                                       to_char(g.day, 'Dy DD Mon YYYY'), round(g.recovery_score::numeric),
-                                      whoop.html_escape(g.recovery_zone), round(g.day_strain::numeric, 1),
+                                      whoop_internal.html_escape(g.recovery_zone), round(g.day_strain::numeric, 1),
                                       round(g.target_strain::numeric), round(g.avg_strain_prior_7d::numeric, 1)),
                                '' order by g.day), '')
     into v_risk
@@ -705,10 +729,11 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 </body>
 </html>
 $html$,
-        whoop.html_escape(v_name), v_user, to_char(v_first, 'DD Mon YYYY'), to_char(v_last, 'DD Mon YYYY'),
+        whoop_internal.html_escape(v_name), v_user, to_char(v_first, 'DD Mon YYYY'), to_char(v_last, 'DD Mon YYYY'),
         report_html.days, v_k.scored, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk);
 end;
 $$;
 
 comment on function whoop.report_html(bigint, integer) is
     'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data: KPIs, recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
+--upgrade 1.0--1.1 end

@@ -6,11 +6,17 @@ from whoop.daily_summary where user_id = 4004 order by day;
 -- The last 7 days of the member's data (a NULL user_id: every member); an unknown member.
 select * from whoop.report(4004, 7);
 select * from whoop.report(999999, 7);
+-- Schema whoop keeps the reports; the drawing helpers are internal.
+select p.oid::regprocedure from pg_proc p
+where p.pronamespace in ('whoop'::regnamespace, 'whoop_internal'::regnamespace)
+  and (p.proname like 'report%' or p.proname = 'html_escape')
+order by p.oid::regprocedure::text;
 \set VERBOSITY terse
 select * from whoop.report(4004, 0);
 \set VERBOSITY default
 -- Text for HTML: the five special characters become references.
-select whoop.html_escape($$<p class="x">Tom & 'Jerry'</p>$$), whoop.html_escape(null) is null as null_stays_null;
+select whoop_internal.html_escape($$<p class="x">Tom & 'Jerry'</p>$$),
+       whoop_internal.html_escape(null) is null as null_stays_null;
 -- One self-contained page: four inline SVG charts, no scripts, no external resources.
 select left(whoop.report_html(4004, 30), 15) as doctype,
        (length(h) - length(replace(h, '<svg', ''))) / 4 as svg_charts,

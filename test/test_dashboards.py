@@ -635,9 +635,9 @@ class Reports(unittest.TestCase):
         self.assertEqual(cm.exception.sqlstate, "P0002")
 
     def test_html_escape(self):
-        self.assertEqual(scalar("select whoop.html_escape($$<a href=\"x\">Tom & 'Jerry'</a>$$)"),
+        self.assertEqual(scalar("select whoop_internal.html_escape($$<a href=\"x\">Tom & 'Jerry'</a>$$)"),
                          "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;")
-        self.assertEqual(scalar("select whoop.html_escape(null) is null"), "t")
+        self.assertEqual(scalar("select whoop_internal.html_escape(null) is null"), "t")
 
     def test_names_cannot_inject_markup(self):
         evil = "<script>alert(1)</script><b onmouseover=\"x\">Eve & 'Co'"
