@@ -1,13 +1,17 @@
 -- 90_reports.sql: reading the warehouse without Grafana -- a daily summary
--- view, a compact text report for psql and a self-contained HTML report.
+-- view, a compact text report for psql and a self-contained HTML report --
+-- and the numbers all of them and the Grafana dashboard show.
 --
 -- Everything here only reads the marts and the metrics (security invoker
 -- functions, a view whoop_reader may read), rounds for display only, and
 -- counts "the last N days" back from the member's latest day in the data
 -- (not from today), so a strap left in a drawer still shows its last days.
 --
--- The drawing helpers (whoop_internal.report_*, whoop_internal.html_escape)
--- are internal: they take numbers and return SVG or HTML.
+-- The KPIs are computed in one place, whoop.report_kpis(): the text report,
+-- the HTML report and the dashboard's KPI panels read it, so the three can
+-- never disagree on a number.  The drawing helpers (whoop_internal.report_*,
+-- whoop_internal.html_escape) take numbers and return SVG or HTML; they
+-- compute no KPI.
 
 --upgrade 1.0--1.1: alter function whoop.html_escape(text) set schema whoop_internal;
 --upgrade 1.0--1.1: alter function whoop.report_fmt(double precision) set schema whoop_internal;
@@ -20,48 +24,91 @@
 --upgrade 1.0--1.1: alter function whoop.report_categories(text, text[], text[], text[]) set schema whoop_internal;
 
 ------------------------------------------------------------------------------
--- The daily summary: one readable row per member and day.
+-- The days: every daily value of a member at full precision, and the
+-- daily summary that rounds them.
 
 -- fact_daily_strain has a row for every day that has a primary cycle, so it
 -- is the base; every other relation joins on (user_id, day) through its
--- unique index, and a filter on user_id and day reaches all of them.
-create view whoop.daily_summary as
+-- unique index, and a filter on user_id and day reaches all of them.  The
+-- summary, the KPIs and the HTML report's series all read these rows, so
+-- the three join the day's values alike; the planner drops the joins whose
+-- columns a query does not read.
+--upgrade 1.0--1.1 begin
+create view whoop_internal.report_days as
 select
     s.user_id,
-    u.name,
+    s.user_sk,
     s.day,
-    to_char(s.day, 'Dy') as weekday,
-    round(r.recovery_score::numeric, 0) as recovery,
-    r.recovery_zone,
-    round(r.hrv_rmssd_milli::numeric, 1) as hrv_ms,
-    round(r.resting_heart_rate::numeric, 0) as resting_hr,
-    round(r.hours_asleep::numeric, 1) as hours_asleep,
-    round(r.sleep_performance_percentage::numeric, 0) as sleep_performance,
-    round(s.day_strain::numeric, 1) as day_strain,
-    round(g.target_strain::numeric, 0) as target_strain,
-    round(g.strain_gap::numeric, 1) as strain_gap,
+    s.day_strain,
     s.workout_count,
-    array_to_string(s.sports, ', ') as sports,
+    s.sports,
+    s.cycle_complete,
+    r.recovery_score,
+    r.recovery_zone,
+    r.hrv_rmssd_milli,
+    r.resting_heart_rate,
+    r.hours_asleep,
+    r.sleep_performance_percentage,
     m.momentum_category,
     e.efficiency_category,
+    g.target_strain,
+    g.strain_gap,
     g.gap_category,
     g.overtraining_risk,
     v.volatility_category,
+    b.ln_rmssd,
+    b.hrv_7d,
+    b.swc_low,
+    b.swc_high,
     b.balance_state,
-    round(b.balance_score::numeric, 0) as balance_score,
+    b.balance_score,
     b.balance_category,
-    l.load_zone,
-    round(l.acwr_ewma::numeric, 2) as acwr,
-    s.cycle_complete
+    l.acwr_ewma,
+    l.acwr_rolling,
+    l.load_zone
 from whoop.fact_daily_strain s
 left join whoop.fact_daily_recovery r on r.user_id = s.user_id and r.day = s.day
-left join whoop.dim_user u on u.user_sk = s.user_sk
 left join whoop.recovery_momentum m on m.user_id = s.user_id and m.day = s.day
 left join whoop.strain_recovery_efficiency e on e.user_id = s.user_id and e.day = s.day
 left join whoop.training_readiness_gap g on g.user_id = s.user_id and g.day = s.day
 left join whoop.recovery_volatility v on v.user_id = s.user_id and v.day = s.day
 left join whoop.autonomic_balance b on b.user_id = s.user_id and b.day = s.day
 left join whoop.training_load l on l.user_id = s.user_id and l.day = s.day;
+
+comment on view whoop_internal.report_days is
+    'one row per member and WHOOP day: the facts and every daily metric at full precision, joined on (user_id, day); what whoop.daily_summary rounds, whoop.report_kpis() aggregates and whoop.report_html() draws (internal)';
+
+create or replace view whoop.daily_summary as
+select
+    d.user_id,
+    u.name,
+    d.day,
+    to_char(d.day, 'Dy') as weekday,
+    round(d.recovery_score::numeric, 0) as recovery,
+    d.recovery_zone,
+    round(d.hrv_rmssd_milli::numeric, 1) as hrv_ms,
+    round(d.resting_heart_rate::numeric, 0) as resting_hr,
+    round(d.hours_asleep::numeric, 1) as hours_asleep,
+    round(d.sleep_performance_percentage::numeric, 0) as sleep_performance,
+    round(d.day_strain::numeric, 1) as day_strain,
+    round(d.target_strain::numeric, 0) as target_strain,
+    round(d.strain_gap::numeric, 1) as strain_gap,
+    d.workout_count,
+    array_to_string(d.sports, ', ') as sports,
+    d.momentum_category,
+    d.efficiency_category,
+    d.gap_category,
+    d.overtraining_risk,
+    d.volatility_category,
+    d.balance_state,
+    round(d.balance_score::numeric, 0) as balance_score,
+    d.balance_category,
+    d.load_zone,
+    round(d.acwr_ewma::numeric, 2) as acwr,
+    d.cycle_complete
+from whoop_internal.report_days d
+left join whoop.dim_user u on u.user_sk = d.user_sk;
+--upgrade 1.0--1.1 end
 
 comment on view whoop.daily_summary is
     'one readable row per member and WHOOP day: the key numbers rounded for display and every daily metric category; whoop_reader may read it';
@@ -96,9 +143,94 @@ comment on column whoop.daily_summary.acwr is 'acute:chronic workload ratio (EWM
 comment on column whoop.daily_summary.cycle_complete is 'false for the ongoing cycle, whose strain still grows';
 
 ------------------------------------------------------------------------------
+-- The numbers of a report.
+
+-- A range is given as two timestamps and holds the days whose 00:00 lies
+-- within it: two dates give the days first ... last, and Grafana's
+-- $__timeFrom() and $__timeTo() give exactly the days its
+-- $__timeFilter(day::timestamp) selects (a range starting at 12:00 leaves
+-- out that day).  day compares with a timestamp through the btree
+-- operators of its family, so the (user_id, day) indexes still serve.  A
+-- mean is over the days that have the value (a night's sleep counts even
+-- when its recovery was not scored); a "latest" value is that of the last
+-- day in the range that has it.  One SELECT, not STRICT and no SET clause,
+-- so that the planner inlines it into the caller's query (a dashboard
+-- panel reads one or two columns: the lookups of the latest values go).
+--upgrade 1.0--1.1 begin
+create or replace function whoop.report_kpis(user_id bigint, range_start timestamp, range_end timestamp)
+returns table (
+    recovery_days bigint,
+    strain_days bigint,
+    mean_recovery double precision,
+    green_days bigint,
+    yellow_days bigint,
+    red_days bigint,
+    mean_hrv double precision,
+    mean_resting_hr double precision,
+    mean_hours_asleep double precision,
+    mean_day_strain double precision,
+    risk_days bigint,
+    latest_recovery_day date,
+    latest_recovery double precision,
+    latest_recovery_zone text,
+    latest_volatility_category text,
+    latest_volatility_30d double precision,
+    latest_balance_state text,
+    latest_balance_score double precision,
+    latest_load_zone text,
+    latest_acwr double precision,
+    season_year integer,
+    season text,
+    season_adaptation_category text,
+    season_recovery double precision,
+    season_baseline_recovery double precision
+)
+language sql stable parallel safe
+as $$
+    select k.recovery_days, k.strain_days, k.mean_recovery, k.green_days, k.yellow_days, k.red_days,
+           k.mean_hrv, k.mean_resting_hr, k.mean_hours_asleep, k.mean_day_strain, k.risk_days,
+           k.recovery_day, lr.recovery_score, lr.recovery_zone, lv.volatility_category, lv.volatility_30d,
+           lb.balance_state, lb.balance_score, ll.load_zone, ll.acwr_ewma,
+           a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery
+    from (select count(d.recovery_score) as recovery_days,
+                 count(d.day_strain) as strain_days,
+                 avg(d.recovery_score) as mean_recovery,
+                 count(*) filter (where d.recovery_zone = 'green') as green_days,
+                 count(*) filter (where d.recovery_zone = 'yellow') as yellow_days,
+                 count(*) filter (where d.recovery_zone = 'red') as red_days,
+                 avg(d.hrv_rmssd_milli) as mean_hrv,
+                 avg(d.resting_heart_rate) as mean_resting_hr,
+                 avg(d.hours_asleep) as mean_hours_asleep,
+                 avg(d.day_strain) as mean_day_strain,
+                 count(*) filter (where d.overtraining_risk) as risk_days,
+                 max(d.day) filter (where d.recovery_score is not null) as recovery_day,
+                 max(d.day) filter (where d.volatility_category is not null) as volatility_day,
+                 max(d.day) filter (where d.balance_state is not null) as balance_day,
+                 max(d.day) filter (where d.load_zone is not null) as load_day
+          from whoop_internal.report_days d
+          where d.user_id = report_kpis.user_id
+            and d.day between report_kpis.range_start and report_kpis.range_end) k
+    -- the latest values: each relation's row on the last day that has the value
+    left join whoop.fact_daily_recovery lr on lr.user_id = report_kpis.user_id and lr.day = k.recovery_day
+    left join whoop.recovery_volatility lv on lv.user_id = report_kpis.user_id and lv.day = k.volatility_day
+    left join whoop.autonomic_balance lb on lb.user_id = report_kpis.user_id and lb.day = k.balance_day
+    left join whoop.training_load ll on ll.user_id = report_kpis.user_id and ll.day = k.load_day
+    -- the season of the range's end: the last one that began by then
+    left join (select x.year, x.season, x.adaptation_category, x.avg_recovery, x.baseline_recovery
+               from whoop.seasonal_adaptation x
+               where x.user_id = report_kpis.user_id and x.season_start <= report_kpis.range_end
+               order by x.season_start desc limit 1) a on true
+$$;
+
+comment on function whoop.report_kpis(bigint, timestamp, timestamp) is
+    'the KPIs of a member''s days in range_start ... range_end (a day counts when its 00:00 lies in the range: two dates give those days, both included), one row: days with a scored recovery and strain, means over the days that have a value, days per recovery zone, overtraining-risk days, the latest values in the range and the season of its end; what whoop.report(), whoop.report_html() and the Grafana dashboard show';
+--upgrade 1.0--1.1 end
+
+------------------------------------------------------------------------------
 -- The psql report.
 
-create function whoop.report(user_id bigint default null, days integer default 14)
+--upgrade 1.0--1.1 begin
+create or replace function whoop.report(user_id bigint default null, days integer default 14)
 returns setof text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -108,8 +240,6 @@ declare
     v_last date;
     v_first date;
     v_k record;
-    v_now record;
-    v_season record;
     v_any boolean := false;
     v_fmt constant text := '%-9s %4s %-6s %4s %3s %5s %5s %5s  %-13s %-16s %-13s %-15s %s';
 begin
@@ -132,64 +262,34 @@ begin
         end if;
         v_any := true;
 
-        select avg(r.recovery_score) as recovery,
-               count(*) filter (where r.recovery_zone = 'green') as green,
-               count(*) filter (where r.recovery_zone = 'yellow') as yellow,
-               count(*) filter (where r.recovery_zone = 'red') as red,
-               avg(r.hrv_rmssd_milli) as hrv,
-               avg(r.resting_heart_rate) as rhr,
-               avg(r.hours_asleep) as asleep,
-               (select avg(s.day_strain) from whoop.fact_daily_strain s
-                where s.user_id = v_member.user_id and s.day between v_first and v_last) as strain,
-               (select count(*) from whoop.training_readiness_gap g
-                where g.user_id = v_member.user_id and g.day between v_first and v_last
-                  and g.overtraining_risk) as risk_days
-        into v_k
-        from whoop.fact_daily_recovery r
-        where r.user_id = v_member.user_id and r.day between v_first and v_last
-          and r.recovery_score is not null;
-
-        -- The latest value of the slow-moving metrics within the range.
-        select (select format('%s (sd %s)', v.volatility_category, round(v.volatility_30d::numeric, 1))
-                from whoop.recovery_volatility v
-                where v.user_id = v_member.user_id and v.day between v_first and v_last
-                  and v.volatility_category is not null
-                order by v.day desc limit 1) as volatility,
-               (select b.balance_state || coalesce(format(' (score %s)', round(b.balance_score::numeric, 0)), '')
-                from whoop.autonomic_balance b
-                where b.user_id = v_member.user_id and b.day between v_first and v_last
-                  and b.balance_state is not null
-                order by b.day desc limit 1) as balance,
-               (select format('%s (ACWR %s)', l.load_zone, round(l.acwr_ewma::numeric, 2))
-                from whoop.training_load l
-                where l.user_id = v_member.user_id and l.day between v_first and v_last
-                  and l.load_zone is not null
-                order by l.day desc limit 1) as load
-        into v_now;
-        select a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery into v_season
-        from whoop.seasonal_adaptation a
-        where a.user_id = v_member.user_id and a.season_start <= v_last
-        order by a.season_start desc limit 1;
+        select * into v_k from whoop.report_kpis(v_member.user_id, v_first, v_last);
 
         return next format('%s · member %s · %s to %s (%s days)', v_member.name, v_member.user_id,
                            to_char(v_first, 'YYYY-MM-DD'), to_char(v_last, 'YYYY-MM-DD'), report.days);
         return next format('recovery %s %% avg (%s green, %s yellow, %s red) · HRV %s ms · RHR %s bpm · '
                            'strain %s · asleep %s h · risk days %s',
-                           coalesce(round(v_k.recovery::numeric, 0)::text, '-'), v_k.green, v_k.yellow, v_k.red,
-                           coalesce(round(v_k.hrv::numeric, 0)::text, '-'),
-                           coalesce(round(v_k.rhr::numeric, 0)::text, '-'),
-                           coalesce(round(v_k.strain::numeric, 1)::text, '-'),
-                           coalesce(round(v_k.asleep::numeric, 1)::text, '-'), v_k.risk_days);
+                           coalesce(round(v_k.mean_recovery::numeric, 0)::text, '-'),
+                           v_k.green_days, v_k.yellow_days, v_k.red_days,
+                           coalesce(round(v_k.mean_hrv::numeric, 0)::text, '-'),
+                           coalesce(round(v_k.mean_resting_hr::numeric, 0)::text, '-'),
+                           coalesce(round(v_k.mean_day_strain::numeric, 1)::text, '-'),
+                           coalesce(round(v_k.mean_hours_asleep::numeric, 1)::text, '-'), v_k.risk_days);
         return next format('latest: volatility %s · balance %s · load %s',
-                           coalesce(v_now.volatility, '-'), coalesce(v_now.balance, '-'),
-                           coalesce(v_now.load, '-'));
-        if v_season.season is not null then
+                           coalesce(case when v_k.latest_volatility_category is not null
+                                         then format('%s (sd %s)', v_k.latest_volatility_category,
+                                                     round(v_k.latest_volatility_30d::numeric, 1)) end, '-'),
+                           coalesce(v_k.latest_balance_state
+                                    || format(' (score %s)', round(v_k.latest_balance_score::numeric, 0)), '-'),
+                           coalesce(case when v_k.latest_load_zone is not null
+                                         then format('%s (ACWR %s)', v_k.latest_load_zone,
+                                                     round(v_k.latest_acwr::numeric, 2)) end, '-'));
+        if v_k.season is not null then
             return next format('season: %s %s, %s (recovery %s %%%s)',
-                               v_season.year, v_season.season,
-                               coalesce(v_season.adaptation_category, 'no baseline yet'),
-                               coalesce(round(v_season.avg_recovery::numeric, 0)::text, '-'),
-                               case when v_season.baseline_recovery is not null
-                                    then format(' vs %s %% before it', round(v_season.baseline_recovery::numeric, 0))
+                               v_k.season_year, v_k.season,
+                               coalesce(v_k.season_adaptation_category, 'no baseline yet'),
+                               coalesce(round(v_k.season_recovery::numeric, 0)::text, '-'),
+                               case when v_k.season_baseline_recovery is not null
+                                    then format(' vs %s %% before it', round(v_k.season_baseline_recovery::numeric, 0))
                                     else '' end);
         end if;
         return next '';
@@ -222,7 +322,8 @@ end;
 $$;
 
 comment on function whoop.report(bigint, integer) is
-    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs and one line per day for the last DAYS days of the member''s data; read it with psql -At or \pset tuples_only';
+    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs (whoop.report_kpis) and one line per day for the last DAYS days of the member''s data; read it with psql -At or \pset tuples_only';
+--upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The HTML report: helpers.
@@ -430,7 +531,6 @@ declare
     v_last date;
     v_members bigint;
     v_k record;
-    v_latest record;
     v_d record;
     v_lo double precision;
     v_hi double precision;
@@ -473,72 +573,45 @@ begin
 
     -- The series of the range, in arrays (one element per day with data).
     select array_agg(d.day order by d.day) as day,
-           array_agg(r.recovery_score order by d.day) as recovery,
-           array_agg(r.recovery_zone order by d.day) as zone,
-           array_agg(b.ln_rmssd order by d.day) as ln_rmssd,
-           array_agg(b.hrv_7d order by d.day) as hrv_7d,
-           array_agg(b.swc_low order by d.day) as swc_low,
-           array_agg(b.swc_high order by d.day) as swc_high,
+           array_agg(d.recovery_score order by d.day) as recovery,
+           array_agg(d.recovery_zone order by d.day) as zone,
+           array_agg(d.ln_rmssd order by d.day) as ln_rmssd,
+           array_agg(d.hrv_7d order by d.day) as hrv_7d,
+           array_agg(d.swc_low order by d.day) as swc_low,
+           array_agg(d.swc_high order by d.day) as swc_high,
            array_agg(d.day_strain order by d.day) as strain,
-           array_agg(g.target_strain order by d.day) as target,
-           array_agg(g.gap_category order by d.day) as gap_category,
-           array_agg(l.acwr_ewma order by d.day) as acwr,
-           array_agg(l.acwr_rolling order by d.day) as acwr_rolling,
-           array_agg(m.momentum_category order by d.day) as momentum_category,
-           array_agg(e.efficiency_category order by d.day) as efficiency_category,
-           array_agg(v.volatility_category order by d.day) as volatility_category,
-           array_agg(b.balance_state order by d.day) as balance_state,
-           array_agg(l.load_zone order by d.day) as load_zone
+           array_agg(d.target_strain order by d.day) as target,
+           array_agg(d.gap_category order by d.day) as gap_category,
+           array_agg(d.acwr_ewma order by d.day) as acwr,
+           array_agg(d.acwr_rolling order by d.day) as acwr_rolling,
+           array_agg(d.momentum_category order by d.day) as momentum_category,
+           array_agg(d.efficiency_category order by d.day) as efficiency_category,
+           array_agg(d.volatility_category order by d.day) as volatility_category,
+           array_agg(d.balance_state order by d.day) as balance_state,
+           array_agg(d.load_zone order by d.day) as load_zone
     into v_d
-    from whoop.fact_daily_strain d
-    left join whoop.fact_daily_recovery r on r.user_id = d.user_id and r.day = d.day
-    left join whoop.autonomic_balance b on b.user_id = d.user_id and b.day = d.day
-    left join whoop.training_readiness_gap g on g.user_id = d.user_id and g.day = d.day
-    left join whoop.training_load l on l.user_id = d.user_id and l.day = d.day
-    left join whoop.recovery_momentum m on m.user_id = d.user_id and m.day = d.day
-    left join whoop.strain_recovery_efficiency e on e.user_id = d.user_id and e.day = d.day
-    left join whoop.recovery_volatility v on v.user_id = d.user_id and v.day = d.day
+    from whoop_internal.report_days d
     where d.user_id = v_user and d.day between v_first and v_last;
 
-    -- KPIs over the range, and the latest scored day.
-    select avg(r.recovery_score) as recovery,
-           count(r.recovery_score) as scored,
-           count(*) filter (where r.recovery_zone = 'green') as green,
-           count(*) filter (where r.recovery_zone = 'yellow') as yellow,
-           count(*) filter (where r.recovery_zone = 'red') as red,
-           avg(r.hrv_rmssd_milli) as hrv,
-           avg(r.resting_heart_rate) as rhr,
-           avg(r.hours_asleep) as asleep,
-           (select avg(s.day_strain) from whoop.fact_daily_strain s
-            where s.user_id = v_user and s.day between v_first and v_last) as strain,
-           (select count(*) from whoop.training_readiness_gap g
-            where g.user_id = v_user and g.day between v_first and v_last and g.overtraining_risk) as risk_days
-    into v_k
-    from whoop.fact_daily_recovery r
-    where r.user_id = v_user and r.day between v_first and v_last and r.recovery_score is not null;
-    select r.day, r.recovery_score, r.recovery_zone into v_latest
-    from whoop.fact_daily_recovery r
-    where r.user_id = v_user and r.day between v_first and v_last and r.recovery_score is not null
-    order by r.day desc limit 1;
-
+    select * into v_k from whoop.report_kpis(v_user, v_first, v_last);
     v_kpis := format('<div class="kpi"><b style="color:%s">%s</b><span>latest recovery%s</span></div>',
-                     case v_latest.recovery_zone when 'green' then c_green when 'yellow' then c_yellow
-                                                 when 'red' then c_red else c_grey end,
-                     coalesce(round(v_latest.recovery_score::numeric)::text || ' %', '–'),
-                     coalesce(' (' || to_char(v_latest.day, 'DD Mon') || ')', ''))
+                     case v_k.latest_recovery_zone when 'green' then c_green when 'yellow' then c_yellow
+                                                   when 'red' then c_red else c_grey end,
+                     coalesce(round(v_k.latest_recovery::numeric)::text || ' %', '–'),
+                     coalesce(' (' || to_char(v_k.latest_recovery_day, 'DD Mon') || ')', ''))
         || format('<div class="kpi"><b>%s</b><span>average recovery</span></div>',
-                  coalesce(round(v_k.recovery::numeric)::text || ' %', '–'))
+                  coalesce(round(v_k.mean_recovery::numeric)::text || ' %', '–'))
         || format('<div class="kpi"><b><i style="color:%s">%s</i> · <i style="color:%s">%s</i> · <i style="color:%s">%s</i></b>'
                   '<span>green · yellow · red days</span></div>',
-                  c_green, v_k.green, c_yellow, v_k.yellow, c_red, v_k.red)
+                  c_green, v_k.green_days, c_yellow, v_k.yellow_days, c_red, v_k.red_days)
         || format('<div class="kpi"><b>%s ms</b><span>average HRV</span></div>',
-                  coalesce(round(v_k.hrv::numeric)::text, '–'))
+                  coalesce(round(v_k.mean_hrv::numeric)::text, '–'))
         || format('<div class="kpi"><b>%s bpm</b><span>average resting HR</span></div>',
-                  coalesce(round(v_k.rhr::numeric)::text, '–'))
+                  coalesce(round(v_k.mean_resting_hr::numeric)::text, '–'))
         || format('<div class="kpi"><b>%s</b><span>average day strain</span></div>',
-                  coalesce(round(v_k.strain::numeric, 1)::text, '–'))
+                  coalesce(round(v_k.mean_day_strain::numeric, 1)::text, '–'))
         || format('<div class="kpi"><b>%s h</b><span>average asleep</span></div>',
-                  coalesce(round(v_k.asleep::numeric, 1)::text, '–'))
+                  coalesce(round(v_k.mean_hours_asleep::numeric, 1)::text, '–'))
         || format('<div class="kpi"><b style="color:%s">%s</b><span>overtraining-risk days</span></div>',
                   case when v_k.risk_days > 0 then c_red else c_green end, v_k.risk_days);
 
@@ -730,10 +803,10 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 </html>
 $html$,
         whoop_internal.html_escape(v_name), v_user, to_char(v_first, 'DD Mon YYYY'), to_char(v_last, 'DD Mon YYYY'),
-        report_html.days, v_k.scored, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk);
+        report_html.days, v_k.recovery_days, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk);
 end;
 $$;
 
 comment on function whoop.report_html(bigint, integer) is
-    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data: KPIs, recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
+    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data: KPIs (whoop.report_kpis), recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
 --upgrade 1.0--1.1 end
