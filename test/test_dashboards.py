@@ -61,6 +61,16 @@ METRIC_ROWS = {                          # row title fragment -> the view its pa
     "Training load": "training_load",
 }
 RECOVERY_STEPS = [(None, "red"), (34, "#EAB839"), (67, "green")]
+KPI_SOURCE = "from whoop.report_kpis($athlete, $__timeFrom(), $__timeTo())"
+KPI_PANELS = {"Average recovery", "Risk days", "Days tracked", "Recovery zones", "Average HRV",
+              "Average strain and sleep"}
+KPI_COLUMNS = ["recovery_days", "strain_days", "mean_recovery", "green_days", "yellow_days", "red_days",
+               "mean_hrv", "mean_resting_hr", "mean_hours_asleep", "mean_day_strain", "risk_days",
+               "latest_recovery_day", "latest_recovery", "latest_recovery_zone",
+               "latest_volatility_category", "latest_volatility_30d", "latest_balance_state",
+               "latest_balance_score", "latest_load_zone", "latest_acwr",
+               "season_year", "season", "season_adaptation_category", "season_recovery",
+               "season_baseline_recovery"]
 
 
 # ---------------------------------------------------------------------------
@@ -375,12 +385,25 @@ class Dashboard(unittest.TestCase):
     def test_every_query_uses_the_athlete_and_the_time_range(self):
         for p in self.panels:
             sql = p["targets"][0]["rawSql"]
+            if KPI_SOURCE in sql:
+                continue        # the range is the call's arguments (test_kpi_panels_read_report_kpis)
             self.assertRegex(sql, r"user_id = \$athlete\b", p["title"])
             self.assertTrue("$__timeFilter(" in sql or ("$__timeFrom()" in sql and "$__timeTo()" in sql), p["title"])
             for arg in re.findall(r"\$__timeFilter\(([^\)]*)\)", sql):
                 # Grafana compares with a timestamp literal: the day is cast to
                 # timestamp (not timestamptz: independent of the session zone)
                 self.assertTrue(arg.endswith("::timestamp"), (p["title"], arg))
+
+    def test_kpi_panels_read_report_kpis(self):
+        # the KPI panels compute nothing: they pick columns of the one function the reports read
+        kpi = [p for p in self.panels if KPI_SOURCE in p["targets"][0]["rawSql"]]
+        self.assertEqual({p["title"] for p in kpi}, KPI_PANELS)
+        for p in kpi:
+            sql = p["targets"][0]["rawSql"]
+            self.assertRegex(sql, r'^select \w+ as "[^"]+"(, \w+ as "[^"]+")*\n%s$' % re.escape(KPI_SOURCE),
+                             p["title"])
+            for column in re.findall(r'(\w+) as "', sql):
+                self.assertIn(column, KPI_COLUMNS, p["title"])
 
     def test_no_sql_comments(self):
         for p in self.panels:
@@ -502,7 +525,7 @@ class PanelQueries(unittest.TestCase):
                 with self.subTest(panel=p["title"], athlete=athlete):
                     sql, (cols, data) = self.run_panel(p, self.full[0], self.full[1], athlete)
                     # risk days are rare: an athlete without any sees none, and 0
-                    only_risk = "overtraining_risk" in p["targets"][0]["rawSql"]
+                    only_risk = re.search(r"overtraining_risk|risk_days", p["targets"][0]["rawSql"]) is not None
                     if only_risk and risk.get(athlete, 0) == 0:
                         if p["type"] == "table":
                             self.assertEqual(data, [], p["title"])
