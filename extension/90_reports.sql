@@ -1,56 +1,113 @@
 -- 90_reports.sql: reading the warehouse without Grafana -- a daily summary
--- view, a compact text report for psql and a self-contained HTML report.
+-- view, a compact text report for psql and a self-contained HTML report --
+-- and the numbers all of them and the Grafana dashboard show.
 --
 -- Everything here only reads the marts and the metrics (security invoker
 -- functions, a view whoop_reader may read), rounds for display only, and
 -- counts "the last N days" back from the member's latest day in the data
 -- (not from today), so a strap left in a drawer still shows its last days.
+--
+-- The KPIs are computed in one place, whoop.report_kpis(): the text report,
+-- the HTML report and the dashboard's KPI panels read it, so the three can
+-- never disagree on a number.  The drawing helpers (whoop_internal.report_*,
+-- whoop_internal.html_escape) take numbers and return SVG or HTML; they
+-- compute no KPI.
+
+--upgrade 1.0--1.1: alter function whoop.html_escape(text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_fmt(double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_x(date, date, date) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_y(double precision, double precision, double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_line(date[], double precision[], date, date, double precision, double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_area(date[], double precision[], double precision[], date, date, double precision, double precision) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_band(double precision, double precision, double precision, double precision, text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_chart(text, text, date, date, double precision, double precision, double precision[], text[], text, text) set schema whoop_internal;
+--upgrade 1.0--1.1: alter function whoop.report_categories(text, text[], text[], text[]) set schema whoop_internal;
 
 ------------------------------------------------------------------------------
--- The daily summary: one readable row per member and day.
+-- The days: every daily value of a member at full precision, and the
+-- daily summary that rounds them.
 
 -- fact_daily_strain has a row for every day that has a primary cycle, so it
 -- is the base; every other relation joins on (user_id, day) through its
--- unique index, and a filter on user_id and day reaches all of them.
--- Recreated by the 1.0 -> 1.1 upgrade, whose new autonomic_balance drops it.
+-- unique index, and a filter on user_id and day reaches all of them.  The
+-- summary, the KPIs and the HTML report's series all read these rows, so
+-- the three join the day's values alike; the planner drops the joins whose
+-- columns a query does not read.
 --upgrade 1.0--1.1 begin
-create or replace view whoop.daily_summary as
+create view whoop_internal.report_days as
 select
     s.user_id,
-    u.name,
+    s.user_sk,
     s.day,
-    to_char(s.day, 'Dy') as weekday,
-    round(r.recovery_score::numeric, 0) as recovery,
-    r.recovery_zone,
-    round(r.hrv_rmssd_milli::numeric, 1) as hrv_ms,
-    round(r.resting_heart_rate::numeric, 0) as resting_hr,
-    round(r.hours_asleep::numeric, 1) as hours_asleep,
-    round(r.sleep_performance_percentage::numeric, 0) as sleep_performance,
-    round(s.day_strain::numeric, 1) as day_strain,
-    round(g.target_strain::numeric, 0) as target_strain,
-    round(g.strain_gap::numeric, 1) as strain_gap,
+    s.day_strain,
     s.workout_count,
-    array_to_string(s.sports, ', ') as sports,
+    s.sports,
+    s.cycle_complete,
+    r.recovery_score,
+    r.recovery_zone,
+    r.hrv_rmssd_milli,
+    r.resting_heart_rate,
+    r.hours_asleep,
+    r.sleep_performance_percentage,
     m.momentum_category,
     e.efficiency_category,
+    g.target_strain,
+    g.strain_gap,
     g.gap_category,
     g.overtraining_risk,
     v.volatility_category,
+    b.ln_rmssd,
+    b.hrv_7d,
+    b.swc_low,
+    b.swc_high,
     b.balance_state,
-    round(b.balance_score::numeric, 0) as balance_score,
+    b.balance_score,
     b.balance_category,
-    l.load_zone,
-    round(l.acwr_ewma::numeric, 2) as acwr,
-    s.cycle_complete
+    l.acwr_ewma,
+    l.acwr_rolling,
+    l.load_zone
 from whoop.fact_daily_strain s
 left join whoop.fact_daily_recovery r on r.user_id = s.user_id and r.day = s.day
-left join whoop.dim_user u on u.user_sk = s.user_sk
 left join whoop.recovery_momentum m on m.user_id = s.user_id and m.day = s.day
 left join whoop.strain_recovery_efficiency e on e.user_id = s.user_id and e.day = s.day
 left join whoop.training_readiness_gap g on g.user_id = s.user_id and g.day = s.day
 left join whoop.recovery_volatility v on v.user_id = s.user_id and v.day = s.day
 left join whoop.autonomic_balance b on b.user_id = s.user_id and b.day = s.day
 left join whoop.training_load l on l.user_id = s.user_id and l.day = s.day;
+
+comment on view whoop_internal.report_days is
+    'one row per member and WHOOP day: the facts and every daily metric at full precision, joined on (user_id, day); what whoop.daily_summary rounds, whoop.report_kpis() aggregates and whoop.report_html() draws (internal)';
+
+create or replace view whoop.daily_summary as
+select
+    d.user_id,
+    u.name,
+    d.day,
+    to_char(d.day, 'Dy') as weekday,
+    round(d.recovery_score::numeric, 0) as recovery,
+    d.recovery_zone,
+    round(d.hrv_rmssd_milli::numeric, 1) as hrv_ms,
+    round(d.resting_heart_rate::numeric, 0) as resting_hr,
+    round(d.hours_asleep::numeric, 1) as hours_asleep,
+    round(d.sleep_performance_percentage::numeric, 0) as sleep_performance,
+    round(d.day_strain::numeric, 1) as day_strain,
+    round(d.target_strain::numeric, 0) as target_strain,
+    round(d.strain_gap::numeric, 1) as strain_gap,
+    d.workout_count,
+    array_to_string(d.sports, ', ') as sports,
+    d.momentum_category,
+    d.efficiency_category,
+    d.gap_category,
+    d.overtraining_risk,
+    d.volatility_category,
+    d.balance_state,
+    round(d.balance_score::numeric, 0) as balance_score,
+    d.balance_category,
+    d.load_zone,
+    round(d.acwr_ewma::numeric, 2) as acwr,
+    d.cycle_complete
+from whoop_internal.report_days d
+left join whoop.dim_user u on u.user_sk = d.user_sk;
 
 comment on view whoop.daily_summary is
     'one readable row per member and WHOOP day: the key numbers rounded for display and every daily metric category; whoop_reader may read it';
@@ -84,11 +141,97 @@ comment on column whoop.daily_summary.load_zone is
 comment on column whoop.daily_summary.acwr is 'acute:chronic workload ratio (EWMA 7 / 28 days), two decimals';
 comment on column whoop.daily_summary.cycle_complete is 'false for the ongoing cycle, whose strain still grows';
 --upgrade 1.0--1.1 end
+--upgrade 1.0--1.1 end
+
+------------------------------------------------------------------------------
+-- The numbers of a report.
+
+-- A range is given as two timestamps and holds the days whose 00:00 lies
+-- within it: two dates give the days first ... last, and Grafana's
+-- $__timeFrom() and $__timeTo() give exactly the days its
+-- $__timeFilter(day::timestamp) selects (a range starting at 12:00 leaves
+-- out that day).  day compares with a timestamp through the btree
+-- operators of its family, so the (user_id, day) indexes still serve.  A
+-- mean is over the days that have the value (a night's sleep counts even
+-- when its recovery was not scored); a "latest" value is that of the last
+-- day in the range that has it.  One SELECT, not STRICT and no SET clause,
+-- so that the planner inlines it into the caller's query (a dashboard
+-- panel reads one or two columns: the lookups of the latest values go).
+--upgrade 1.0--1.1 begin
+create or replace function whoop.report_kpis(user_id bigint, range_start timestamp, range_end timestamp)
+returns table (
+    recovery_days bigint,
+    strain_days bigint,
+    mean_recovery double precision,
+    green_days bigint,
+    yellow_days bigint,
+    red_days bigint,
+    mean_hrv double precision,
+    mean_resting_hr double precision,
+    mean_hours_asleep double precision,
+    mean_day_strain double precision,
+    risk_days bigint,
+    latest_recovery_day date,
+    latest_recovery double precision,
+    latest_recovery_zone text,
+    latest_volatility_category text,
+    latest_volatility_30d double precision,
+    latest_balance_state text,
+    latest_balance_score double precision,
+    latest_load_zone text,
+    latest_acwr double precision,
+    season_year integer,
+    season text,
+    season_adaptation_category text,
+    season_recovery double precision,
+    season_baseline_recovery double precision
+)
+language sql stable parallel safe
+as $$
+    select k.recovery_days, k.strain_days, k.mean_recovery, k.green_days, k.yellow_days, k.red_days,
+           k.mean_hrv, k.mean_resting_hr, k.mean_hours_asleep, k.mean_day_strain, k.risk_days,
+           k.recovery_day, lr.recovery_score, lr.recovery_zone, lv.volatility_category, lv.volatility_30d,
+           lb.balance_state, lb.balance_score, ll.load_zone, ll.acwr_ewma,
+           a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery
+    from (select count(d.recovery_score) as recovery_days,
+                 count(d.day_strain) as strain_days,
+                 avg(d.recovery_score) as mean_recovery,
+                 count(*) filter (where d.recovery_zone = 'green') as green_days,
+                 count(*) filter (where d.recovery_zone = 'yellow') as yellow_days,
+                 count(*) filter (where d.recovery_zone = 'red') as red_days,
+                 avg(d.hrv_rmssd_milli) as mean_hrv,
+                 avg(d.resting_heart_rate) as mean_resting_hr,
+                 avg(d.hours_asleep) as mean_hours_asleep,
+                 avg(d.day_strain) as mean_day_strain,
+                 count(*) filter (where d.overtraining_risk) as risk_days,
+                 max(d.day) filter (where d.recovery_score is not null) as recovery_day,
+                 max(d.day) filter (where d.volatility_category is not null) as volatility_day,
+                 max(d.day) filter (where d.balance_state is not null) as balance_day,
+                 max(d.day) filter (where d.load_zone is not null) as load_day
+          from whoop_internal.report_days d
+          where d.user_id = report_kpis.user_id
+            and d.day between report_kpis.range_start and report_kpis.range_end) k
+    -- the latest values: each relation's row on the last day that has the value
+    left join whoop.fact_daily_recovery lr on lr.user_id = report_kpis.user_id and lr.day = k.recovery_day
+    left join whoop.recovery_volatility lv on lv.user_id = report_kpis.user_id and lv.day = k.volatility_day
+    left join whoop.autonomic_balance lb on lb.user_id = report_kpis.user_id and lb.day = k.balance_day
+    left join whoop.training_load ll on ll.user_id = report_kpis.user_id and ll.day = k.load_day
+    -- the season of the range's end: the last one that began by then
+    left join (select x.year, x.season, x.adaptation_category, x.avg_recovery, x.baseline_recovery
+               from whoop.seasonal_adaptation x
+               where x.user_id = report_kpis.user_id and x.season_start <= report_kpis.range_end
+               order by x.season_start desc limit 1) a on true
+$$;
+
+comment on function whoop.report_kpis(bigint, timestamp, timestamp) is
+    'the KPIs of a member''s days in range_start ... range_end (a day counts when its 00:00 lies in the range: two dates give those days, both included), one row: days with a scored recovery and strain, means over the days that have a value, days per recovery zone, overtraining-risk days, the latest values in the range and the season of its end; what whoop.report(), whoop.report_html() and the Grafana dashboard show';
+--upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The psql report.
 
-create function whoop.report(user_id bigint default null, days integer default 14)
+--upgrade 1.0--1.1 begin
+create or replace function whoop.report(user_id bigint default null, days integer default 14)
 returns setof text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -98,8 +241,6 @@ declare
     v_last date;
     v_first date;
     v_k record;
-    v_now record;
-    v_season record;
     v_any boolean := false;
     v_fmt constant text := '%-9s %4s %-6s %4s %3s %5s %5s %5s  %-13s %-16s %-13s %-15s %s';
 begin
@@ -122,64 +263,34 @@ begin
         end if;
         v_any := true;
 
-        select avg(r.recovery_score) as recovery,
-               count(*) filter (where r.recovery_zone = 'green') as green,
-               count(*) filter (where r.recovery_zone = 'yellow') as yellow,
-               count(*) filter (where r.recovery_zone = 'red') as red,
-               avg(r.hrv_rmssd_milli) as hrv,
-               avg(r.resting_heart_rate) as rhr,
-               avg(r.hours_asleep) as asleep,
-               (select avg(s.day_strain) from whoop.fact_daily_strain s
-                where s.user_id = v_member.user_id and s.day between v_first and v_last) as strain,
-               (select count(*) from whoop.training_readiness_gap g
-                where g.user_id = v_member.user_id and g.day between v_first and v_last
-                  and g.overtraining_risk) as risk_days
-        into v_k
-        from whoop.fact_daily_recovery r
-        where r.user_id = v_member.user_id and r.day between v_first and v_last
-          and r.recovery_score is not null;
-
-        -- The latest value of the slow-moving metrics within the range.
-        select (select format('%s (sd %s)', v.volatility_category, round(v.volatility_30d::numeric, 1))
-                from whoop.recovery_volatility v
-                where v.user_id = v_member.user_id and v.day between v_first and v_last
-                  and v.volatility_category is not null
-                order by v.day desc limit 1) as volatility,
-               (select b.balance_state || coalesce(format(' (score %s)', round(b.balance_score::numeric, 0)), '')
-                from whoop.autonomic_balance b
-                where b.user_id = v_member.user_id and b.day between v_first and v_last
-                  and b.balance_state is not null
-                order by b.day desc limit 1) as balance,
-               (select format('%s (ACWR %s)', l.load_zone, round(l.acwr_ewma::numeric, 2))
-                from whoop.training_load l
-                where l.user_id = v_member.user_id and l.day between v_first and v_last
-                  and l.load_zone is not null
-                order by l.day desc limit 1) as load
-        into v_now;
-        select a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery into v_season
-        from whoop.seasonal_adaptation a
-        where a.user_id = v_member.user_id and a.season_start <= v_last
-        order by a.season_start desc limit 1;
+        select * into v_k from whoop.report_kpis(v_member.user_id, v_first, v_last);
 
         return next format('%s · member %s · %s to %s (%s days)', v_member.name, v_member.user_id,
                            to_char(v_first, 'YYYY-MM-DD'), to_char(v_last, 'YYYY-MM-DD'), report.days);
         return next format('recovery %s %% avg (%s green, %s yellow, %s red) · HRV %s ms · RHR %s bpm · '
                            'strain %s · asleep %s h · risk days %s',
-                           coalesce(round(v_k.recovery::numeric, 0)::text, '-'), v_k.green, v_k.yellow, v_k.red,
-                           coalesce(round(v_k.hrv::numeric, 0)::text, '-'),
-                           coalesce(round(v_k.rhr::numeric, 0)::text, '-'),
-                           coalesce(round(v_k.strain::numeric, 1)::text, '-'),
-                           coalesce(round(v_k.asleep::numeric, 1)::text, '-'), v_k.risk_days);
+                           coalesce(round(v_k.mean_recovery::numeric, 0)::text, '-'),
+                           v_k.green_days, v_k.yellow_days, v_k.red_days,
+                           coalesce(round(v_k.mean_hrv::numeric, 0)::text, '-'),
+                           coalesce(round(v_k.mean_resting_hr::numeric, 0)::text, '-'),
+                           coalesce(round(v_k.mean_day_strain::numeric, 1)::text, '-'),
+                           coalesce(round(v_k.mean_hours_asleep::numeric, 1)::text, '-'), v_k.risk_days);
         return next format('latest: volatility %s · balance %s · load %s',
-                           coalesce(v_now.volatility, '-'), coalesce(v_now.balance, '-'),
-                           coalesce(v_now.load, '-'));
-        if v_season.season is not null then
+                           coalesce(case when v_k.latest_volatility_category is not null
+                                         then format('%s (sd %s)', v_k.latest_volatility_category,
+                                                     round(v_k.latest_volatility_30d::numeric, 1)) end, '-'),
+                           coalesce(v_k.latest_balance_state
+                                    || format(' (score %s)', round(v_k.latest_balance_score::numeric, 0)), '-'),
+                           coalesce(case when v_k.latest_load_zone is not null
+                                         then format('%s (ACWR %s)', v_k.latest_load_zone,
+                                                     round(v_k.latest_acwr::numeric, 2)) end, '-'));
+        if v_k.season is not null then
             return next format('season: %s %s, %s (recovery %s %%%s)',
-                               v_season.year, v_season.season,
-                               coalesce(v_season.adaptation_category, 'no baseline yet'),
-                               coalesce(round(v_season.avg_recovery::numeric, 0)::text, '-'),
-                               case when v_season.baseline_recovery is not null
-                                    then format(' vs %s %% before it', round(v_season.baseline_recovery::numeric, 0))
+                               v_k.season_year, v_k.season,
+                               coalesce(v_k.season_adaptation_category, 'no baseline yet'),
+                               coalesce(round(v_k.season_recovery::numeric, 0)::text, '-'),
+                               case when v_k.season_baseline_recovery is not null
+                                    then format(' vs %s %% before it', round(v_k.season_baseline_recovery::numeric, 0))
                                     else '' end);
         end if;
         return next '';
@@ -212,12 +323,13 @@ end;
 $$;
 
 comment on function whoop.report(bigint, integer) is
-    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs and one line per day for the last DAYS days of the member''s data; read it with psql -At or \pset tuples_only';
+    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs (whoop.report_kpis) and one line per day for the last DAYS days of the member''s data; read it with psql -At or \pset tuples_only';
+--upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The HTML report: helpers.
 
-create function whoop.html_escape(value text)
+create function whoop_internal.html_escape(value text)
 returns text
 language sql immutable strict parallel safe
 as $$
@@ -225,59 +337,62 @@ as $$
                            '"', '&quot;'), '''', '&#39;')
 $$;
 
-comment on function whoop.html_escape(text) is
+comment on function whoop_internal.html_escape(text) is
     'text made safe for HTML content and quoted attribute values: & < > " and '' as character references';
 
 -- Chart geometry: a 960 x 250 viewBox, plot area x 56 ... 944, y 30 ... 214.
 -- A day owns a slot of the x axis; its point sits in the middle.
 
-create function whoop.report_fmt(value double precision)
+create function whoop_internal.report_fmt(value double precision)
 returns text
 language sql immutable strict parallel safe
 as $$
     select round(value::numeric, 1)::text
 $$;
 
-comment on function whoop.report_fmt(double precision) is 'an SVG coordinate: one decimal (internal to whoop.report_html)';
+comment on function whoop_internal.report_fmt(double precision) is 'an SVG coordinate: one decimal (internal to whoop.report_html)';
 
-create function whoop.report_x(day date, first_day date, last_day date)
+create function whoop_internal.report_x(day date, first_day date, last_day date)
 returns double precision
 language sql immutable strict parallel safe
 as $$
     select 56 + 888 * ((day - first_day) + 0.5) / (last_day - first_day + 1)::double precision
 $$;
 
-comment on function whoop.report_x(date, date, date) is
+comment on function whoop_internal.report_x(date, date, date) is
     'x of the middle of a day''s slot in a chart of first_day ... last_day (internal to whoop.report_html)';
 
-create function whoop.report_y(value double precision, lo double precision, hi double precision)
+create function whoop_internal.report_y(value double precision, lo double precision, hi double precision)
 returns double precision
 language sql immutable strict parallel safe
 as $$
     select 214 - 184 * (least(greatest(value, lo), hi) - lo) / (hi - lo)
 $$;
 
-comment on function whoop.report_y(double precision, double precision, double precision) is
+comment on function whoop_internal.report_y(double precision, double precision, double precision) is
     'y of a value on an axis from lo (bottom) to hi (top), clamped to the plot (internal to whoop.report_html)';
 
-create function whoop.report_line(days date[], vals double precision[], first_day date, last_day date,
-                                  lo double precision, hi double precision)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_line(days date[], vals double precision[], first_day date, last_day date,
+                                                      lo double precision, hi double precision)
 returns text
 language sql immutable parallel safe
 as $$
     select coalesce(string_agg(case when p.prev is null or p.day - p.prev > 1 then 'M' else 'L' end
-                               || whoop.report_fmt(whoop.report_x(p.day, first_day, last_day)) || ' '
-                               || whoop.report_fmt(whoop.report_y(p.val, lo, hi)), ' ' order by p.day), '')
+                               || whoop_internal.report_fmt(whoop_internal.report_x(p.day, first_day, last_day)) || ' '
+                               || whoop_internal.report_fmt(whoop_internal.report_y(p.val, lo, hi)), ' ' order by p.day), '')
     from (select t.day, t.val, lag(t.day) over (order by t.day) as prev
           from unnest(days, vals) as t(day, val)
           where t.val is not null) p
 $$;
 
-comment on function whoop.report_line(date[], double precision[], date, date, double precision, double precision) is
+comment on function whoop_internal.report_line(date[], double precision[], date, date, double precision, double precision) is
     'SVG path data of a daily series: a line through consecutive days, broken where a day is missing (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
-create function whoop.report_area(days date[], lows double precision[], highs double precision[],
-                                  first_day date, last_day date, lo double precision, hi double precision)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_area(days date[], lows double precision[], highs double precision[],
+                                                      first_day date, last_day date, lo double precision, hi double precision)
 returns text
 language sql immutable parallel safe
 as $$
@@ -293,10 +408,10 @@ as $$
     ),
     shapes as (
         select run,
-               'M' || string_agg(whoop.report_fmt(whoop.report_x(day, first_day, last_day)) || ' '
-                                 || whoop.report_fmt(whoop.report_y(high, lo, hi)), ' L' order by day)
-               || ' L' || string_agg(whoop.report_fmt(whoop.report_x(day, first_day, last_day)) || ' '
-                                     || whoop.report_fmt(whoop.report_y(low, lo, hi)), ' L' order by day desc)
+               'M' || string_agg(whoop_internal.report_fmt(whoop_internal.report_x(day, first_day, last_day)) || ' '
+                                 || whoop_internal.report_fmt(whoop_internal.report_y(high, lo, hi)), ' L' order by day)
+               || ' L' || string_agg(whoop_internal.report_fmt(whoop_internal.report_x(day, first_day, last_day)) || ' '
+                                     || whoop_internal.report_fmt(whoop_internal.report_y(low, lo, hi)), ' L' order by day desc)
                || ' Z' as d
         from runs
         group by run
@@ -304,31 +419,35 @@ as $$
     select coalesce(string_agg(d, ' ' order by run), '') from shapes
 $$;
 
-comment on function whoop.report_area(date[], double precision[], double precision[], date, date, double precision, double precision) is
+comment on function whoop_internal.report_area(date[], double precision[], double precision[], date, date, double precision, double precision) is
     'SVG path data of a band between two daily series: one closed shape per run of consecutive days (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
-create function whoop.report_band(low double precision, high double precision, lo double precision,
-                                  hi double precision, fill text)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_band(low double precision, high double precision, lo double precision,
+                                                      hi double precision, fill text)
 returns text
 language sql immutable parallel safe
 as $$
     select format('<rect x="56" y="%s" width="888" height="%s" fill="%s"/>',
-                  whoop.report_fmt(whoop.report_y(high, lo, hi)),
-                  whoop.report_fmt(whoop.report_y(low, lo, hi) - whoop.report_y(high, lo, hi)),
-                  whoop.html_escape(fill))
+                  whoop_internal.report_fmt(whoop_internal.report_y(high, lo, hi)),
+                  whoop_internal.report_fmt(whoop_internal.report_y(low, lo, hi) - whoop_internal.report_y(high, lo, hi)),
+                  whoop_internal.html_escape(fill))
 $$;
 
-comment on function whoop.report_band(double precision, double precision, double precision, double precision, text) is
+comment on function whoop_internal.report_band(double precision, double precision, double precision, double precision, text) is
     'an SVG rectangle across the plot between two values, e.g. a recovery zone (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
 -- A chart: title, legend, background bands, y grid with labels, x axis
 -- with month (or week) labels, then the series on top.  legend,
 -- background and body are SVG markup made by the caller (who escapes any
 -- text in them); title and the tick labels are escaped here.
-create function whoop.report_chart(title text, legend text, first_day date, last_day date,
-                                   lo double precision, hi double precision,
-                                   ticks double precision[], tick_labels text[],
-                                   background text, body text)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_chart(title text, legend text, first_day date, last_day date,
+                                                       lo double precision, hi double precision,
+                                                       ticks double precision[], tick_labels text[],
+                                                       background text, body text)
 returns text
 language sql stable parallel safe
 as $$
@@ -336,22 +455,22 @@ as $$
                   ' role="img" aria-label="%1$s"><title>%1$s</title>'
                   '<text class="ct" x="56" y="18">%1$s</text><text class="lg" x="944" y="18" text-anchor="end">%2$s</text>'
                   '%3$s%4$s%5$s<rect class="frame" x="56" y="30" width="888" height="184"/>%6$s</svg>',
-                  whoop.html_escape(title), coalesce(legend, ''), coalesce(background, ''),
+                  whoop_internal.html_escape(title), coalesce(legend, ''), coalesce(background, ''),
                   -- y grid and labels
                   (select coalesce(string_agg(format('<line class="grid" x1="56" x2="944" y1="%1$s" y2="%1$s"/>'
                                                      '<text class="yl" x="50" y="%2$s" text-anchor="end">%3$s</text>',
-                                                     whoop.report_fmt(whoop.report_y(t.v, lo, hi)),
-                                                     whoop.report_fmt(whoop.report_y(t.v, lo, hi) + 4),
-                                                     whoop.html_escape(t.label)), '' order by t.v), '')
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.v, lo, hi)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.v, lo, hi) + 4),
+                                                     whoop_internal.html_escape(t.label)), '' order by t.v), '')
                    from unnest(ticks, tick_labels) as t(v, label)
                    where t.v between lo and hi),
                   -- x axis: the first of each month, or Mondays for ranges up to nine weeks
                   (select coalesce(string_agg(format('<line class="tick" x1="%1$s" x2="%1$s" y1="214" y2="219"/>'
                                                      '<text class="xl" x="%1$s" y="232" text-anchor="middle">%2$s</text>',
-                                                     whoop.report_fmt(whoop.report_x(d.day, first_day, last_day)),
-                                                     whoop.html_escape(case when last_day - first_day > 62
-                                                                            then to_char(d.day, 'Mon YYYY')
-                                                                            else to_char(d.day, 'DD Mon') end)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_x(d.day, first_day, last_day)),
+                                                     whoop_internal.html_escape(case when last_day - first_day > 62
+                                                                                     then to_char(d.day, 'Mon YYYY')
+                                                                                     else to_char(d.day, 'DD Mon') end)),
                                               '' order by d.day), '')
                    from (select g::date as day from generate_series(first_day, last_day, interval '1 day') g) d
                    where case when last_day - first_day > 62 then extract(day from d.day) = 1
@@ -359,11 +478,13 @@ as $$
                   coalesce(body, ''))
 $$;
 
-comment on function whoop.report_chart(text, text, date, date, double precision, double precision, double precision[], text[], text, text) is
+comment on function whoop_internal.report_chart(text, text, date, date, double precision, double precision, double precision[], text[], text, text) is
     'one inline SVG chart of whoop.report_html: frame, y grid, date axis, background and series markup (internal)';
+--upgrade 1.0--1.1 end
 
 -- A category distribution as an HTML table with a bar per category.
-create function whoop.report_categories(title text, categories text[], colors text[], observed text[])
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_categories(title text, categories text[], colors text[], observed text[])
 returns text
 language sql immutable parallel safe
 as $$
@@ -378,11 +499,11 @@ as $$
     select format('<table class="cat"><caption>%s</caption><thead><tr><th>category</th><th>days</th>'
                   '<th>share</th><th></th></tr></thead><tbody>%s</tbody>'
                   '<tfoot><tr><td colspan="4">%s of %s days rated</td></tr></tfoot></table>',
-                  whoop.html_escape(title),
+                  whoop_internal.html_escape(title),
                   string_agg(format('<tr><td><span class="sw" style="background:%1$s"></span>%2$s</td>'
                                     '<td class="n">%3$s</td><td class="n">%4$s%%</td>'
                                     '<td class="bar"><span style="width:%5$spx;background:%1$s"></span></td></tr>',
-                                    whoop.html_escape(c.color), whoop.html_escape(c.category), c.n,
+                                    whoop_internal.html_escape(c.color), whoop_internal.html_escape(c.category), c.n,
                                     case when t.rated > 0 then round(100.0 * c.n / t.rated) else 0 end,
                                     case when t.rated > 0 then round(100.0 * c.n / t.rated) else 0 end),
                              '' order by c.ord),
@@ -391,13 +512,15 @@ as $$
     group by t.rated, t.days
 $$;
 
-comment on function whoop.report_categories(text, text[], text[], text[]) is
+comment on function whoop_internal.report_categories(text, text[], text[], text[]) is
     'an HTML table counting how often each category occurs among the observed values (internal to whoop.report_html)';
+--upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The HTML report.
 
-create function whoop.report_html(user_id bigint default null, days integer default 90)
+--upgrade 1.0--1.1 begin
+create or replace function whoop.report_html(user_id bigint default null, days integer default 90)
 returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -409,7 +532,6 @@ declare
     v_last date;
     v_members bigint;
     v_k record;
-    v_latest record;
     v_d record;
     v_lo double precision;
     v_hi double precision;
@@ -452,87 +574,60 @@ begin
 
     -- The series of the range, in arrays (one element per day with data).
     select array_agg(d.day order by d.day) as day,
-           array_agg(r.recovery_score order by d.day) as recovery,
-           array_agg(r.recovery_zone order by d.day) as zone,
-           array_agg(b.ln_rmssd order by d.day) as ln_rmssd,
-           array_agg(b.hrv_7d order by d.day) as hrv_7d,
-           array_agg(b.swc_low order by d.day) as swc_low,
-           array_agg(b.swc_high order by d.day) as swc_high,
+           array_agg(d.recovery_score order by d.day) as recovery,
+           array_agg(d.recovery_zone order by d.day) as zone,
+           array_agg(d.ln_rmssd order by d.day) as ln_rmssd,
+           array_agg(d.hrv_7d order by d.day) as hrv_7d,
+           array_agg(d.swc_low order by d.day) as swc_low,
+           array_agg(d.swc_high order by d.day) as swc_high,
            array_agg(d.day_strain order by d.day) as strain,
-           array_agg(g.target_strain order by d.day) as target,
-           array_agg(g.gap_category order by d.day) as gap_category,
-           array_agg(l.acwr_ewma order by d.day) as acwr,
-           array_agg(l.acwr_rolling order by d.day) as acwr_rolling,
-           array_agg(m.momentum_category order by d.day) as momentum_category,
-           array_agg(e.efficiency_category order by d.day) as efficiency_category,
-           array_agg(v.volatility_category order by d.day) as volatility_category,
-           array_agg(b.balance_state order by d.day) as balance_state,
-           array_agg(l.load_zone order by d.day) as load_zone
+           array_agg(d.target_strain order by d.day) as target,
+           array_agg(d.gap_category order by d.day) as gap_category,
+           array_agg(d.acwr_ewma order by d.day) as acwr,
+           array_agg(d.acwr_rolling order by d.day) as acwr_rolling,
+           array_agg(d.momentum_category order by d.day) as momentum_category,
+           array_agg(d.efficiency_category order by d.day) as efficiency_category,
+           array_agg(d.volatility_category order by d.day) as volatility_category,
+           array_agg(d.balance_state order by d.day) as balance_state,
+           array_agg(d.load_zone order by d.day) as load_zone
     into v_d
-    from whoop.fact_daily_strain d
-    left join whoop.fact_daily_recovery r on r.user_id = d.user_id and r.day = d.day
-    left join whoop.autonomic_balance b on b.user_id = d.user_id and b.day = d.day
-    left join whoop.training_readiness_gap g on g.user_id = d.user_id and g.day = d.day
-    left join whoop.training_load l on l.user_id = d.user_id and l.day = d.day
-    left join whoop.recovery_momentum m on m.user_id = d.user_id and m.day = d.day
-    left join whoop.strain_recovery_efficiency e on e.user_id = d.user_id and e.day = d.day
-    left join whoop.recovery_volatility v on v.user_id = d.user_id and v.day = d.day
+    from whoop_internal.report_days d
     where d.user_id = v_user and d.day between v_first and v_last;
 
-    -- KPIs over the range, and the latest scored day.
-    select avg(r.recovery_score) as recovery,
-           count(r.recovery_score) as scored,
-           count(*) filter (where r.recovery_zone = 'green') as green,
-           count(*) filter (where r.recovery_zone = 'yellow') as yellow,
-           count(*) filter (where r.recovery_zone = 'red') as red,
-           avg(r.hrv_rmssd_milli) as hrv,
-           avg(r.resting_heart_rate) as rhr,
-           avg(r.hours_asleep) as asleep,
-           (select avg(s.day_strain) from whoop.fact_daily_strain s
-            where s.user_id = v_user and s.day between v_first and v_last) as strain,
-           (select count(*) from whoop.training_readiness_gap g
-            where g.user_id = v_user and g.day between v_first and v_last and g.overtraining_risk) as risk_days
-    into v_k
-    from whoop.fact_daily_recovery r
-    where r.user_id = v_user and r.day between v_first and v_last and r.recovery_score is not null;
-    select r.day, r.recovery_score, r.recovery_zone into v_latest
-    from whoop.fact_daily_recovery r
-    where r.user_id = v_user and r.day between v_first and v_last and r.recovery_score is not null
-    order by r.day desc limit 1;
-
+    select * into v_k from whoop.report_kpis(v_user, v_first, v_last);
     v_kpis := format('<div class="kpi"><b style="color:%s">%s</b><span>latest recovery%s</span></div>',
-                     case v_latest.recovery_zone when 'green' then c_green when 'yellow' then c_yellow
-                                                 when 'red' then c_red else c_grey end,
-                     coalesce(round(v_latest.recovery_score::numeric)::text || ' %', '–'),
-                     coalesce(' (' || to_char(v_latest.day, 'DD Mon') || ')', ''))
+                     case v_k.latest_recovery_zone when 'green' then c_green when 'yellow' then c_yellow
+                                                   when 'red' then c_red else c_grey end,
+                     coalesce(round(v_k.latest_recovery::numeric)::text || ' %', '–'),
+                     coalesce(' (' || to_char(v_k.latest_recovery_day, 'DD Mon') || ')', ''))
         || format('<div class="kpi"><b>%s</b><span>average recovery</span></div>',
-                  coalesce(round(v_k.recovery::numeric)::text || ' %', '–'))
+                  coalesce(round(v_k.mean_recovery::numeric)::text || ' %', '–'))
         || format('<div class="kpi"><b><i style="color:%s">%s</i> · <i style="color:%s">%s</i> · <i style="color:%s">%s</i></b>'
                   '<span>green · yellow · red days</span></div>',
-                  c_green, v_k.green, c_yellow, v_k.yellow, c_red, v_k.red)
+                  c_green, v_k.green_days, c_yellow, v_k.yellow_days, c_red, v_k.red_days)
         || format('<div class="kpi"><b>%s ms</b><span>average HRV</span></div>',
-                  coalesce(round(v_k.hrv::numeric)::text, '–'))
+                  coalesce(round(v_k.mean_hrv::numeric)::text, '–'))
         || format('<div class="kpi"><b>%s bpm</b><span>average resting HR</span></div>',
-                  coalesce(round(v_k.rhr::numeric)::text, '–'))
+                  coalesce(round(v_k.mean_resting_hr::numeric)::text, '–'))
         || format('<div class="kpi"><b>%s</b><span>average day strain</span></div>',
-                  coalesce(round(v_k.strain::numeric, 1)::text, '–'))
+                  coalesce(round(v_k.mean_day_strain::numeric, 1)::text, '–'))
         || format('<div class="kpi"><b>%s h</b><span>average asleep</span></div>',
-                  coalesce(round(v_k.asleep::numeric, 1)::text, '–'))
+                  coalesce(round(v_k.mean_hours_asleep::numeric, 1)::text, '–'))
         || format('<div class="kpi"><b style="color:%s">%s</b><span>overtraining-risk days</span></div>',
                   case when v_k.risk_days > 0 then c_red else c_green end, v_k.risk_days);
 
     -- 1. Recovery with its zone bands, a dot per day in its zone's colour.
-    v_recovery := whoop.report_chart(
+    v_recovery := whoop_internal.report_chart(
         'Recovery (%)',
         format('<tspan fill="%s">■ green ≥ 67</tspan>  <tspan fill="%s">■ yellow 34–66</tspan>  <tspan fill="%s">■ red ≤ 33</tspan>',
                c_green, c_yellow, c_red),
         v_first, v_last, 0, 100, array[0, 34, 67, 100], array['0', '34', '67', '100'],
-        whoop.report_band(0, 34, 0, 100, '#fee2e2') || whoop.report_band(34, 67, 0, 100, '#fef3c7')
-            || whoop.report_band(67, 100, 0, 100, '#dcfce7'),
-        format('<path class="s" d="%s" stroke="#334155"/>', whoop.report_line(v_d.day, v_d.recovery, v_first, v_last, 0, 100))
+        whoop_internal.report_band(0, 34, 0, 100, '#fee2e2') || whoop_internal.report_band(34, 67, 0, 100, '#fef3c7')
+            || whoop_internal.report_band(67, 100, 0, 100, '#dcfce7'),
+        format('<path class="s" d="%s" stroke="#334155"/>', whoop_internal.report_line(v_d.day, v_d.recovery, v_first, v_last, 0, 100))
             || (select coalesce(string_agg(format('<circle cx="%s" cy="%s" r="2.6" fill="%s"/>',
-                                                  whoop.report_fmt(whoop.report_x(t.day, v_first, v_last)),
-                                                  whoop.report_fmt(whoop.report_y(t.val, 0, 100)),
+                                                  whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last)),
+                                                  whoop_internal.report_fmt(whoop_internal.report_y(t.val, 0, 100)),
                                                   case t.zone when 'green' then c_green when 'yellow' then c_yellow
                                                               else c_red end), '' order by t.day), '')
                 from unnest(v_d.day, v_d.recovery, v_d.zone) as t(day, val, zone)
@@ -553,24 +648,24 @@ begin
         select array_agg(t.v order by t.i), array_agg(t.l order by t.i) into v_ticks, v_labels
         from unnest(v_ticks, v_labels) with ordinality as t(v, l, i) where t.i % 2 = 1;
     end loop;
-    v_hrv := whoop.report_chart(
+    v_hrv := whoop_internal.report_chart(
         'Heart-rate variability (rMSSD, ms, log scale)',
         format('<tspan fill="%s">■ SWC band (60-day baseline ± 0.5 sd)</tspan>  <tspan fill="%s">— 7-day mean</tspan>  '
                '<tspan fill="%s">● daily</tspan>', '#93c5fd', c_blue, c_grey),
         v_first, v_last, v_lo, v_hi, v_ticks, v_labels,
         format('<path d="%s" fill="#dbeafe" stroke="#93c5fd"/>',
-               whoop.report_area(v_d.day, v_d.swc_low, v_d.swc_high, v_first, v_last, v_lo, v_hi)),
+               whoop_internal.report_area(v_d.day, v_d.swc_low, v_d.swc_high, v_first, v_last, v_lo, v_hi)),
         (select coalesce(string_agg(format('<circle cx="%s" cy="%s" r="2.2" fill="%s"/>',
-                                           whoop.report_fmt(whoop.report_x(t.day, v_first, v_last)),
-                                           whoop.report_fmt(whoop.report_y(t.val, v_lo, v_hi)), c_grey),
+                                           whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last)),
+                                           whoop_internal.report_fmt(whoop_internal.report_y(t.val, v_lo, v_hi)), c_grey),
                                     '' order by t.day), '')
          from unnest(v_d.day, v_d.ln_rmssd) as t(day, val) where t.val is not null)
         || format('<path class="s" d="%s" stroke="%s" stroke-width="2.2"/>',
-                  whoop.report_line(v_d.day, v_d.hrv_7d, v_first, v_last, v_lo, v_hi), c_blue));
+                  whoop_internal.report_line(v_d.day, v_d.hrv_7d, v_first, v_last, v_lo, v_hi), c_blue));
 
     -- 3. Day strain against the target of the day's recovery zone; bars in the
     -- colour of the readiness-gap category.
-    v_strain := whoop.report_chart(
+    v_strain := whoop_internal.report_chart(
         'Day strain vs recommended target',
         format('<tspan fill="%s">■ overreaching</tspan>  <tspan fill="%s">■ pushing</tspan>  <tspan fill="%s">■ aligned</tspan>  '
                '<tspan fill="%s">■ conservative</tspan>  <tspan fill="%s">■ undertrained</tspan>  <tspan fill="#0f172a">— target</tspan>',
@@ -578,10 +673,10 @@ begin
         v_first, v_last, 0, 21, array[0, 5, 10, 14, 18, 21], array['0', '5', '10', '14', '18', '21'],
         null,
         (select coalesce(string_agg(format('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>',
-                                           whoop.report_fmt(whoop.report_x(t.day, v_first, v_last) - 0.35 * 888 / (v_last - v_first + 1)),
-                                           whoop.report_fmt(whoop.report_y(t.strain, 0, 21)),
-                                           whoop.report_fmt(greatest(0.7 * 888 / (v_last - v_first + 1), 1)),
-                                           whoop.report_fmt(214 - whoop.report_y(t.strain, 0, 21)),
+                                           whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last) - 0.35 * 888 / (v_last - v_first + 1)),
+                                           whoop_internal.report_fmt(whoop_internal.report_y(t.strain, 0, 21)),
+                                           whoop_internal.report_fmt(greatest(0.7 * 888 / (v_last - v_first + 1), 1)),
+                                           whoop_internal.report_fmt(214 - whoop_internal.report_y(t.strain, 0, 21)),
                                            case t.cat when 'Overreaching' then c_red when 'Pushing' then '#f97316'
                                                       when 'Aligned' then c_green when 'Conservative' then '#60a5fa'
                                                       when 'Undertrained' then c_grey else '#cbd5e1' end),
@@ -589,17 +684,17 @@ begin
          from unnest(v_d.day, v_d.strain, v_d.gap_category) as t(day, strain, cat) where t.strain is not null)
         || format('<path class="s" d="%s" stroke="#0f172a" stroke-width="2"/>',
                   (select coalesce(string_agg(format('M%s %s L%s %s',
-                                                     whoop.report_fmt(whoop.report_x(t.day, v_first, v_last) - 0.5 * 888 / (v_last - v_first + 1)),
-                                                     whoop.report_fmt(whoop.report_y(t.target, 0, 21)),
-                                                     whoop.report_fmt(whoop.report_x(t.day, v_first, v_last) + 0.5 * 888 / (v_last - v_first + 1)),
-                                                     whoop.report_fmt(whoop.report_y(t.target, 0, 21))), ' ' order by t.day), '')
+                                                     whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last) - 0.5 * 888 / (v_last - v_first + 1)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.target, 0, 21)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_x(t.day, v_first, v_last) + 0.5 * 888 / (v_last - v_first + 1)),
+                                                     whoop_internal.report_fmt(whoop_internal.report_y(t.target, 0, 21))), ' ' order by t.day), '')
                    from unnest(v_d.day, v_d.target) as t(day, target) where t.target is not null)));
 
     -- 4. Acute:chronic workload ratio with its zones.
     select greatest(2.0, ceil(max(greatest(t.a, t.r)) * 10) / 10) into v_hi
     from unnest(v_d.acwr, v_d.acwr_rolling) as t(a, r);
     v_hi := coalesce(v_hi, 2.0);
-    v_load := whoop.report_chart(
+    v_load := whoop_internal.report_chart(
         'Acute:chronic workload ratio (day strain)',
         format('<tspan fill="%s">— EWMA 7/28</tspan>  <tspan fill="%s">-- rolling 7/28</tspan>  '
                '<tspan fill="%s">■ detraining</tspan>  <tspan fill="%s">■ optimal</tspan>  <tspan fill="%s">■ caution</tspan>  '
@@ -607,43 +702,43 @@ begin
                '#0f172a', '#64748b', '#93c5fd', c_green, c_yellow, c_red),
         v_first, v_last, 0.4, v_hi, array[0.5, 0.8, 1.0, 1.3, 1.5, 2.0, 2.5, 3.0],
         array['0.5', '0.8', '1.0', '1.3', '1.5', '2.0', '2.5', '3.0'],
-        whoop.report_band(0.4, 0.8, 0.4, v_hi, '#dbeafe') || whoop.report_band(0.8, 1.3, 0.4, v_hi, '#dcfce7')
-            || whoop.report_band(1.3, 1.5, 0.4, v_hi, '#fef3c7') || whoop.report_band(1.5, v_hi, 0.4, v_hi, '#fee2e2'),
+        whoop_internal.report_band(0.4, 0.8, 0.4, v_hi, '#dbeafe') || whoop_internal.report_band(0.8, 1.3, 0.4, v_hi, '#dcfce7')
+            || whoop_internal.report_band(1.3, 1.5, 0.4, v_hi, '#fef3c7') || whoop_internal.report_band(1.5, v_hi, 0.4, v_hi, '#fee2e2'),
         format('<path class="s" d="%s" stroke="#64748b" stroke-dasharray="5 4"/>',
-               whoop.report_line(v_d.day, v_d.acwr_rolling, v_first, v_last, 0.4, v_hi))
+               whoop_internal.report_line(v_d.day, v_d.acwr_rolling, v_first, v_last, 0.4, v_hi))
         || format('<path class="s" d="%s" stroke="#0f172a" stroke-width="2.2"/>',
-                  whoop.report_line(v_d.day, v_d.acwr, v_first, v_last, 0.4, v_hi)));
+                  whoop_internal.report_line(v_d.day, v_d.acwr, v_first, v_last, 0.4, v_hi)));
 
     -- The category distributions over the range.
     v_tables :=
-        whoop.report_categories('Recovery momentum',
+        whoop_internal.report_categories('Recovery momentum',
             array['Accelerating', 'Improving', 'Stable', 'Declining', 'Deteriorating'],
             array[c_green, '#86efac', c_grey, '#fca5a5', c_red], v_d.momentum_category)
-        || whoop.report_categories('Strain-recovery efficiency',
+        || whoop_internal.report_categories('Strain-recovery efficiency',
             array['Highly Efficient', 'Efficient', 'Moderate', 'Poor', 'Very Poor'],
             array[c_green, '#86efac', c_grey, '#fca5a5', c_red], v_d.efficiency_category)
-        || whoop.report_categories('Training readiness gap',
+        || whoop_internal.report_categories('Training readiness gap',
             array['Overreaching', 'Pushing', 'Aligned', 'Conservative', 'Undertrained'],
             array[c_red, '#f97316', c_green, '#60a5fa', c_grey], v_d.gap_category)
-        || whoop.report_categories('Recovery volatility (30 days)',
+        || whoop_internal.report_categories('Recovery volatility (30 days)',
             array['Very Stable', 'Stable', 'Moderate', 'Volatile', 'Very Volatile'],
             array[c_green, '#86efac', c_grey, '#fca5a5', c_red], v_d.volatility_category)
-        || whoop.report_categories('Autonomic balance',
+        || whoop_internal.report_categories('Autonomic balance',
             array['Parasympathetic', 'Balanced', 'Sympathetic'],
             array[c_blue, c_green, c_red], v_d.balance_state)
-        || whoop.report_categories('Training load zone',
+        || whoop_internal.report_categories('Training load zone',
             array['Detraining', 'Optimal', 'Caution', 'High Risk'],
             array['#93c5fd', c_green, c_yellow, c_red], v_d.load_zone);
 
     -- Seasons overlapping the range.
     select coalesce(string_agg(format('<tr><td>%s %s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
                                       '<td class="n">%s</td><td class="n">%s</td><td>%s</td></tr>',
-                                      a.year, whoop.html_escape(a.season), a.days,
+                                      a.year, whoop_internal.html_escape(a.season), a.days,
                                       coalesce(round(a.avg_recovery::numeric)::text, '–'),
                                       coalesce(round(a.baseline_recovery::numeric)::text, '–'),
                                       coalesce(to_char(a.recovery_deviation, 'FMSG990.0'), '–'),
                                       coalesce(to_char(a.adaptation_index, 'FMSG990.00'), '–'),
-                                      coalesce(whoop.html_escape(a.adaptation_category), 'no baseline yet')),
+                                      coalesce(whoop_internal.html_escape(a.adaptation_category), 'no baseline yet')),
                                '' order by a.season_start), '')
     into v_seasons
     from whoop.seasonal_adaptation a
@@ -657,7 +752,7 @@ begin
     select coalesce(string_agg(format('<tr><td>%s</td><td class="n">%s</td><td>%s</td><td class="n">%s</td>'
                                       '<td class="n">%s</td><td class="n">%s</td></tr>',
                                       to_char(g.day, 'Dy DD Mon YYYY'), round(g.recovery_score::numeric),
-                                      whoop.html_escape(g.recovery_zone), round(g.day_strain::numeric, 1),
+                                      whoop_internal.html_escape(g.recovery_zone), round(g.day_strain::numeric, 1),
                                       round(g.target_strain::numeric), round(g.avg_strain_prior_7d::numeric, 1)),
                                '' order by g.day), '')
     into v_risk
@@ -708,10 +803,11 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 </body>
 </html>
 $html$,
-        whoop.html_escape(v_name), v_user, to_char(v_first, 'DD Mon YYYY'), to_char(v_last, 'DD Mon YYYY'),
-        report_html.days, v_k.scored, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk);
+        whoop_internal.html_escape(v_name), v_user, to_char(v_first, 'DD Mon YYYY'), to_char(v_last, 'DD Mon YYYY'),
+        report_html.days, v_k.recovery_days, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk);
 end;
 $$;
 
 comment on function whoop.report_html(bigint, integer) is
-    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data: KPIs, recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
+    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data: KPIs (whoop.report_kpis), recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
+--upgrade 1.0--1.1 end

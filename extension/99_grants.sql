@@ -44,6 +44,12 @@ grant select on
 to whoop_reader;
 --upgrade 1.0--1.1 end
 
+-- whoop.report_kpis() and whoop.report_html() run with the caller's rights
+-- and read the marts and metrics through this view of them.
+--upgrade 1.0--1.1 begin
+grant select on whoop_internal.report_days to whoop_reader;
+--upgrade 1.0--1.1 end
+
 -- The operations change data or reach outside the database: only the
 -- extension owner (and roles it grants them to) may run them.
 revoke execute on function whoop.refresh(bigint) from public;

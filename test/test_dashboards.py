@@ -13,12 +13,17 @@ Then:
     is checked against the column shape its panel type needs;
   * whoop.daily_summary, whoop.report() and whoop.report_html() give
     sensible results, escape what they show, and the reader may use them;
+  * whoop.report_kpis() equals a plain computation over the facts for
+    ranges as the reports and as Grafana give them, with a day whose sleep
+    is scored but whose recovery is not, and the KPI panels, the text
+    report and the HTML report show exactly its numbers;
   * the HTML report renders in headless Chromium: a screenshot
     (docs/report.png, committed, rewritten by this test), the DOM has the
     four SVG charts and the tables, and the console shows no script error.
 """
 
 import datetime as dt
+import decimal
 import json
 import os
 import re
@@ -61,6 +66,19 @@ METRIC_ROWS = {                          # row title fragment -> the view its pa
     "Training load": "training_load",
 }
 RECOVERY_STEPS = [(None, "red"), (34, "#EAB839"), (67, "green")]
+KPI_SOURCE = "from whoop.report_kpis($athlete, $__timeFrom(), $__timeTo())"
+KPI_PANELS = {"Average recovery", "Risk days", "Days tracked", "Recovery zones", "Average HRV",
+              "Average strain and sleep"}
+KPI_COLUMNS = ["recovery_days", "strain_days", "mean_recovery", "green_days", "yellow_days", "red_days",
+               "mean_hrv", "mean_resting_hr", "mean_hours_asleep", "mean_day_strain", "risk_days",
+               "latest_recovery_day", "latest_recovery", "latest_recovery_zone",
+               "latest_volatility_category", "latest_volatility_30d", "latest_balance_state",
+               "latest_balance_score", "latest_load_zone", "latest_acwr",
+               "season_year", "season", "season_adaptation_category", "season_recovery",
+               "season_baseline_recovery"]
+KPI_FLOATS = {"mean_recovery", "mean_hrv", "mean_resting_hr", "mean_hours_asleep", "mean_day_strain",
+              "latest_recovery", "latest_volatility_30d", "latest_balance_score", "latest_acwr",
+              "season_recovery", "season_baseline_recovery"}
 
 
 # ---------------------------------------------------------------------------
@@ -375,12 +393,25 @@ class Dashboard(unittest.TestCase):
     def test_every_query_uses_the_athlete_and_the_time_range(self):
         for p in self.panels:
             sql = p["targets"][0]["rawSql"]
+            if KPI_SOURCE in sql:
+                continue        # the range is the call's arguments (test_kpi_panels_read_report_kpis)
             self.assertRegex(sql, r"user_id = \$athlete\b", p["title"])
             self.assertTrue("$__timeFilter(" in sql or ("$__timeFrom()" in sql and "$__timeTo()" in sql), p["title"])
             for arg in re.findall(r"\$__timeFilter\(([^\)]*)\)", sql):
                 # Grafana compares with a timestamp literal: the day is cast to
                 # timestamp (not timestamptz: independent of the session zone)
                 self.assertTrue(arg.endswith("::timestamp"), (p["title"], arg))
+
+    def test_kpi_panels_read_report_kpis(self):
+        # the KPI panels compute nothing: they pick columns of the one function the reports read
+        kpi = [p for p in self.panels if KPI_SOURCE in p["targets"][0]["rawSql"]]
+        self.assertEqual({p["title"] for p in kpi}, KPI_PANELS)
+        for p in kpi:
+            sql = p["targets"][0]["rawSql"]
+            self.assertRegex(sql, r'^select \w+ as "[^"]+"(, \w+ as "[^"]+")*\n%s$' % re.escape(KPI_SOURCE),
+                             p["title"])
+            for column in re.findall(r'(\w+) as "', sql):
+                self.assertIn(column, KPI_COLUMNS, p["title"])
 
     def test_no_sql_comments(self):
         for p in self.panels:
@@ -502,7 +533,7 @@ class PanelQueries(unittest.TestCase):
                 with self.subTest(panel=p["title"], athlete=athlete):
                     sql, (cols, data) = self.run_panel(p, self.full[0], self.full[1], athlete)
                     # risk days are rare: an athlete without any sees none, and 0
-                    only_risk = "overtraining_risk" in p["targets"][0]["rawSql"]
+                    only_risk = re.search(r"overtraining_risk|risk_days", p["targets"][0]["rawSql"]) is not None
                     if only_risk and risk.get(athlete, 0) == 0:
                         if p["type"] == "table":
                             self.assertEqual(data, [], p["title"])
@@ -553,6 +584,233 @@ class PanelQueries(unittest.TestCase):
         with self.assertRaises(harness.SQLError) as cm:
             reader_query("select count(*) from whoop.raw_cycle")
         self.assertEqual(cm.exception.sqlstate, "42501")
+
+
+# The same numbers computed without whoop.report_kpis(): a calendar of the
+# days, each fact and metric joined to its day, plain aggregates; the
+# latest values as the first element of an array ordered by day, newest
+# first; the season as the one with the greatest start up to the last day.
+PLAIN_KPIS = """
+select k.*, a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery
+from (
+select count(r.recovery_score), count(s.day_strain), avg(r.recovery_score),
+       count(*) filter (where r.recovery_zone = 'green'), count(*) filter (where r.recovery_zone = 'yellow'),
+       count(*) filter (where r.recovery_zone = 'red'),
+       avg(r.hrv_rmssd_milli), avg(r.resting_heart_rate), avg(r.hours_asleep), avg(s.day_strain),
+       count(*) filter (where g.overtraining_risk),
+       max(r.day) filter (where r.recovery_score is not null),
+       (array_agg(r.recovery_score order by c.day desc) filter (where r.recovery_score is not null))[1],
+       (array_agg(r.recovery_zone order by c.day desc) filter (where r.recovery_score is not null))[1],
+       (array_agg(v.volatility_category order by c.day desc) filter (where v.volatility_category is not null))[1],
+       (array_agg(v.volatility_30d order by c.day desc) filter (where v.volatility_category is not null))[1],
+       (array_agg(b.balance_state order by c.day desc) filter (where b.balance_state is not null))[1],
+       (array_agg(b.balance_score order by c.day desc) filter (where b.balance_state is not null))[1],
+       (array_agg(l.load_zone order by c.day desc) filter (where l.load_zone is not null))[1],
+       (array_agg(l.acwr_ewma order by c.day desc) filter (where l.load_zone is not null))[1]
+from (select d::date as day from generate_series(date '%(first)s', date '%(last)s', interval '1 day') d) c
+left join whoop.fact_daily_strain s on s.user_id = %(user)d and s.day = c.day
+left join whoop.fact_daily_recovery r on r.user_id = %(user)d and r.day = c.day
+left join whoop.training_readiness_gap g on g.user_id = %(user)d and g.day = c.day
+left join whoop.recovery_volatility v on v.user_id = %(user)d and v.day = c.day
+left join whoop.autonomic_balance b on b.user_id = %(user)d and b.day = c.day
+left join whoop.training_load l on l.user_id = %(user)d and l.day = c.day
+) k
+left join whoop.seasonal_adaptation a
+    on a.user_id = %(user)d
+   and a.season_start = (select max(x.season_start) from whoop.seasonal_adaptation x
+                         where x.user_id = %(user)d and x.season_start <= date '%(last)s')
+"""
+
+
+def plain_kpis(user, first, last):
+    """plain_kpis: PLAIN_KPIS for USER's days FIRST ... LAST as {column: text or None}."""
+    values = rows(PLAIN_KPIS % {"user": user, "first": first.isoformat(), "last": last.isoformat()})[0]
+    return {c: (v if v != "" else None) for c, v in zip(KPI_COLUMNS, values)}
+
+
+def grafana_days(start, end):
+    """grafana_days: the first and last day $__timeFilter(day::timestamp) keeps of START ... END (UTC):
+    a day counts when its 00:00 lies in the range."""
+    first = start.date() if start.time() == dt.time(0) else start.date() + dt.timedelta(days=1)
+    return first, end.date()
+
+
+def pg_round(text, places):
+    """pg_round: a double precision as psql prints it, shown the way round(x::numeric, places)::text
+    shows it -- the cast keeps 15 significant digits, round() takes halves away from zero."""
+    if text is None:
+        return None
+    d = decimal.Decimal("%.15g" % float(text))
+    return str(d.quantize(decimal.Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_UP))
+
+
+def midnight(day):
+    return dt.datetime.combine(day, dt.time(0), tzinfo=UTC)
+
+
+def report_range(user, days):
+    """report_range: the days whoop.report() and whoop.report_html() cover for USER and DAYS."""
+    last = dt.date.fromisoformat(scalar("select max(day) from whoop.fact_daily_strain where user_id = %d" % user))
+    return last - dt.timedelta(days=days - 1), last
+
+
+class Kpis(unittest.TestCase):
+    """whoop.report_kpis(): its numbers, and that every consumer shows exactly them.
+
+    For the class, one day of the first athlete has a scored sleep but an
+    unscorable recovery (the simulator scores both or neither): its sleep
+    counts in the mean hours asleep, its recovery in nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        first = scalar("select min(day) from whoop.fact_daily_strain")
+        cls.ranges = {
+            "all data": (dt.datetime.fromisoformat(first).replace(tzinfo=UTC), NOW),
+            "last week, from noon": (NOW - dt.timedelta(days=7), NOW),
+            "90 days, odd ends": (dt.datetime(2026, 3, 31, 23, 59, 59, 500000, tzinfo=UTC),
+                                  dt.datetime(2026, 6, 29, tzinfo=UTC)),
+            "January, midnight to midnight": (dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 2, 1, tzinfo=UTC)),
+            "within one day": (dt.datetime(2026, 5, 5, 1, tzinfo=UTC), dt.datetime(2026, 5, 5, 23, tzinfo=UTC)),
+            "before any data": (dt.datetime(2001, 1, 1, tzinfo=UTC), dt.datetime(2001, 3, 1, tzinfo=UTC)),
+        }
+        user = USERS[0]
+        cls.cycle, cls.day = rows(
+            "select cycle_id, day from whoop.fact_daily_recovery where user_id = %d and recovery_score is not null "
+            "and hours_asleep is not null and day <= (select max(day) - 2 from whoop.fact_daily_strain "
+            "where user_id = %d) order by day desc limit 1" % (user, user))[0]
+        psql("update whoop.raw_recovery set score_state = 'UNSCORABLE' where cycle_id = %s; "
+             "select * from whoop.refresh();" % cls.cycle)
+
+    @classmethod
+    def tearDownClass(cls):
+        psql("update whoop.raw_recovery set score_state = 'SCORED' where cycle_id = %s; "
+             "select * from whoop.refresh();" % cls.cycle)
+
+    def assertKpi(self, column, got, want, msg):
+        if column in KPI_FLOATS and got is not None and want is not None:
+            # the same values summed in another order may differ in the last bits
+            self.assertAlmostEqual(float(got), float(want), delta=1e-9 * max(1, abs(float(want))),
+                                   msg="%s: %s" % (msg, column))
+        else:
+            self.assertEqual(got, want, "%s: %s" % (msg, column))
+
+    def assertKpis(self, got, want, msg):
+        for c in KPI_COLUMNS:
+            self.assertKpi(c, got[c], want[c], msg)
+
+    def kpis(self, user, start, end):
+        cols, data = reader_query("select * from whoop.report_kpis(%d, '%s', '%s')"
+                                  % (user, rfc3339nano(start), rfc3339nano(end)))
+        self.assertEqual([c[0] for c in cols], KPI_COLUMNS)
+        self.assertEqual(len(data), 1)
+        return {c: (v if v != "" else None) for c, v in zip(KPI_COLUMNS, data[0])}
+
+    def test_the_day_without_a_scored_recovery(self):
+        r = rows("select recovery_score, hours_asleep from whoop.fact_daily_recovery where cycle_id = %s" % self.cycle)
+        self.assertEqual(r[0][0], "")
+        self.assertNotEqual(r[0][1], "")
+        first, last = report_range(USERS[0], 14)
+        self.assertTrue(first <= dt.date.fromisoformat(self.day) <= last)
+        k = self.kpis(USERS[0], midnight(first), midnight(last))
+        all_nights = scalar("select avg(hours_asleep) from whoop.fact_daily_recovery where user_id = %d "
+                            "and day between '%s' and '%s'" % (USERS[0], first, last))
+        scored_only = scalar("select avg(hours_asleep) from whoop.fact_daily_recovery where user_id = %d "
+                             "and day between '%s' and '%s' and recovery_score is not null" % (USERS[0], first, last))
+        self.assertNotEqual(pg_round(all_nights, 6), pg_round(scored_only, 6))
+        self.assertEqual(pg_round(k["mean_hours_asleep"], 9), pg_round(all_nights, 9))
+
+    def test_kpis_equal_a_plain_computation_over_the_facts(self):
+        for name, (start, end) in self.ranges.items():
+            first, last = grafana_days(start, end)
+            for user in USERS:
+                with self.subTest(range=name, user=user):
+                    want = plain_kpis(user, first, last)
+                    self.assertKpis(self.kpis(user, start, end), want, name)
+                    if name == "all data":
+                        self.assertGreater(int(want["risk_days"]) + int(want["recovery_days"]), 300)
+                        self.assertIsNotNone(want["season"])
+                    if name == "before any data":
+                        self.assertEqual((want["recovery_days"], want["mean_recovery"]), ("0", None))
+        # two dates: those days, both included
+        for user in USERS:
+            first, last = report_range(user, 30)
+            got = self.kpis(user, midnight(first), midnight(last))
+            self.assertKpis(got, plain_kpis(user, first, last), "30 days by date")
+
+    def test_kpi_panels_show_the_plain_numbers(self):
+        panels = [p for p in data_panels(load_dashboard()) if p["title"] in KPI_PANELS]
+        self.assertEqual(len(panels), len(KPI_PANELS))
+        for name, (start, end) in self.ranges.items():
+            for user in USERS:
+                want = plain_kpis(user, *grafana_days(start, end))
+                for p in panels:
+                    with self.subTest(range=name, user=user, panel=p["title"]):
+                        sql = p["targets"][0]["rawSql"]
+                        cols, data = reader_query(GrafanaExpander(start, end, {"athlete": str(user)}).expand(sql))
+                        column = dict((alias, c) for c, alias in re.findall(r'(\w+) as "([^"]+)"', sql))
+                        if len(cols) == 1 and data == []:
+                            data = [[""]]       # one NULL: psql prints an empty line, reader_query drops it
+                        self.assertEqual(len(data), 1)
+                        for (alias, _), value in zip(cols, data[0]):
+                            self.assertKpi(column[alias], value or None, want[column[alias]], p["title"])
+
+    def test_report_text_shows_the_kpis(self):
+        for user in USERS:
+            for days in (1, 14, 120):
+                with self.subTest(user=user, days=days):
+                    k = plain_kpis(user, *report_range(user, days))
+                    lines = psql("select * from whoop.report(%d, %d)" % (user, days)).split("\n")
+
+                    def shown(c, places):
+                        return pg_round(k[c], places) or "-"
+                    self.assertEqual(lines[1], "recovery %s %% avg (%s green, %s yellow, %s red) · HRV %s ms · "
+                                     "RHR %s bpm · strain %s · asleep %s h · risk days %s"
+                                     % (shown("mean_recovery", 0), k["green_days"], k["yellow_days"],
+                                        k["red_days"], shown("mean_hrv", 0), shown("mean_resting_hr", 0),
+                                        shown("mean_day_strain", 1), shown("mean_hours_asleep", 1), k["risk_days"]))
+                    volatility = balance = load = "-"
+                    if k["latest_volatility_category"]:
+                        volatility = "%s (sd %s)" % (k["latest_volatility_category"], shown("latest_volatility_30d", 1))
+                    if k["latest_balance_state"]:
+                        balance = "%s (score %s)" % (k["latest_balance_state"],
+                                                     pg_round(k["latest_balance_score"], 0) or "")
+                    if k["latest_load_zone"]:
+                        load = "%s (ACWR %s)" % (k["latest_load_zone"], shown("latest_acwr", 2))
+                    self.assertEqual(lines[2], "latest: volatility %s · balance %s · load %s"
+                                     % (volatility, balance, load))
+                    self.assertIsNotNone(k["season"])
+                    baseline = k["season_baseline_recovery"]
+                    self.assertEqual(lines[3], "season: %s %s, %s (recovery %s %%%s)"
+                                     % (k["season_year"], k["season"],
+                                        k["season_adaptation_category"] or "no baseline yet",
+                                        shown("season_recovery", 0),
+                                        " vs %s %% before it" % pg_round(baseline, 0) if baseline else ""))
+
+    def test_report_html_shows_the_kpis(self):
+        for user in USERS:
+            for days in (14, 90):
+                with self.subTest(user=user, days=days):
+                    k = plain_kpis(user, *report_range(user, days))
+                    page = psql("select whoop.report_html(%d, %d)" % (user, days))
+                    section = re.search(r'<section class="kpis">(.*?)</section>', page).group(1)
+                    got = {label: re.sub(r"<[^>]+>", "", value) for value, label in
+                           re.findall(r'<div class="kpi"><b[^>]*>(.*?)</b><span>(.*?)</span></div>', section)}
+
+                    def shown(c, places, unit=""):
+                        return pg_round(k[c], places) + unit if k[c] is not None else "–"
+                    day = dt.date.fromisoformat(k["latest_recovery_day"])
+                    self.assertEqual(got, {
+                        "latest recovery (%s)" % day.strftime("%d %b"): shown("latest_recovery", 0, " %"),
+                        "average recovery": shown("mean_recovery", 0, " %"),
+                        "green · yellow · red days": "%s · %s · %s" % (k["green_days"], k["yellow_days"],
+                                                                        k["red_days"]),
+                        "average HRV": shown("mean_hrv", 0) + " ms",
+                        "average resting HR": shown("mean_resting_hr", 0) + " bpm",
+                        "average day strain": shown("mean_day_strain", 1),
+                        "average asleep": shown("mean_hours_asleep", 1) + " h",
+                        "overtraining-risk days": k["risk_days"],
+                    })
+                    self.assertIn("· %s of them with a scored recovery</p>" % k["recovery_days"], page)
 
 
 class Reports(unittest.TestCase):
@@ -635,9 +893,9 @@ class Reports(unittest.TestCase):
         self.assertEqual(cm.exception.sqlstate, "P0002")
 
     def test_html_escape(self):
-        self.assertEqual(scalar("select whoop.html_escape($$<a href=\"x\">Tom & 'Jerry'</a>$$)"),
+        self.assertEqual(scalar("select whoop_internal.html_escape($$<a href=\"x\">Tom & 'Jerry'</a>$$)"),
                          "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;")
-        self.assertEqual(scalar("select whoop.html_escape(null) is null"), "t")
+        self.assertEqual(scalar("select whoop_internal.html_escape(null) is null"), "t")
 
     def test_names_cannot_inject_markup(self):
         evil = "<script>alert(1)</script><b onmouseover=\"x\">Eve & 'Co'"
