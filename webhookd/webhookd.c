@@ -472,13 +472,18 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url,
 	}
 	if (*upload_data_size > 0)
 	{
+		/*
+		 * A body without Content-Length (chunked) that grows too large: no
+		 * answer can be queued while it is still arriving, so the
+		 * connection is closed.
+		 */
 		if (*upload_data_size > (size_t) config.max_body - req->len)
 		{
-			req->len += *upload_data_size;
-			*upload_data_size = 0;
-			if (refuse(connection, req, 413, "too_large", "the body exceeds max_body") != MHD_YES)
-				return MHD_NO;
-			return MHD_YES;
+			req->answered = true;
+			webhookd_log("%s %s - too_large bytes>%d ms=%.1f: the body exceeds max_body, connection closed",
+						 req->tracked ? req->tracked->remote : "?", req->path,
+						 config.max_body, elapsed_ms(&req->started));
+			return MHD_NO;
 		}
 		memcpy(req->body + req->len, upload_data, *upload_data_size);
 		req->len += *upload_data_size;
@@ -603,12 +608,12 @@ main(int argc, char **argv)
 
 	if (cert != NULL)
 		daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle_request, NULL,
+								  MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 								  MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
 								  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config.max_connections,
 								  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.request_timeout,
 								  MHD_OPTION_NOTIFY_CONNECTION, notify_connection, NULL,
 								  MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
-								  MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 								  MHD_OPTION_HTTPS_MEM_CERT, cert,
 								  MHD_OPTION_HTTPS_MEM_KEY, key,
 								  MHD_OPTION_HTTPS_PRIORITIES,
@@ -616,12 +621,12 @@ main(int argc, char **argv)
 								  MHD_OPTION_END);
 	else
 		daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle_request, NULL,
+								  MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 								  MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
 								  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config.max_connections,
 								  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.request_timeout,
 								  MHD_OPTION_NOTIFY_CONNECTION, notify_connection, NULL,
 								  MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
-								  MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 								  MHD_OPTION_END);
 	if (daemon == NULL)
 	{
