@@ -7,8 +7,8 @@
 -- headers and raw body to whoop.receive_webhook(), which checks the
 -- signature with the app's client secret and queues the event durably,
 -- once per trace_id, before the receiver answers 2XX.  Applying queued
--- events (fetching the records, tombstones) is not part of this version:
--- the sync still picks the changes up on its next run.
+-- events (fetching the records, tombstones for deletions) is not part of
+-- this version: the scheduled sync picks up updated records as before.
 
 --upgrade 1.0--1.1 begin
 create table whoop.webhook_events (

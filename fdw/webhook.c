@@ -86,7 +86,7 @@ signature_matches(const char *secret, const char *stamp, const char *body,
 		pg_hmac_update(ctx, (const uint8 *) body, body_len) < 0 ||
 		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
 	{
-		const char *why = pg_hmac_error(ctx);
+		char	   *why = pstrdup(pg_hmac_error(ctx));
 
 		pg_hmac_free(ctx);
 		elog(ERROR, "could not compute the webhook signature: %s", why);
