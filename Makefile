@@ -1,7 +1,8 @@
 # whoop_fdw — PGXS build.
 #
-#   make                  build the module and the install script
-#   make install          install into the PostgreSQL found by pg_config
+#   make                  build the module, the install script and whoop-webhookd
+#   make install          install into the PostgreSQL found by pg_config (the
+#                         webhook receiver whoop-webhookd into its bindir)
 #   make installcheck     pg_regress on the suites that need only a server, against the
 #                         running server (the extension installed, libpq environment)
 #   make installcheck-sim pg_regress on the suites that talk to a WHOOP simulator
@@ -82,6 +83,29 @@ $(EXTENSION)--$(UPGRADE_FROM)--$(EXTVERSION).sql: $(EXTENSION_SQL) $(srcdir)/$(E
 	sed -n -e 's/^--upgrade $(UPGRADE_TAG): //p' \
 		-e '/^--upgrade $(UPGRADE_TAG) begin$$/,/^--upgrade $(UPGRADE_TAG) end$$/p' $(EXTENSION_SQL) >> $@
 $(OBJS): $(wildcard $(srcdir)/fdw/*.h) | $(CURDIR)/fdw
+
+# whoop-webhookd, the webhook receiver, is a program: PGXS builds one module
+# per Makefile, so webhookd/Makefile builds it, in webhookd/ of the build
+# directory.  VPATH is emptied: the sub-make finds its sources itself.
+WEBHOOKD_MAKE = $(MAKE) -C $(CURDIR)/webhookd -f $(abspath $(srcdir))/webhookd/Makefile \
+	VPATH= PG_CONFIG='$(PG_CONFIG)' PKG_CONFIG='$(PKG_CONFIG)'
+
+.PHONY: webhookd install-webhookd clean-webhookd
+all: webhookd
+install: install-webhookd
+clean: clean-webhookd
+
+webhookd: | $(CURDIR)/webhookd
+	$(WEBHOOKD_MAKE)
+
+install-webhookd: webhookd
+	$(WEBHOOKD_MAKE) install
+
+clean-webhookd:
+	if [ -d webhookd ]; then $(WEBHOOKD_MAKE) clean; fi
+
+$(CURDIR)/webhookd:
+	mkdir -p $@
 
 # An out-of-tree build writes its objects into fdw/ of the build directory
 # (an absolute name, or VPATH would find the source directory's fdw/).

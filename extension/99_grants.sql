@@ -19,6 +19,23 @@ begin
 end;
 $$;
 
+-- whoop_webhook is what the webhook receiver (whoop-webhookd) logs in as,
+-- through a login role it is granted to: it may hand deliveries to
+-- whoop.receive_webhook() -- which checks them and writes the queue with
+-- the extension owner's rights -- and nothing else; it reads nothing.  Like
+-- whoop_reader it is created only if missing and outlives the extension.
+--upgrade 1.0--1.1 begin
+do $$
+begin
+    if not exists (select from pg_catalog.pg_roles where rolname = 'whoop_webhook') then
+        create role whoop_webhook nologin;
+        comment on role whoop_webhook is
+            'whoop_fdw: may call whoop.receive_webhook() and nothing else (GRANT whoop_webhook TO the role whoop-webhookd logs in as)';
+    end if;
+end;
+$$;
+--upgrade 1.0--1.1 end
+
 -- The token table: no role but its owner (the extension owner) may read it.
 revoke all on whoop_internal.account from public;
 
@@ -59,3 +76,10 @@ revoke execute on function whoop.schedule(text) from public;
 revoke execute on function whoop.unschedule() from public;
 revoke execute on function whoop_internal.cron_call(text) from public;
 revoke execute on function whoop_internal.pipeline_run_alive(integer, timestamptz, timestamptz) from public;
+
+-- Webhooks: only the receiver's role may hand in deliveries.
+--upgrade 1.0--1.1 begin
+revoke execute on function whoop.receive_webhook(name, text, text, bytea) from public;
+grant usage on schema whoop to whoop_webhook;
+grant execute on function whoop.receive_webhook(name, text, text, bytea) to whoop_webhook;
+--upgrade 1.0--1.1 end

@@ -281,6 +281,25 @@ whoop_json_field(WhoopJsonDoc *doc, int record, const char *path,
 }
 
 /*
+ * whoop_json_members_are says whether the document's top-level object has
+ * exactly the COUNT members NAMES, no other: what a fixed message format
+ * such as a webhook body must be.  json-c keeps the last of duplicate keys,
+ * so a repeated name counts once.
+ */
+bool
+whoop_json_members_are(WhoopJsonDoc *doc, const char *const *names, int count)
+{
+	if (json_object_object_length(doc->root) != count)
+		return false;
+	for (int i = 0; i < count; i++)
+	{
+		if (!json_object_object_get_ex(doc->root, names[i], NULL))
+			return false;
+	}
+	return true;
+}
+
+/*
  * whoop_json_record_text serializes a whole record, for the raw column.
  */
 char *

@@ -10,19 +10,19 @@
  * never of its neighbours on the same line or of anything above, so there
  * is no cycle (test/test_layering.py checks this against the code):
  *
- *	whoop_fdw.c account.c	-- FDW callbacks; SQL functions linking accounts
+ *	whoop_fdw.c account.c webhook.c -- FDW callbacks; SQL functions: accounts, webhooks
  *	fetch.c pushdown.c		-- an API call with its token; request planning
  *	oauth.c					-- token cache, serialized refresh, token hand-off
  *	transport.c option.c	-- retries, 429 waits, pacing, counters; settings
- *	http.c token_writer.c record.c token.c
+ *	http.c token_writer.c record.c token.c webhook_parse.c
  *	json.c parse.c endpoint.c store.c rolling.c
  *
  * http.c (the wire) and transport.c (the policy: what is retried, waited
  * for and counted) are the transport layer; the callers above it only say
- * what an answer means to them.  What WHOOP sends is read by json, parse
- * and token, which need neither libcurl nor the server's catalogs, so
- * test/fuzz/ can link them alone.  libcurl appears only in http.c and
- * json-c only in json.c; rolling.c stands apart.
+ * what an answer means to them.  What WHOOP sends is read by json, parse,
+ * token and webhook_parse, which need neither libcurl nor the server's
+ * catalogs, so test/fuzz/ can link them alone.  libcurl appears only in
+ * http.c and json-c only in json.c; rolling.c stands apart.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,8 +52,8 @@
 
 /*
  * The SQL objects the C code names, in one place: the token table (queried
- * by store.c, named in messages) and the functions and view that hints
- * point users to.
+ * by store.c, named in messages), the webhook queue (webhook.c) and the
+ * functions and view that hints point users to.
  */
 #define WHOOP_ACCOUNT_SCHEMA		"whoop_internal"
 #define WHOOP_ACCOUNT_TABLE			"account"
@@ -63,6 +63,7 @@
 #define WHOOP_SQL_ADD_ACCOUNT		"whoop.add_account()"
 #define WHOOP_SQL_DISCONNECT_ACCOUNT "whoop.disconnect_account()"
 #define WHOOP_SQL_ACCOUNTS			"whoop.accounts"
+#define WHOOP_WEBHOOK_QUEUE_RELATION "whoop.webhook_events"
 
 
 /* ---------------------------------------------------------------------
@@ -174,6 +175,8 @@ extern int	whoop_json_record_count(WhoopJsonDoc *doc);
 extern char *whoop_json_next_token(WhoopJsonDoc *doc);
 extern void whoop_json_field(WhoopJsonDoc *doc, int record, const char *path,
 							 WhoopJsonValue *value);
+extern bool whoop_json_members_are(WhoopJsonDoc *doc, const char *const *names,
+								   int count);
 extern char *whoop_json_record_text(WhoopJsonDoc *doc, int record);
 extern char *whoop_json_value_text(const WhoopJsonValue *value);
 
@@ -285,6 +288,31 @@ typedef struct WhoopTokens
 
 extern WhoopTokens *whoop_oauth_parse_tokens(const char *body, size_t len);
 extern char *whoop_oauth_rejection(long status, const char *body, size_t len);
+
+
+/* ---------------------------------------------------------------------
+ * webhook_parse.c -- a webhook's body and signature timestamp
+ * ---------------------------------------------------------------------
+ */
+
+/* WHOOP's bodies are about 150 bytes; anything near this is not WHOOP's */
+#define WHOOP_WEBHOOK_MAX_BODY 4096
+#define WHOOP_WEBHOOK_MAX_TRACE_ID 128
+#define WHOOP_UUID_LENGTH 36
+
+/* One event as WHOOP posts it: who, which record, what happened. */
+typedef struct WhoopWebhookEvent
+{
+	int64		user_id;
+	char		record_id[WHOOP_UUID_LENGTH + 1];	/* lower-case, hyphenated */
+	const char *type;			/* one of whoop_webhook_types */
+	char	   *trace_id;
+} WhoopWebhookEvent;
+
+extern const char *const whoop_webhook_types[];
+extern const int whoop_webhook_type_count;
+extern void whoop_webhook_parse(const char *body, size_t len, WhoopWebhookEvent *event);
+extern bool whoop_webhook_parse_timestamp(const char *text, size_t len, int64 *ms);
 
 
 /* ---------------------------------------------------------------------

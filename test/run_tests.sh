@@ -2,13 +2,14 @@
 # run_tests.sh -- the README's test command (make test): packages, build,
 # install, then test/runner.py (throwaway cluster, simulator, every suite).
 # chromium renders the HTML report in test_dashboards; python3-yaml lets it
-# parse the Grafana provisioning files.
+# parse the Grafana provisioning files; libmicrohttpd-dev and libpq-dev build
+# whoop-webhookd, the webhook receiver.
 # Arguments name suites to run (default: all).  The last line printed is
 # "N passed, N failed"; the exit status is non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl build-essential debhelper postgresql-all ||
+bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl build-essential debhelper postgresql-all libmicrohttpd-dev libpq-dev ||
 	{ echo "0 passed, 1 failed"; exit 1; }
 
 # Install into a private staging directory that the test clusters load from

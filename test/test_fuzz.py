@@ -48,6 +48,9 @@ class FuzzTest(unittest.TestCase):
     def test_fuzz_token(self):
         self.fuzz("fuzz_token")
 
+    def test_fuzz_webhook(self):
+        self.fuzz("fuzz_webhook")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -268,6 +268,18 @@ class Package(unittest.TestCase):
         self.assertIn(share + "whoop_fdw.control", self.files)
         self.assertIn("/usr/share/doc/%s/copyright" % self.package, self.files)
 
+    def test_deb_holds_the_webhook_receiver_and_its_examples(self):
+        self.assertIn("/usr/lib/postgresql/%s/bin/whoop-webhookd" % self.major, self.files)
+        examples = "/usr/share/doc/%s/examples/" % self.package
+        self.assertIn(examples + "whoop-webhookd.conf.example", self.files)
+        self.assertIn(examples + "whoop-webhookd.service", self.files)
+        with open(examples + "whoop-webhookd.service") as f:
+            self.assertIn("ExecStart=/usr/lib/postgresql/%s/bin/whoop-webhookd " % self.major,
+                          f.read())
+        depends = run(["dpkg-deb", "-f", self.deb, "Depends"], cwd="/", timeout=60).stdout
+        self.assertRegex(depends, r"libmicrohttpd\d+")
+        self.assertRegex(depends, r"libpq5")
+
     def test_installed_package_runs_the_pipeline_in_a_clean_cluster(self):
         cluster = harness.Cluster(settings={"extension_destdir": "''"}).init().start()
         self.addCleanup(cluster.destroy)

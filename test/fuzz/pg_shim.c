@@ -518,6 +518,28 @@ FlushErrorState(void)
 	MemoryContextReset(ErrorContext);
 }
 
+/*
+ * CopyErrorData copies the error being handled into the current context,
+ * which must not be ErrorContext, as elog.c requires.
+ */
+ErrorData *
+CopyErrorData(void)
+{
+	ErrorData  *copy;
+
+	if (errordata_depth < 0)
+		shim_fatal("CopyErrorData without an error", NULL);
+	if (CurrentMemoryContext == ErrorContext)
+		shim_fatal("CopyErrorData into ErrorContext", NULL);
+	copy = palloc(sizeof(ErrorData));
+	memcpy(copy, &errordata[errordata_depth], sizeof(ErrorData));
+	copy->message = copy->message ? pstrdup(copy->message) : NULL;
+	copy->detail = copy->detail ? pstrdup(copy->detail) : NULL;
+	copy->hint = copy->hint ? pstrdup(copy->hint) : NULL;
+	copy->context = copy->context ? pstrdup(copy->context) : NULL;
+	return copy;
+}
+
 
 /* ---------------------------------------------------------------------
  * Dates
