@@ -141,7 +141,6 @@ comment on column whoop.daily_summary.load_zone is
 comment on column whoop.daily_summary.acwr is 'acute:chronic workload ratio (EWMA 7 / 28 days), two decimals';
 comment on column whoop.daily_summary.cycle_complete is 'false for the ongoing cycle, whose strain still grows';
 --upgrade 1.0--1.1 end
---upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The numbers of a report.
@@ -182,6 +181,7 @@ returns table (
     latest_acwr double precision,
     season_year integer,
     season text,
+    season_recovery_days bigint,
     season_adaptation_category text,
     season_recovery double precision,
     season_baseline_recovery double precision
@@ -192,7 +192,7 @@ as $$
            k.mean_hrv, k.mean_resting_hr, k.mean_hours_asleep, k.mean_day_strain, k.risk_days,
            k.recovery_day, lr.recovery_score, lr.recovery_zone, lv.volatility_category, lv.volatility_30d,
            lb.balance_state, lb.balance_score, ll.load_zone, ll.acwr_ewma,
-           a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery
+           a.year, a.season, a.recovery_days, a.adaptation_category, a.avg_recovery, a.baseline_recovery
     from (select count(d.recovery_score) as recovery_days,
                  count(d.day_strain) as strain_days,
                  avg(d.recovery_score) as mean_recovery,
@@ -217,7 +217,8 @@ as $$
     left join whoop.autonomic_balance lb on lb.user_id = report_kpis.user_id and lb.day = k.balance_day
     left join whoop.training_load ll on ll.user_id = report_kpis.user_id and ll.day = k.load_day
     -- the season of the range's end: the last one that began by then
-    left join (select x.year, x.season, x.adaptation_category, x.avg_recovery, x.baseline_recovery
+    left join (select x.year, x.season, x.recovery_days, x.adaptation_category, x.avg_recovery,
+                      x.baseline_recovery
                from whoop.seasonal_adaptation x
                where x.user_id = report_kpis.user_id and x.season_start <= report_kpis.range_end
                order by x.season_start desc limit 1) a on true
@@ -285,13 +286,20 @@ begin
                                          then format('%s (ACWR %s)', v_k.latest_load_zone,
                                                      round(v_k.latest_acwr::numeric, 2)) end, '-'));
         if v_k.season is not null then
-            return next format('season: %s %s, %s (recovery %s %%%s)',
-                               v_k.season_year, v_k.season,
-                               coalesce(v_k.season_adaptation_category, 'no baseline yet'),
-                               coalesce(round(v_k.season_recovery::numeric, 0)::text, '-'),
-                               case when v_k.season_baseline_recovery is not null
-                                    then format(' vs %s %% before it', round(v_k.season_baseline_recovery::numeric, 0))
-                                    else '' end);
+            if v_k.season_recovery is null then
+                -- the season has no mean recovery yet (too few scored days), so no category
+                return next format('season: %s %s, too few days yet (%s %s with a scored recovery)',
+                                   v_k.season_year, v_k.season, v_k.season_recovery_days,
+                                   case when v_k.season_recovery_days = 1 then 'day' else 'days' end);
+            else
+                return next format('season: %s %s, %s (recovery %s %%%s)',
+                                   v_k.season_year, v_k.season,
+                                   coalesce(v_k.season_adaptation_category, 'no baseline yet'),
+                                   round(v_k.season_recovery::numeric, 0),
+                                   case when v_k.season_baseline_recovery is not null
+                                        then format(' vs %s %% before it', round(v_k.season_baseline_recovery::numeric, 0))
+                                        else '' end);
+            end if;
         end if;
         return next '';
         return next format(v_fmt, 'day', 'rec', 'zone', 'HRV', 'RHR', 'strn', 'gap', 'sleep',
@@ -738,7 +746,9 @@ begin
                                       coalesce(round(a.baseline_recovery::numeric)::text, '–'),
                                       coalesce(to_char(a.recovery_deviation, 'FMSG990.0'), '–'),
                                       coalesce(to_char(a.adaptation_index, 'FMSG990.00'), '–'),
-                                      coalesce(whoop_internal.html_escape(a.adaptation_category), 'no baseline yet')),
+                                      coalesce(whoop_internal.html_escape(a.adaptation_category),
+                                               case when a.avg_recovery is null then 'too few days yet'
+                                                    else 'no baseline yet' end)),
                                '' order by a.season_start), '')
     into v_seasons
     from whoop.seasonal_adaptation a

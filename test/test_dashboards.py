@@ -74,7 +74,7 @@ KPI_COLUMNS = ["recovery_days", "strain_days", "mean_recovery", "green_days", "y
                "latest_recovery_day", "latest_recovery", "latest_recovery_zone",
                "latest_volatility_category", "latest_volatility_30d", "latest_balance_state",
                "latest_balance_score", "latest_load_zone", "latest_acwr",
-               "season_year", "season", "season_adaptation_category", "season_recovery",
+               "season_year", "season", "season_recovery_days", "season_adaptation_category", "season_recovery",
                "season_baseline_recovery"]
 KPI_FLOATS = {"mean_recovery", "mean_hrv", "mean_resting_hr", "mean_hours_asleep", "mean_day_strain",
               "latest_recovery", "latest_volatility_30d", "latest_balance_score", "latest_acwr",
@@ -591,7 +591,7 @@ class PanelQueries(unittest.TestCase):
 # latest values as the first element of an array ordered by day, newest
 # first; the season as the one with the greatest start up to the last day.
 PLAIN_KPIS = """
-select k.*, a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery
+select k.*, a.year, a.season, a.recovery_days, a.adaptation_category, a.avg_recovery, a.baseline_recovery
 from (
 select count(r.recovery_score), count(s.day_strain), avg(r.recovery_score),
        count(*) filter (where r.recovery_zone = 'green'), count(*) filter (where r.recovery_zone = 'yellow'),
@@ -780,11 +780,17 @@ class Kpis(unittest.TestCase):
                                      % (volatility, balance, load))
                     self.assertIsNotNone(k["season"])
                     baseline = k["season_baseline_recovery"]
-                    self.assertEqual(lines[3], "season: %s %s, %s (recovery %s %%%s)"
-                                     % (k["season_year"], k["season"],
-                                        k["season_adaptation_category"] or "no baseline yet",
-                                        shown("season_recovery", 0),
-                                        " vs %s %% before it" % pg_round(baseline, 0) if baseline else ""))
+                    if k["season_recovery"] is None:
+                        n = int(k["season_recovery_days"])
+                        self.assertLess(n, 14)
+                        self.assertEqual(lines[3], "season: %s %s, too few days yet (%d %s with a scored recovery)"
+                                         % (k["season_year"], k["season"], n, "day" if n == 1 else "days"))
+                    else:
+                        self.assertEqual(lines[3], "season: %s %s, %s (recovery %s %%%s)"
+                                         % (k["season_year"], k["season"],
+                                            k["season_adaptation_category"] or "no baseline yet",
+                                            shown("season_recovery", 0),
+                                            " vs %s %% before it" % pg_round(baseline, 0) if baseline else ""))
 
     def test_report_html_shows_the_kpis(self):
         for user in USERS:
