@@ -9,7 +9,8 @@
 --
 -- The KPIs are computed in one place, whoop.report_kpis(): the text report,
 -- the HTML report and the dashboard's KPI panels read it, so the three can
--- never disagree on a number.  The drawing helpers (whoop_internal.report_*,
+-- never disagree on a number.  whoop_internal.report_range says which days
+-- a report covers; the drawing helpers (the other whoop_internal.report_*,
 -- whoop_internal.html_escape) take numbers and return SVG or HTML; they
 -- compute no KPI.
 
@@ -228,6 +229,29 @@ comment on function whoop.report_kpis(bigint, timestamp, timestamp) is
     'the KPIs of a member''s days in range_start ... range_end (a day counts when its 00:00 lies in the range: two dates give those days, both included), one row: days with a scored recovery and strain, means over the days that have a value, days per recovery zone, overtraining-risk days, the latest values in the range and the season of its end; what whoop.report(), whoop.report_html() and the Grafana dashboard show';
 --upgrade 1.0--1.1 end
 
+-- The range of a report: the last DAYS days of a member's data, counted back
+-- from the member's latest day and starting no earlier than the first, so
+-- that any DAYS beyond the history (days => 2147483647 for "all of it")
+-- gives the whole history rather than a first day before the date type
+-- begins (22008).  DAYS is compared with the history's length as integers;
+-- last_day - (days - 1) is computed only when it falls within the history.
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_range(user_id bigint, days integer,
+                                                       out first_day date, out last_day date)
+returns record
+language sql stable parallel safe
+as $$
+    select case when report_range.days - 1 >= max(s.day) - min(s.day) then min(s.day)
+                else max(s.day) - (report_range.days - 1) end,
+           max(s.day)
+    from whoop.fact_daily_strain s
+    where s.user_id = report_range.user_id
+$$;
+
+comment on function whoop_internal.report_range(bigint, integer) is
+    'first and last day of a report on a member''s last DAYS (>= 1) days of data: back from the member''s latest day, never before the first; NULLs without data (internal to whoop.report and whoop.report_html)';
+--upgrade 1.0--1.1 end
+
 ------------------------------------------------------------------------------
 -- The psql report.
 
@@ -241,6 +265,7 @@ declare
     v_member record;
     v_last date;
     v_first date;
+    v_days integer;
     v_k record;
     v_any boolean := false;
     v_fmt constant text := '%-9s %4s %-6s %4s %3s %5s %5s %5s  %-13s %-16s %-13s %-15s %s';
@@ -257,8 +282,9 @@ begin
         left join whoop.dim_user u on u.user_id = f.user_id and u.is_current
         order by 2, 1
     loop
-        select max(s.day) into v_last from whoop.fact_daily_strain s where s.user_id = v_member.user_id;
-        v_first := v_last - (report.days - 1);
+        select r.first_day, r.last_day into v_first, v_last
+        from whoop_internal.report_range(v_member.user_id, report.days) r;
+        v_days := v_last - v_first + 1;
         if v_any then
             return next '';
         end if;
@@ -266,8 +292,10 @@ begin
 
         select * into v_k from whoop.report_kpis(v_member.user_id, v_first, v_last);
 
-        return next format('%s · member %s · %s to %s (%s days)', v_member.name, v_member.user_id,
-                           to_char(v_first, 'YYYY-MM-DD'), to_char(v_last, 'YYYY-MM-DD'), report.days);
+        return next format('%s · member %s · %s to %s (%s %s%s)', v_member.name, v_member.user_id,
+                           to_char(v_first, 'YYYY-MM-DD'), to_char(v_last, 'YYYY-MM-DD'), v_days,
+                           case when v_days = 1 then 'day' else 'days' end,
+                           case when v_days < report.days then ', all of the member''s data' else '' end);
         return next format('recovery %s %% avg (%s green, %s yellow, %s red) · HRV %s ms · RHR %s bpm · '
                            'strain %s · asleep %s h · risk days %s',
                            coalesce(round(v_k.mean_recovery::numeric, 0)::text, '-'),
@@ -331,7 +359,7 @@ end;
 $$;
 
 comment on function whoop.report(bigint, integer) is
-    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs (whoop.report_kpis) and one line per day for the last DAYS days of the member''s data; read it with psql -At or \pset tuples_only';
+    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs (whoop.report_kpis) and one line per day for the last DAYS days of the member''s data (all of it when it has fewer); read it with psql -At or \pset tuples_only';
 --upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
@@ -538,6 +566,7 @@ declare
     v_name text;
     v_first date;
     v_last date;
+    v_range text;
     v_members bigint;
     v_k record;
     v_d record;
@@ -571,12 +600,13 @@ begin
                       hint = 'select user_id, name from whoop.dim_user where is_current';
         end if;
     end if;
-    select max(s.day) into v_last from whoop.fact_daily_strain s where s.user_id = v_user;
+    select r.first_day, r.last_day into v_first, v_last from whoop_internal.report_range(v_user, report_html.days) r;
     if v_last is null then
         raise exception 'no data for member %', v_user
             using errcode = 'no_data_found', hint = 'call whoop.run_pipeline() first, or check the user_id';
     end if;
-    v_first := v_last - (report_html.days - 1);
+    v_range := format('%s %s%s', v_last - v_first + 1, case when v_last = v_first then 'day' else 'days' end,
+                      case when v_last - v_first + 1 < report_html.days then ', all of the member''s data' else '' end);
     select coalesce(u.name, 'member ' || v_user) into v_name
     from (select 1) one left join whoop.dim_user u on u.user_id = v_user and u.is_current;
 
@@ -797,7 +827,7 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 </style>
 </head>
 <body>
-<header><h1>%1$s</h1><p class="sub">member %2$s · %3$s to %4$s (%5$s days) · %6$s of them with a scored recovery</p></header>
+<header><h1>%1$s</h1><p class="sub">member %2$s · %3$s to %4$s (%14$s) · %6$s of them with a scored recovery</p></header>
 <section class="kpis">%7$s</section>
 <section class="charts">
 %8$s
@@ -814,10 +844,11 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 </html>
 $html$,
         whoop_internal.html_escape(v_name), v_user, to_char(v_first, 'DD Mon YYYY'), to_char(v_last, 'DD Mon YYYY'),
-        report_html.days, v_k.recovery_days, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk);
+        report_html.days, v_k.recovery_days, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk,
+        v_range);
 end;
 $$;
 
 comment on function whoop.report_html(bigint, integer) is
-    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data: KPIs (whoop.report_kpis), recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
+    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data (all of it when it has fewer): KPIs (whoop.report_kpis), recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
 --upgrade 1.0--1.1 end

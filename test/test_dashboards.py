@@ -649,9 +649,20 @@ def midnight(day):
 
 
 def report_range(user, days):
-    """report_range: the days whoop.report() and whoop.report_html() cover for USER and DAYS."""
-    last = dt.date.fromisoformat(scalar("select max(day) from whoop.fact_daily_strain where user_id = %d" % user))
+    """report_range: the days whoop.report() and whoop.report_html() cover for USER and DAYS: the last
+    DAYS days of the member's data, all of it when it has fewer."""
+    first, last = (dt.date.fromisoformat(d) for d in
+                   rows("select min(day), max(day) from whoop.fact_daily_strain where user_id = %d" % user)[0])
+    if days - 1 >= (last - first).days:
+        return first, last
     return last - dt.timedelta(days=days - 1), last
+
+
+def range_text(user, days):
+    """range_text: how the reports' headers describe the range of report_range(USER, DAYS)."""
+    first, last = report_range(user, days)
+    n = (last - first).days + 1
+    return "%d %s%s" % (n, "day" if n == 1 else "days", ", all of the member's data" if n < days else "")
 
 
 class Kpis(unittest.TestCase):
@@ -756,10 +767,11 @@ class Kpis(unittest.TestCase):
 
     def test_report_text_shows_the_kpis(self):
         for user in USERS:
-            for days in (1, 14, 120):
+            for days in (1, 14, 120, 2147483647):
                 with self.subTest(user=user, days=days):
                     k = plain_kpis(user, *report_range(user, days))
                     lines = psql("select * from whoop.report(%d, %d)" % (user, days)).split("\n")
+                    self.assertTrue(lines[0].endswith("(%s)" % range_text(user, days)), lines[0])
 
                     def shown(c, places):
                         return pg_round(k[c], places) or "-"
@@ -794,10 +806,12 @@ class Kpis(unittest.TestCase):
 
     def test_report_html_shows_the_kpis(self):
         for user in USERS:
-            for days in (14, 90):
+            for days in (14, 90, 2147483647):
                 with self.subTest(user=user, days=days):
                     k = plain_kpis(user, *report_range(user, days))
                     page = psql("select whoop.report_html(%d, %d)" % (user, days))
+                    self.assertIn("(%s) · %s of them with a scored recovery</p>" % (range_text(user, days),
+                                                                                  k["recovery_days"]), page)
                     section = re.search(r'<section class="kpis">(.*?)</section>', page).group(1)
                     got = {label: re.sub(r"<[^>]+>", "", value) for value, label in
                            re.findall(r'<div class="kpi"><b[^>]*>(.*?)</b><span>(.*?)</span></div>', section)}
@@ -897,6 +911,22 @@ class Reports(unittest.TestCase):
         with self.assertRaises(harness.SQLError) as cm:
             psql("select whoop.report_html(4242)")
         self.assertEqual(cm.exception.sqlstate, "P0002")
+
+    def test_days_beyond_the_history(self):
+        # any number of days: the whole history, never a date out of range (it was a bare 22008)
+        user = USERS[0]
+        first, last = report_range(user, 2147483647)
+        self.assertGreater((last - first).days, 400)
+        n = (last - first).days + 1
+        for days, text in ((2147483647, "%d days, all of the member's data" % n),
+                           (n + 1, "%d days, all of the member's data" % n), (n, "%d days" % n)):
+            with self.subTest(days=days):
+                lines = psql("select * from whoop.report(%d, %d)" % (user, days)).split("\n")
+                self.assertTrue(lines[0].endswith(" · %s to %s (%s)" % (first, last, text)), lines[0])
+                page = psql("select whoop.report_html(%d, %d)" % (user, days))
+                self.assertIn("%s to %s (%s) ·" % (first.strftime("%d %b %Y"), last.strftime("%d %b %Y"), text),
+                              page)
+                self.assertIn("whoop.report_html(%d, %d)." % (user, days), page)
 
     def test_html_escape(self):
         self.assertEqual(scalar("select whoop_internal.html_escape($$<a href=\"x\">Tom & 'Jerry'</a>$$)"),
