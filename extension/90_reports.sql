@@ -309,7 +309,8 @@ begin
                                          then format('%s (sd %s)', v_k.latest_volatility_category,
                                                      round(v_k.latest_volatility_30d::numeric, 1)) end, '-'),
                            coalesce(v_k.latest_balance_state
-                                    || format(' (score %s)', round(v_k.latest_balance_score::numeric, 0)), '-'),
+                                    || coalesce(' (score ' || round(v_k.latest_balance_score::numeric, 0) || ')', ''),
+                                    '-'),
                            coalesce(case when v_k.latest_load_zone is not null
                                          then format('%s (ACWR %s)', v_k.latest_load_zone,
                                                      round(v_k.latest_acwr::numeric, 2)) end, '-'));

@@ -670,7 +670,10 @@ class Kpis(unittest.TestCase):
 
     For the class, one day of the first athlete has a scored sleep but an
     unscorable recovery (the simulator scores both or neither): its sleep
-    counts in the mean hours asleep, its recovery in nothing."""
+    counts in the mean hours asleep, its recovery in nothing.  And the
+    second athlete's latest day with an autonomic balance state has a sleep
+    without a respiratory rate: that day keeps its state but has no balance
+    score."""
 
     @classmethod
     def setUpClass(cls):
@@ -689,13 +692,19 @@ class Kpis(unittest.TestCase):
             "select cycle_id, day from whoop.fact_daily_recovery where user_id = %d and recovery_score is not null "
             "and hours_asleep is not null and day <= (select max(day) - 2 from whoop.fact_daily_strain "
             "where user_id = %d) order by day desc limit 1" % (user, user))[0]
+        cls.sleep, cls.respiratory_rate = rows(
+            "select r.sleep_id, r.respiratory_rate from whoop.fact_daily_recovery r "
+            "where r.user_id = %d and r.day = (select max(b.day) from whoop.autonomic_balance b "
+            "where b.user_id = %d and b.balance_state is not null)" % (USERS[1], USERS[1]))[0]
         psql("update whoop.raw_recovery set score_state = 'UNSCORABLE' where cycle_id = %s; "
-             "select * from whoop.refresh();" % cls.cycle)
+             "update whoop.raw_sleep set record = record #- '{score,respiratory_rate}' where id = '%s'; "
+             "select * from whoop.refresh();" % (cls.cycle, cls.sleep))
 
     @classmethod
     def tearDownClass(cls):
         psql("update whoop.raw_recovery set score_state = 'SCORED' where cycle_id = %s; "
-             "select * from whoop.refresh();" % cls.cycle)
+             "update whoop.raw_sleep set record = jsonb_set(record, '{score,respiratory_rate}', '%s') where id = '%s'; "
+             "select * from whoop.refresh();" % (cls.cycle, cls.respiratory_rate, cls.sleep))
 
     def assertKpi(self, column, got, want, msg):
         if column in KPI_FLOATS and got is not None and want is not None:
@@ -729,6 +738,15 @@ class Kpis(unittest.TestCase):
                              "and day between '%s' and '%s' and recovery_score is not null" % (USERS[0], first, last))
         self.assertNotEqual(pg_round(all_nights, 6), pg_round(scored_only, 6))
         self.assertEqual(pg_round(k["mean_hours_asleep"], 9), pg_round(all_nights, 9))
+
+    def test_a_balance_state_without_a_score(self):
+        first, last = report_range(USERS[1], 14)
+        k = self.kpis(USERS[1], midnight(first), midnight(last))
+        self.assertIsNotNone(k["latest_balance_state"])
+        self.assertIsNone(k["latest_balance_score"])
+        line = psql("select * from whoop.report(%d, 14)" % USERS[1]).split("\n")[2]
+        self.assertIn(" · balance %s · load " % k["latest_balance_state"], line)
+        self.assertNotIn("score", line)
 
     def test_kpis_equal_a_plain_computation_over_the_facts(self):
         for name, (start, end) in self.ranges.items():
@@ -784,8 +802,9 @@ class Kpis(unittest.TestCase):
                     if k["latest_volatility_category"]:
                         volatility = "%s (sd %s)" % (k["latest_volatility_category"], shown("latest_volatility_30d", 1))
                     if k["latest_balance_state"]:
-                        balance = "%s (score %s)" % (k["latest_balance_state"],
-                                                     pg_round(k["latest_balance_score"], 0) or "")
+                        balance = k["latest_balance_state"]
+                        if k["latest_balance_score"] is not None:
+                            balance += " (score %s)" % pg_round(k["latest_balance_score"], 0)
                     if k["latest_load_zone"]:
                         load = "%s (ACWR %s)" % (k["latest_load_zone"], shown("latest_acwr", 2))
                     self.assertEqual(lines[2], "latest: volatility %s · balance %s · load %s"
