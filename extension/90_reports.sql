@@ -501,17 +501,24 @@ as $$
                                                      whoop_internal.html_escape(t.label)), '' order by t.v), '')
                    from unnest(ticks, tick_labels) as t(v, label)
                    where t.v between lo and hi),
-                  -- x axis: the first of each month, or Mondays for ranges up to nine weeks
+                  -- x axis: the first of each month, or Mondays for ranges up to nine weeks.
+                  -- A label is centred on its tick unless that would run it past the
+                  -- right edge of the picture (a label near the range's end): then it
+                  -- ends at its tick.  Its width is estimated at 7 px a character, a
+                  -- little over what DejaVu Sans, the widest usual sans-serif, needs
+                  -- at 11 px for "May 2026" (54 px); the plot starts at x 56, so no
+                  -- label reaches the left edge.
                   (select coalesce(string_agg(format('<line class="tick" x1="%1$s" x2="%1$s" y1="214" y2="219"/>'
-                                                     '<text class="xl" x="%1$s" y="232" text-anchor="middle">%2$s</text>',
-                                                     whoop_internal.report_fmt(whoop_internal.report_x(d.day, first_day, last_day)),
-                                                     whoop_internal.html_escape(case when last_day - first_day > 62
-                                                                                     then to_char(d.day, 'Mon YYYY')
-                                                                                     else to_char(d.day, 'DD Mon') end)),
-                                              '' order by d.day), '')
-                   from (select g::date as day from generate_series(first_day, last_day, interval '1 day') g) d
-                   where case when last_day - first_day > 62 then extract(day from d.day) = 1
-                              else extract(isodow from d.day) = 1 end),
+                                                     '<text class="xl" x="%1$s" y="232" text-anchor="%3$s">%2$s</text>',
+                                                     whoop_internal.report_fmt(t.x), whoop_internal.html_escape(t.label),
+                                                     case when t.x + 3.5 * length(t.label) > 956 then 'end' else 'middle' end),
+                                              '' order by t.day), '')
+                   from (select d.day, whoop_internal.report_x(d.day, first_day, last_day) as x,
+                                case when last_day - first_day > 62 then to_char(d.day, 'Mon YYYY')
+                                     else to_char(d.day, 'DD Mon') end as label
+                         from (select g::date as day from generate_series(first_day, last_day, interval '1 day') g) d
+                         where case when last_day - first_day > 62 then extract(day from d.day) = 1
+                                    else extract(isodow from d.day) = 1 end) t),
                   coalesce(body, ''))
 $$;
 
@@ -658,7 +665,8 @@ begin
     -- 1. Recovery with its zone bands, a dot per day in its zone's colour.
     v_recovery := whoop_internal.report_chart(
         'Recovery (%)',
-        format('<tspan fill="%s">■ green ≥ 67</tspan>  <tspan fill="%s">■ yellow 34–66</tspan>  <tspan fill="%s">■ red ≤ 33</tspan>',
+        format('<tspan fill="%s">■ green ≥ 67</tspan>  <tspan fill="%s">■ yellow 34 to below 67</tspan>  '
+               '<tspan fill="%s">■ red below 34</tspan>',
                c_green, c_yellow, c_red),
         v_first, v_last, 0, 100, array[0, 34, 67, 100], array['0', '34', '67', '100'],
         whoop_internal.report_band(0, 34, 0, 100, '#fee2e2') || whoop_internal.report_band(34, 67, 0, 100, '#fef3c7')
@@ -840,7 +848,7 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 <section class="cats">%12$s</section>
 <h2>Overtraining-risk days</h2>
 %13$s
-<footer>whoop_fdw · whoop.report_html(%2$s, %5$s). Zones: recovery green ≥ 67, yellow 34–66, red ≤ 33. Strain targets by zone: red 5, yellow 12, green 16. SWC: smallest worthwhile change of ln rMSSD, its 60-day baseline ± 0.5 sd. Load zones (acute:chronic EWMA ratio) are a heuristic, not a diagnosis.</footer>
+<footer>whoop_fdw · whoop.report_html(%2$s, %5$s). Zones: recovery green from 67, yellow from 34 to below 67, red below 34. Strain targets by zone: red 5, yellow 12, green 16. SWC: smallest worthwhile change of ln rMSSD, its 60-day baseline ± 0.5 sd. Load zones (acute:chronic EWMA ratio) are a heuristic, not a diagnosis.</footer>
 </body>
 </html>
 $html$,

@@ -24,6 +24,7 @@ Then:
 
 import datetime as dt
 import decimal
+import html
 import json
 import os
 import re
@@ -444,6 +445,10 @@ class Dashboard(unittest.TestCase):
         for p in self.panels:
             for o in p["fieldConfig"].get("overrides", []):
                 self.assertEqual(o["matcher"]["id"], "byName", p["title"])
+        # the Recovery panel's colours follow the zones, and its description says their edges as
+        # the rule has them (33.5 is red: "red <= 33" would be wrong)
+        self.assertIn("(green from 67, yellow from 34 to below 67, red below 34)",
+                      by_title["Recovery"]["description"])
 
     def test_provisioning_files(self):
         ds = open(DATASOURCE_YAML).read()
@@ -924,6 +929,12 @@ class Reports(unittest.TestCase):
         for forbidden in ("<script", "src=", "href=", "url(", "@import", "<link", "<iframe", "javascript:"):
             self.assertNotIn(forbidden, lowered)
         self.assertEqual(re.findall(r"https?://[^\"' ]+", page), ["http://www.w3.org/2000/svg"] * 4)
+        # the zone edges as the rule has them: red below 34, not "up to 33" (33.5 is red)
+        legend = re.search(r'<text class="lg"[^>]*>(.*?)</text>', page).group(1)     # the recovery chart's
+        self.assertEqual(re.sub(r"<[^>]+>", "", legend), "■ green ≥ 67  ■ yellow 34 to below 67  ■ red below 34")
+        self.assertIn("Zones: recovery green from 67, yellow from 34 to below 67, red below 34.", page)
+        for wrong in ("≤ 33", "<= 33", "34–66", "34-66"):
+            self.assertNotIn(wrong, page)
         with self.assertRaises(harness.SQLError) as cm:
             psql("select whoop.report_html(null)")         # two members: which one?
         self.assertEqual(cm.exception.sqlstate, "22023")
@@ -1047,6 +1058,55 @@ class HtmlInChromium(unittest.TestCase):
         self.assertEqual(len(re.findall(r"<table\b", dom)), expected_tables(USERS[0], 90))
         name = scalar("select name from whoop.dim_user where is_current and user_id = %d" % USERS[0])
         self.assertIn("<h1>%s</h1>" % name, dom)
+
+    # What the test adds to a copy of the page (the report itself runs no
+    # script): every text of every chart with its box, in the chart's
+    # coordinates, written into the DOM that --dump-dom prints.
+    PROBE = """<script>
+window.addEventListener('load', function () {
+  var out = [];
+  document.querySelectorAll('svg.chart').forEach(function (svg, i) {
+    var box = svg.viewBox.baseVal;
+    svg.querySelectorAll('text').forEach(function (t) {
+      var b = t.getBBox();
+      out.push([i, t.getAttribute('class'), t.textContent, b.x, b.y, b.width, b.height, box.width, box.height]);
+    });
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'measured';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+    def test_no_text_leaves_its_chart(self):
+        # The report's charts, and charts of 14 days to a year ending 27 November ... 7 December
+        # 2026: ending on 1 December puts "Dec 2026" in the last slot of a month axis, ending on
+        # a Monday (30 November, 7 December) a day label in the last slot of a week axis.
+        ranges = [(days, dt.date(2026, 11, 27) + dt.timedelta(days=i))
+                  for days in (14, 30, 63, 64, 90, 365) for i in range(11)]
+        extra = psql("select string_agg(whoop_internal.report_chart('edge', null, r.last_day - (r.days - 1), "
+                     "r.last_day, 0, 100, array[0, 100], array['0', '100'], null, null), '' order by r.i) "
+                     "from unnest(array[%s], array[%s]::date[]) with ordinality r(days, last_day, i)"
+                     % (", ".join(str(d) for d, _ in ranges), ", ".join("'%s'" % l for _, l in ranges)))
+        probe = os.path.join(self.tmp, "probe.html")
+        with open(self.page) as f, open(probe, "w") as out:
+            out.write(f.read().replace("</body>", "<section>%s</section>%s</body>" % (extra, self.PROBE)))
+        dom, log = run_chromium(["--dump-dom", "file://" + probe], self.tmp)
+        self.assertEqual(console_errors(log), [])
+        measured = json.loads(html.unescape(re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S).group(1)))
+        self.assertEqual(len({m[0] for m in measured}), 4 + len(ranges))
+        boxes = {}
+        for chart, cls, text, x, y, w, h, width, height in measured:
+            name = "report chart %d" % chart if chart < 4 else "%d days to %s" % ranges[chart - 4]
+            self.assertTrue(0 <= x and x + w <= width and 0 <= y and y + h <= height,
+                            "%s: %r at x %.1f ... %.1f, y %.1f ... %.1f, outside 0 ... %d, 0 ... %d"
+                            % (name, text, x, x + w, y, y + h, width, height))
+            boxes[chart, cls] = (x, x + w)
+        month_end = [m for m in measured if m[0] == 4 + ranges.index((90, dt.date(2026, 12, 1))) and m[1] == "xl"]
+        self.assertEqual(month_end[-1][2], "Dec 2026")
+        for chart in range(4):
+            self.assertLess(boxes[chart, "ct"][1], boxes[chart, "lg"][0], "legend runs into the title")
 
     def test_screenshot(self):
         os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
