@@ -445,7 +445,14 @@ comment on column whoop.autonomic_balance.balance_category is
     'on balance_score: >= 80 Excellent, >= 60 Good, >= 40 Moderate, >= 20 Poor, else Very Poor';
 --upgrade 1.0--1.1 end
 
--- 6. seasonal_adaptation: grain (user_id, year, season).
+-- 6. seasonal_adaptation: grain (user_id, year, season).  A season's mean of
+-- a measure needs 14 observations of it within the season, two weeks of the
+-- season's thirteen: the first days of a season say nothing about how the
+-- season treats the member, and a category from one day reads as a finding.
+-- Below 14 the mean is NULL, and with it the deviation, z-score, index and
+-- category built on it.
+--upgrade 1.0--1.1: drop materialized view whoop.seasonal_adaptation cascade;
+--upgrade 1.0--1.1 begin
 create materialized view whoop.seasonal_adaptation as
 with d as (
     select
@@ -466,11 +473,14 @@ with d as (
 s as (
     select user_id, season_year, season, hemisphere, season_start, season_end,
            count(*) as days,
-           whoop.rolling_avg(recovery_score) as avg_recovery,
-           whoop.rolling_avg(ln_rmssd) as avg_ln_rmssd,
-           whoop.rolling_avg(resting_heart_rate) as avg_resting_heart_rate,
-           whoop.rolling_avg(skin_temp_celsius) as avg_skin_temp_celsius,
-           whoop.rolling_avg(day_strain) as avg_day_strain
+           count(recovery_score) as recovery_days,
+           case when count(recovery_score) >= 14 then whoop.rolling_avg(recovery_score) end as avg_recovery,
+           case when count(ln_rmssd) >= 14 then whoop.rolling_avg(ln_rmssd) end as avg_ln_rmssd,
+           case when count(resting_heart_rate) >= 14 then whoop.rolling_avg(resting_heart_rate) end
+               as avg_resting_heart_rate,
+           case when count(skin_temp_celsius) >= 14 then whoop.rolling_avg(skin_temp_celsius) end
+               as avg_skin_temp_celsius,
+           case when count(day_strain) >= 14 then whoop.rolling_avg(day_strain) end as avg_day_strain
     from d
     group by user_id, season_year, season, hemisphere, season_start, season_end
 ),
@@ -510,7 +520,7 @@ v as (
     join b using (user_id, season_year, season)
 )
 select
-    user_id, season_year as year, season, hemisphere, season_start, season_end, days,
+    user_id, season_year as year, season, hemisphere, season_start, season_end, days, recovery_days,
     avg_recovery, avg_ln_rmssd, avg_resting_heart_rate, avg_skin_temp_celsius, avg_day_strain,
     baseline_days, baseline_recovery, baseline_ln_rmssd, baseline_resting_heart_rate,
     baseline_skin_temp_celsius, baseline_day_strain,
@@ -523,19 +533,21 @@ from v;
 create unique index seasonal_adaptation_user_id_year_season on whoop.seasonal_adaptation (user_id, year, season);
 
 comment on materialized view whoop.seasonal_adaptation is
-    'how a member fares per meteorological season against everything before it; grain (user_id, year, season); a season counts days with a scored recovery or strain';
+    'how a member fares per meteorological season against everything before it; grain (user_id, year, season); a season counts days with a scored recovery or strain; each season mean needs 14 observations of its measure, each baseline 30';
 comment on column whoop.seasonal_adaptation.year is
     'the year the season ends in: December counts to the next year''s Dec-Feb season (whoop.dim_date.season_year)';
 comment on column whoop.seasonal_adaptation.season is 'season name in the member''s hemisphere (whoop.user_settings, default north)';
 comment on column whoop.seasonal_adaptation.hemisphere is 'north or south, from whoop.user_settings';
 comment on column whoop.seasonal_adaptation.days is 'days of the season with a scored recovery or day strain (so far, for the current season)';
+comment on column whoop.seasonal_adaptation.recovery_days is
+    'days of the season with a scored recovery: avg_recovery, and the deviation and category on it, need 14';
 comment on column whoop.seasonal_adaptation.season_start is 'first day of the season';
 comment on column whoop.seasonal_adaptation.season_end is 'last day of the season (it may not have ended yet)';
-comment on column whoop.seasonal_adaptation.avg_recovery is 'mean recovery over the season''s days';
-comment on column whoop.seasonal_adaptation.avg_resting_heart_rate is 'mean resting HR over the season, bpm';
-comment on column whoop.seasonal_adaptation.avg_skin_temp_celsius is 'mean skin temperature over the season, °C';
-comment on column whoop.seasonal_adaptation.avg_day_strain is 'mean day strain over the season';
-comment on column whoop.seasonal_adaptation.avg_ln_rmssd is 'mean ln(HRV ms) over the season';
+comment on column whoop.seasonal_adaptation.avg_recovery is 'mean recovery over the season''s days; NULL below 14 observations';
+comment on column whoop.seasonal_adaptation.avg_resting_heart_rate is 'mean resting HR over the season, bpm; NULL below 14 observations';
+comment on column whoop.seasonal_adaptation.avg_skin_temp_celsius is 'mean skin temperature over the season, °C; NULL below 14 observations';
+comment on column whoop.seasonal_adaptation.avg_day_strain is 'mean day strain over the season; NULL below 14 observations';
+comment on column whoop.seasonal_adaptation.avg_ln_rmssd is 'mean ln(HRV ms) over the season; NULL below 14 observations';
 comment on column whoop.seasonal_adaptation.baseline_days is 'days with data before season_start';
 comment on column whoop.seasonal_adaptation.baseline_recovery is
     'mean recovery over all days before the season began; NULL below 30 such days (each baseline counts its own observations)';
@@ -555,7 +567,8 @@ comment on column whoop.seasonal_adaptation.z_skin is 'skin_temp_deviation / sam
 comment on column whoop.seasonal_adaptation.adaptation_index is
     '0.4 z_recovery + 0.3 z_hrv + 0.2 z_rhr + 0.1 z_skin; NULL when any term is (e.g. a strap without skin temperature)';
 comment on column whoop.seasonal_adaptation.adaptation_category is
-    'on recovery_deviation: > 10 Thriving, > 5 Well Adapted, > -5 Normal Adaptation, > -10 Struggling, else Poorly Adapted';
+    'on recovery_deviation: > 10 Thriving, > 5 Well Adapted, > -5 Normal Adaptation, > -10 Struggling, else Poorly Adapted; NULL until the season has 14 days with a scored recovery and a baseline';
+--upgrade 1.0--1.1 end
 
 -- 7. training_load: a row per day with a scored day strain.
 -- The EWMAs run over the member's scored days in order (a day without data

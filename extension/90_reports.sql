@@ -9,7 +9,8 @@
 --
 -- The KPIs are computed in one place, whoop.report_kpis(): the text report,
 -- the HTML report and the dashboard's KPI panels read it, so the three can
--- never disagree on a number.  The drawing helpers (whoop_internal.report_*,
+-- never disagree on a number.  whoop_internal.report_range says which days
+-- a report covers; the drawing helpers (the other whoop_internal.report_*,
 -- whoop_internal.html_escape) take numbers and return SVG or HTML; they
 -- compute no KPI.
 
@@ -141,7 +142,6 @@ comment on column whoop.daily_summary.load_zone is
 comment on column whoop.daily_summary.acwr is 'acute:chronic workload ratio (EWMA 7 / 28 days), two decimals';
 comment on column whoop.daily_summary.cycle_complete is 'false for the ongoing cycle, whose strain still grows';
 --upgrade 1.0--1.1 end
---upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- The numbers of a report.
@@ -182,6 +182,7 @@ returns table (
     latest_acwr double precision,
     season_year integer,
     season text,
+    season_recovery_days bigint,
     season_adaptation_category text,
     season_recovery double precision,
     season_baseline_recovery double precision
@@ -192,7 +193,7 @@ as $$
            k.mean_hrv, k.mean_resting_hr, k.mean_hours_asleep, k.mean_day_strain, k.risk_days,
            k.recovery_day, lr.recovery_score, lr.recovery_zone, lv.volatility_category, lv.volatility_30d,
            lb.balance_state, lb.balance_score, ll.load_zone, ll.acwr_ewma,
-           a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery
+           a.year, a.season, a.recovery_days, a.adaptation_category, a.avg_recovery, a.baseline_recovery
     from (select count(d.recovery_score) as recovery_days,
                  count(d.day_strain) as strain_days,
                  avg(d.recovery_score) as mean_recovery,
@@ -217,7 +218,8 @@ as $$
     left join whoop.autonomic_balance lb on lb.user_id = report_kpis.user_id and lb.day = k.balance_day
     left join whoop.training_load ll on ll.user_id = report_kpis.user_id and ll.day = k.load_day
     -- the season of the range's end: the last one that began by then
-    left join (select x.year, x.season, x.adaptation_category, x.avg_recovery, x.baseline_recovery
+    left join (select x.year, x.season, x.recovery_days, x.adaptation_category, x.avg_recovery,
+                      x.baseline_recovery
                from whoop.seasonal_adaptation x
                where x.user_id = report_kpis.user_id and x.season_start <= report_kpis.range_end
                order by x.season_start desc limit 1) a on true
@@ -225,6 +227,29 @@ $$;
 
 comment on function whoop.report_kpis(bigint, timestamp, timestamp) is
     'the KPIs of a member''s days in range_start ... range_end (a day counts when its 00:00 lies in the range: two dates give those days, both included), one row: days with a scored recovery and strain, means over the days that have a value, days per recovery zone, overtraining-risk days, the latest values in the range and the season of its end; what whoop.report(), whoop.report_html() and the Grafana dashboard show';
+--upgrade 1.0--1.1 end
+
+-- The range of a report: the last DAYS days of a member's data, counted back
+-- from the member's latest day and starting no earlier than the first, so
+-- that any DAYS beyond the history (days => 2147483647 for "all of it")
+-- gives the whole history rather than a first day before the date type
+-- begins (22008).  DAYS is compared with the history's length as integers;
+-- last_day - (days - 1) is computed only when it falls within the history.
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.report_range(user_id bigint, days integer,
+                                                       out first_day date, out last_day date)
+returns record
+language sql stable parallel safe
+as $$
+    select case when report_range.days - 1 >= max(s.day) - min(s.day) then min(s.day)
+                else max(s.day) - (report_range.days - 1) end,
+           max(s.day)
+    from whoop.fact_daily_strain s
+    where s.user_id = report_range.user_id
+$$;
+
+comment on function whoop_internal.report_range(bigint, integer) is
+    'first and last day of a report on a member''s last DAYS (>= 1) days of data: back from the member''s latest day, never before the first; NULLs without data (internal to whoop.report and whoop.report_html)';
 --upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
@@ -240,6 +265,7 @@ declare
     v_member record;
     v_last date;
     v_first date;
+    v_days integer;
     v_k record;
     v_any boolean := false;
     v_fmt constant text := '%-9s %4s %-6s %4s %3s %5s %5s %5s  %-13s %-16s %-13s %-15s %s';
@@ -256,8 +282,9 @@ begin
         left join whoop.dim_user u on u.user_id = f.user_id and u.is_current
         order by 2, 1
     loop
-        select max(s.day) into v_last from whoop.fact_daily_strain s where s.user_id = v_member.user_id;
-        v_first := v_last - (report.days - 1);
+        select r.first_day, r.last_day into v_first, v_last
+        from whoop_internal.report_range(v_member.user_id, report.days) r;
+        v_days := v_last - v_first + 1;
         if v_any then
             return next '';
         end if;
@@ -265,8 +292,10 @@ begin
 
         select * into v_k from whoop.report_kpis(v_member.user_id, v_first, v_last);
 
-        return next format('%s · member %s · %s to %s (%s days)', v_member.name, v_member.user_id,
-                           to_char(v_first, 'YYYY-MM-DD'), to_char(v_last, 'YYYY-MM-DD'), report.days);
+        return next format('%s · member %s · %s to %s (%s %s%s)', v_member.name, v_member.user_id,
+                           to_char(v_first, 'YYYY-MM-DD'), to_char(v_last, 'YYYY-MM-DD'), v_days,
+                           case when v_days = 1 then 'day' else 'days' end,
+                           case when v_days < report.days then ', all of the member''s data' else '' end);
         return next format('recovery %s %% avg (%s green, %s yellow, %s red) · HRV %s ms · RHR %s bpm · '
                            'strain %s · asleep %s h · risk days %s',
                            coalesce(round(v_k.mean_recovery::numeric, 0)::text, '-'),
@@ -280,18 +309,26 @@ begin
                                          then format('%s (sd %s)', v_k.latest_volatility_category,
                                                      round(v_k.latest_volatility_30d::numeric, 1)) end, '-'),
                            coalesce(v_k.latest_balance_state
-                                    || format(' (score %s)', round(v_k.latest_balance_score::numeric, 0)), '-'),
+                                    || coalesce(' (score ' || round(v_k.latest_balance_score::numeric, 0) || ')', ''),
+                                    '-'),
                            coalesce(case when v_k.latest_load_zone is not null
                                          then format('%s (ACWR %s)', v_k.latest_load_zone,
                                                      round(v_k.latest_acwr::numeric, 2)) end, '-'));
         if v_k.season is not null then
-            return next format('season: %s %s, %s (recovery %s %%%s)',
-                               v_k.season_year, v_k.season,
-                               coalesce(v_k.season_adaptation_category, 'no baseline yet'),
-                               coalesce(round(v_k.season_recovery::numeric, 0)::text, '-'),
-                               case when v_k.season_baseline_recovery is not null
-                                    then format(' vs %s %% before it', round(v_k.season_baseline_recovery::numeric, 0))
-                                    else '' end);
+            if v_k.season_recovery is null then
+                -- the season has no mean recovery yet (too few scored days), so no category
+                return next format('season: %s %s, too few days yet (%s %s with a scored recovery)',
+                                   v_k.season_year, v_k.season, v_k.season_recovery_days,
+                                   case when v_k.season_recovery_days = 1 then 'day' else 'days' end);
+            else
+                return next format('season: %s %s, %s (recovery %s %%%s)',
+                                   v_k.season_year, v_k.season,
+                                   coalesce(v_k.season_adaptation_category, 'no baseline yet'),
+                                   round(v_k.season_recovery::numeric, 0),
+                                   case when v_k.season_baseline_recovery is not null
+                                        then format(' vs %s %% before it', round(v_k.season_baseline_recovery::numeric, 0))
+                                        else '' end);
+            end if;
         end if;
         return next '';
         return next format(v_fmt, 'day', 'rec', 'zone', 'HRV', 'RHR', 'strn', 'gap', 'sleep',
@@ -323,7 +360,7 @@ end;
 $$;
 
 comment on function whoop.report(bigint, integer) is
-    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs (whoop.report_kpis) and one line per day for the last DAYS days of the member''s data; read it with psql -At or \pset tuples_only';
+    'a compact text report for psql: per member (all when user_id is NULL) a header with the KPIs (whoop.report_kpis) and one line per day for the last DAYS days of the member''s data (all of it when it has fewer); read it with psql -At or \pset tuples_only';
 --upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
@@ -464,17 +501,24 @@ as $$
                                                      whoop_internal.html_escape(t.label)), '' order by t.v), '')
                    from unnest(ticks, tick_labels) as t(v, label)
                    where t.v between lo and hi),
-                  -- x axis: the first of each month, or Mondays for ranges up to nine weeks
+                  -- x axis: the first of each month, or Mondays for ranges up to nine weeks.
+                  -- A label is centred on its tick unless that would run it past the
+                  -- right edge of the picture (a label near the range's end): then it
+                  -- ends at its tick.  Its width is estimated at 7 px a character, a
+                  -- little over what DejaVu Sans, the widest usual sans-serif, needs
+                  -- at 11 px for "May 2026" (54 px); the plot starts at x 56, so no
+                  -- label reaches the left edge.
                   (select coalesce(string_agg(format('<line class="tick" x1="%1$s" x2="%1$s" y1="214" y2="219"/>'
-                                                     '<text class="xl" x="%1$s" y="232" text-anchor="middle">%2$s</text>',
-                                                     whoop_internal.report_fmt(whoop_internal.report_x(d.day, first_day, last_day)),
-                                                     whoop_internal.html_escape(case when last_day - first_day > 62
-                                                                                     then to_char(d.day, 'Mon YYYY')
-                                                                                     else to_char(d.day, 'DD Mon') end)),
-                                              '' order by d.day), '')
-                   from (select g::date as day from generate_series(first_day, last_day, interval '1 day') g) d
-                   where case when last_day - first_day > 62 then extract(day from d.day) = 1
-                              else extract(isodow from d.day) = 1 end),
+                                                     '<text class="xl" x="%1$s" y="232" text-anchor="%3$s">%2$s</text>',
+                                                     whoop_internal.report_fmt(t.x), whoop_internal.html_escape(t.label),
+                                                     case when t.x + 3.5 * length(t.label) > 956 then 'end' else 'middle' end),
+                                              '' order by t.day), '')
+                   from (select d.day, whoop_internal.report_x(d.day, first_day, last_day) as x,
+                                case when last_day - first_day > 62 then to_char(d.day, 'Mon YYYY')
+                                     else to_char(d.day, 'DD Mon') end as label
+                         from (select g::date as day from generate_series(first_day, last_day, interval '1 day') g) d
+                         where case when last_day - first_day > 62 then extract(day from d.day) = 1
+                                    else extract(isodow from d.day) = 1 end) t),
                   coalesce(body, ''))
 $$;
 
@@ -530,6 +574,7 @@ declare
     v_name text;
     v_first date;
     v_last date;
+    v_range text;
     v_members bigint;
     v_k record;
     v_d record;
@@ -563,12 +608,13 @@ begin
                       hint = 'select user_id, name from whoop.dim_user where is_current';
         end if;
     end if;
-    select max(s.day) into v_last from whoop.fact_daily_strain s where s.user_id = v_user;
+    select r.first_day, r.last_day into v_first, v_last from whoop_internal.report_range(v_user, report_html.days) r;
     if v_last is null then
         raise exception 'no data for member %', v_user
             using errcode = 'no_data_found', hint = 'call whoop.run_pipeline() first, or check the user_id';
     end if;
-    v_first := v_last - (report_html.days - 1);
+    v_range := format('%s %s%s', v_last - v_first + 1, case when v_last = v_first then 'day' else 'days' end,
+                      case when v_last - v_first + 1 < report_html.days then ', all of the member''s data' else '' end);
     select coalesce(u.name, 'member ' || v_user) into v_name
     from (select 1) one left join whoop.dim_user u on u.user_id = v_user and u.is_current;
 
@@ -619,7 +665,8 @@ begin
     -- 1. Recovery with its zone bands, a dot per day in its zone's colour.
     v_recovery := whoop_internal.report_chart(
         'Recovery (%)',
-        format('<tspan fill="%s">■ green ≥ 67</tspan>  <tspan fill="%s">■ yellow 34–66</tspan>  <tspan fill="%s">■ red ≤ 33</tspan>',
+        format('<tspan fill="%s">■ green ≥ 67</tspan>  <tspan fill="%s">■ yellow 34 to below 67</tspan>  '
+               '<tspan fill="%s">■ red below 34</tspan>',
                c_green, c_yellow, c_red),
         v_first, v_last, 0, 100, array[0, 34, 67, 100], array['0', '34', '67', '100'],
         whoop_internal.report_band(0, 34, 0, 100, '#fee2e2') || whoop_internal.report_band(34, 67, 0, 100, '#fef3c7')
@@ -738,7 +785,9 @@ begin
                                       coalesce(round(a.baseline_recovery::numeric)::text, '–'),
                                       coalesce(to_char(a.recovery_deviation, 'FMSG990.0'), '–'),
                                       coalesce(to_char(a.adaptation_index, 'FMSG990.00'), '–'),
-                                      coalesce(whoop_internal.html_escape(a.adaptation_category), 'no baseline yet')),
+                                      coalesce(whoop_internal.html_escape(a.adaptation_category),
+                                               case when a.avg_recovery is null then 'too few days yet'
+                                                    else 'no baseline yet' end)),
                                '' order by a.season_start), '')
     into v_seasons
     from whoop.seasonal_adaptation a
@@ -787,7 +836,7 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 </style>
 </head>
 <body>
-<header><h1>%1$s</h1><p class="sub">member %2$s · %3$s to %4$s (%5$s days) · %6$s of them with a scored recovery</p></header>
+<header><h1>%1$s</h1><p class="sub">member %2$s · %3$s to %4$s (%14$s) · %6$s of them with a scored recovery</p></header>
 <section class="kpis">%7$s</section>
 <section class="charts">
 %8$s
@@ -799,15 +848,16 @@ table.wide{grid-column:1/-1}.none{color:#475569}footer{color:#64748b;font-size:1
 <section class="cats">%12$s</section>
 <h2>Overtraining-risk days</h2>
 %13$s
-<footer>whoop_fdw · whoop.report_html(%2$s, %5$s). Zones: recovery green ≥ 67, yellow 34–66, red ≤ 33. Strain targets by zone: red 5, yellow 12, green 16. SWC: smallest worthwhile change of ln rMSSD, its 60-day baseline ± 0.5 sd. Load zones (acute:chronic EWMA ratio) are a heuristic, not a diagnosis.</footer>
+<footer>whoop_fdw · whoop.report_html(%2$s, %5$s). Zones: recovery green from 67, yellow from 34 to below 67, red below 34. Strain targets by zone: red 5, yellow 12, green 16. SWC: smallest worthwhile change of ln rMSSD, its 60-day baseline ± 0.5 sd. Load zones (acute:chronic EWMA ratio) are a heuristic, not a diagnosis.</footer>
 </body>
 </html>
 $html$,
         whoop_internal.html_escape(v_name), v_user, to_char(v_first, 'DD Mon YYYY'), to_char(v_last, 'DD Mon YYYY'),
-        report_html.days, v_k.recovery_days, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk);
+        report_html.days, v_k.recovery_days, v_kpis, v_recovery, v_hrv, v_strain, v_load, v_tables, v_risk,
+        v_range);
 end;
 $$;
 
 comment on function whoop.report_html(bigint, integer) is
-    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data: KPIs (whoop.report_kpis), recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
+    'one self-contained HTML page (inline CSS and SVG, no scripts, no external resources) for a member''s last DAYS days of data (all of it when it has fewer): KPIs (whoop.report_kpis), recovery with zone bands, HRV against its SWC band, strain against target, acute:chronic load, category tables; psql -Atc "select whoop.report_html(...)" > report.html';
 --upgrade 1.0--1.1 end

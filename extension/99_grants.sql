@@ -51,7 +51,7 @@ grant usage on schema whoop_internal to public;
 --upgrade 1.0--1.1 end
 
 grant usage on schema whoop to whoop_reader;
--- (replayed by the upgrade, which recreates autonomic_balance and daily_summary)
+-- (replayed by the upgrade, which recreates autonomic_balance, seasonal_adaptation and daily_summary)
 --upgrade 1.0--1.1 begin
 grant select on
     whoop.dim_user, whoop.dim_date, whoop.fact_daily_recovery, whoop.fact_daily_strain,

@@ -22,7 +22,9 @@ select day, volatility_7d, volatility_30d, volatility_category from whoop.recove
 select day, round(ln_rmssd::numeric, 6) as ln_rmssd, round(hrv_7d::numeric, 6) as hrv_7d, hrv_baseline, balance_score,
        balance_state
 from whoop.autonomic_balance where user_id = 4004 order by day;
-select year, season, hemisphere, days, avg_recovery, baseline_days, baseline_recovery, adaptation_category
+-- Two scored recoveries in the season: too few for a season mean (14), so no category.
+select year, season, hemisphere, days, recovery_days, avg_recovery, avg_day_strain, baseline_days, baseline_recovery,
+       adaptation_category
 from whoop.seasonal_adaptation where user_id = 4004 order by year, season;
 select day, day_strain, acute_load_ewma, chronic_load_ewma, acute_load_7d, load_zone
 from whoop.training_load where user_id = 4004 order by day;

@@ -6,6 +6,9 @@ from whoop.daily_summary where user_id = 4004 order by day;
 -- The last 7 days of the member's data (a NULL user_id: every member); an unknown member.
 select * from whoop.report(4004, 7);
 select * from whoop.report(999999, 7);
+-- Any number of days: at most the member's whole history, never a date out of range.
+select * from whoop.report(4004, 2147483647) limit 1;
+select substring(h from '<p class="sub">(.*?)</p>') as html_range from whoop.report_html(4004, 2147483647) h;
 -- The numbers of that report: two dates give those days, both included.
 \x on
 select * from whoop.report_kpis(4004, '2025-03-16', '2025-03-22');

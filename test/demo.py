@@ -11,14 +11,21 @@ checks and the psql report (whoop.report), and writes the HTML report
 cluster and the simulator keep running so you can connect; `make demo-stop`
 (demo.py stop) ends them.
 
-    demo.py            run the demo
-    demo.py stop       stop what the last demo left running
+A demo belongs to its clone: its state (the cluster's directory, the
+simulator's process) is kept in the clone's git-ignored test/out/, so a
+demo in another clone, or another user's, is neither stopped nor replaced
+by this one.  Headings are bold only on a terminal, and never when
+NO_COLOR is set (https://no-color.org).
+
+    demo.py            run the demo (stopping this clone's previous one)
+    demo.py stop       stop what this clone's last demo left running
 """
 
 import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,27 +37,48 @@ sys.path.insert(0, TEST_DIR)
 
 import harness  # noqa: E402
 
-STATE_FILE = "/tmp/whoop_fdw_demo.json"
-# the HTML report (whoop.report_html), in the git-ignored test/out/
+# this clone's demo state and HTML report (whoop.report_html), in the git-ignored test/out/
+STATE_FILE = os.path.join(TEST_DIR, "out", "demo.json")
 REPORT_FILE = os.path.join(TEST_DIR, "out", "whoop_report.html")
 REDIRECT_URI = "https://localhost/callback"
 
 
 def say(text):
-    print("\n\033[1m== %s\033[0m" % text, flush=True)
+    """say prints a heading: bold on a terminal, plain into a pipe or a file or under NO_COLOR."""
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        print("\n\033[1m== %s\033[0m" % text, flush=True)
+    else:
+        print("\n== %s" % text, flush=True)
+
+
+def process_start(pid):
+    """process_start is the start time of process PID (clock ticks after boot), None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name in parentheses may hold blanks; starttime is field 22
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def stop():
-    """stop ends the cluster and simulator of the last demo."""
+    """stop ends the cluster and simulator of this clone's last demo."""
     if not os.path.exists(STATE_FILE):
         print("no demo is running")
         return 0
     state = json.load(open(STATE_FILE))
-    try:
-        os.kill(state["simulator_pid"], signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    # the pid is the simulator's only while that process has the start time
+    # recorded: once the simulator has died (or after a reboot) the number
+    # may be another process's
+    pid = state["simulator_pid"]
+    if process_start(pid) == state.get("simulator_started"):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     cluster = harness.Cluster()
+    shutil.rmtree(cluster.dir, ignore_errors=True)     # the fresh one Cluster() made; the demo's is in the state
     cluster.dir, cluster.data = state["cluster_dir"], state["cluster_data"]
     cluster.destroy()
     os.unlink(STATE_FILE)
@@ -90,8 +118,10 @@ def main():
     port = int(open(sim_out).readline())
     base = "http://127.0.0.1:%d" % port
     accounts = json.load(urllib.request.urlopen(base + "/_sim/accounts"))
-    json.dump({"cluster_dir": cluster.dir, "cluster_data": cluster.data,
-               "simulator_pid": sim.pid, "port": cluster.port}, open(STATE_FILE, "w"))
+    os.makedirs(os.path.dirname(STATE_FILE), exist_ok=True)
+    with open(STATE_FILE, "w") as f:
+        json.dump({"cluster_dir": cluster.dir, "cluster_data": cluster.data, "simulator_pid": sim.pid,
+                   "simulator_started": process_start(sim.pid), "port": cluster.port}, f)
     print("simulator at %s (same URL layout as api.prod.whoop.com)" % base)
 
     say("CREATE EXTENSION, a server for the WHOOP app, a user mapping with its credentials")

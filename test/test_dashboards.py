@@ -24,6 +24,7 @@ Then:
 
 import datetime as dt
 import decimal
+import html
 import json
 import os
 import re
@@ -74,7 +75,7 @@ KPI_COLUMNS = ["recovery_days", "strain_days", "mean_recovery", "green_days", "y
                "latest_recovery_day", "latest_recovery", "latest_recovery_zone",
                "latest_volatility_category", "latest_volatility_30d", "latest_balance_state",
                "latest_balance_score", "latest_load_zone", "latest_acwr",
-               "season_year", "season", "season_adaptation_category", "season_recovery",
+               "season_year", "season", "season_recovery_days", "season_adaptation_category", "season_recovery",
                "season_baseline_recovery"]
 KPI_FLOATS = {"mean_recovery", "mean_hrv", "mean_resting_hr", "mean_hours_asleep", "mean_day_strain",
               "latest_recovery", "latest_volatility_30d", "latest_balance_score", "latest_acwr",
@@ -444,6 +445,10 @@ class Dashboard(unittest.TestCase):
         for p in self.panels:
             for o in p["fieldConfig"].get("overrides", []):
                 self.assertEqual(o["matcher"]["id"], "byName", p["title"])
+        # the Recovery panel's colours follow the zones, and its description says their edges as
+        # the rule has them (33.5 is red: "red <= 33" would be wrong)
+        self.assertIn("(green from 67, yellow from 34 to below 67, red below 34)",
+                      by_title["Recovery"]["description"])
 
     def test_provisioning_files(self):
         ds = open(DATASOURCE_YAML).read()
@@ -591,7 +596,7 @@ class PanelQueries(unittest.TestCase):
 # latest values as the first element of an array ordered by day, newest
 # first; the season as the one with the greatest start up to the last day.
 PLAIN_KPIS = """
-select k.*, a.year, a.season, a.adaptation_category, a.avg_recovery, a.baseline_recovery
+select k.*, a.year, a.season, a.recovery_days, a.adaptation_category, a.avg_recovery, a.baseline_recovery
 from (
 select count(r.recovery_score), count(s.day_strain), avg(r.recovery_score),
        count(*) filter (where r.recovery_zone = 'green'), count(*) filter (where r.recovery_zone = 'yellow'),
@@ -649,9 +654,20 @@ def midnight(day):
 
 
 def report_range(user, days):
-    """report_range: the days whoop.report() and whoop.report_html() cover for USER and DAYS."""
-    last = dt.date.fromisoformat(scalar("select max(day) from whoop.fact_daily_strain where user_id = %d" % user))
+    """report_range: the days whoop.report() and whoop.report_html() cover for USER and DAYS: the last
+    DAYS days of the member's data, all of it when it has fewer."""
+    first, last = (dt.date.fromisoformat(d) for d in
+                   rows("select min(day), max(day) from whoop.fact_daily_strain where user_id = %d" % user)[0])
+    if days - 1 >= (last - first).days:
+        return first, last
     return last - dt.timedelta(days=days - 1), last
+
+
+def range_text(user, days):
+    """range_text: how the reports' headers describe the range of report_range(USER, DAYS)."""
+    first, last = report_range(user, days)
+    n = (last - first).days + 1
+    return "%d %s%s" % (n, "day" if n == 1 else "days", ", all of the member's data" if n < days else "")
 
 
 class Kpis(unittest.TestCase):
@@ -659,7 +675,10 @@ class Kpis(unittest.TestCase):
 
     For the class, one day of the first athlete has a scored sleep but an
     unscorable recovery (the simulator scores both or neither): its sleep
-    counts in the mean hours asleep, its recovery in nothing."""
+    counts in the mean hours asleep, its recovery in nothing.  And the
+    second athlete's latest day with an autonomic balance state has a sleep
+    without a respiratory rate: that day keeps its state but has no balance
+    score."""
 
     @classmethod
     def setUpClass(cls):
@@ -678,13 +697,19 @@ class Kpis(unittest.TestCase):
             "select cycle_id, day from whoop.fact_daily_recovery where user_id = %d and recovery_score is not null "
             "and hours_asleep is not null and day <= (select max(day) - 2 from whoop.fact_daily_strain "
             "where user_id = %d) order by day desc limit 1" % (user, user))[0]
+        cls.sleep, cls.respiratory_rate = rows(
+            "select r.sleep_id, r.respiratory_rate from whoop.fact_daily_recovery r "
+            "where r.user_id = %d and r.day = (select max(b.day) from whoop.autonomic_balance b "
+            "where b.user_id = %d and b.balance_state is not null)" % (USERS[1], USERS[1]))[0]
         psql("update whoop.raw_recovery set score_state = 'UNSCORABLE' where cycle_id = %s; "
-             "select * from whoop.refresh();" % cls.cycle)
+             "update whoop.raw_sleep set record = record #- '{score,respiratory_rate}' where id = '%s'; "
+             "select * from whoop.refresh();" % (cls.cycle, cls.sleep))
 
     @classmethod
     def tearDownClass(cls):
         psql("update whoop.raw_recovery set score_state = 'SCORED' where cycle_id = %s; "
-             "select * from whoop.refresh();" % cls.cycle)
+             "update whoop.raw_sleep set record = jsonb_set(record, '{score,respiratory_rate}', '%s') where id = '%s'; "
+             "select * from whoop.refresh();" % (cls.cycle, cls.respiratory_rate, cls.sleep))
 
     def assertKpi(self, column, got, want, msg):
         if column in KPI_FLOATS and got is not None and want is not None:
@@ -718,6 +743,15 @@ class Kpis(unittest.TestCase):
                              "and day between '%s' and '%s' and recovery_score is not null" % (USERS[0], first, last))
         self.assertNotEqual(pg_round(all_nights, 6), pg_round(scored_only, 6))
         self.assertEqual(pg_round(k["mean_hours_asleep"], 9), pg_round(all_nights, 9))
+
+    def test_a_balance_state_without_a_score(self):
+        first, last = report_range(USERS[1], 14)
+        k = self.kpis(USERS[1], midnight(first), midnight(last))
+        self.assertIsNotNone(k["latest_balance_state"])
+        self.assertIsNone(k["latest_balance_score"])
+        line = psql("select * from whoop.report(%d, 14)" % USERS[1]).split("\n")[2]
+        self.assertIn(" · balance %s · load " % k["latest_balance_state"], line)
+        self.assertNotIn("score", line)
 
     def test_kpis_equal_a_plain_computation_over_the_facts(self):
         for name, (start, end) in self.ranges.items():
@@ -756,10 +790,11 @@ class Kpis(unittest.TestCase):
 
     def test_report_text_shows_the_kpis(self):
         for user in USERS:
-            for days in (1, 14, 120):
+            for days in (1, 14, 120, 2147483647):
                 with self.subTest(user=user, days=days):
                     k = plain_kpis(user, *report_range(user, days))
                     lines = psql("select * from whoop.report(%d, %d)" % (user, days)).split("\n")
+                    self.assertTrue(lines[0].endswith("(%s)" % range_text(user, days)), lines[0])
 
                     def shown(c, places):
                         return pg_round(k[c], places) or "-"
@@ -772,26 +807,35 @@ class Kpis(unittest.TestCase):
                     if k["latest_volatility_category"]:
                         volatility = "%s (sd %s)" % (k["latest_volatility_category"], shown("latest_volatility_30d", 1))
                     if k["latest_balance_state"]:
-                        balance = "%s (score %s)" % (k["latest_balance_state"],
-                                                     pg_round(k["latest_balance_score"], 0) or "")
+                        balance = k["latest_balance_state"]
+                        if k["latest_balance_score"] is not None:
+                            balance += " (score %s)" % pg_round(k["latest_balance_score"], 0)
                     if k["latest_load_zone"]:
                         load = "%s (ACWR %s)" % (k["latest_load_zone"], shown("latest_acwr", 2))
                     self.assertEqual(lines[2], "latest: volatility %s · balance %s · load %s"
                                      % (volatility, balance, load))
                     self.assertIsNotNone(k["season"])
                     baseline = k["season_baseline_recovery"]
-                    self.assertEqual(lines[3], "season: %s %s, %s (recovery %s %%%s)"
-                                     % (k["season_year"], k["season"],
-                                        k["season_adaptation_category"] or "no baseline yet",
-                                        shown("season_recovery", 0),
-                                        " vs %s %% before it" % pg_round(baseline, 0) if baseline else ""))
+                    if k["season_recovery"] is None:
+                        n = int(k["season_recovery_days"])
+                        self.assertLess(n, 14)
+                        self.assertEqual(lines[3], "season: %s %s, too few days yet (%d %s with a scored recovery)"
+                                         % (k["season_year"], k["season"], n, "day" if n == 1 else "days"))
+                    else:
+                        self.assertEqual(lines[3], "season: %s %s, %s (recovery %s %%%s)"
+                                         % (k["season_year"], k["season"],
+                                            k["season_adaptation_category"] or "no baseline yet",
+                                            shown("season_recovery", 0),
+                                            " vs %s %% before it" % pg_round(baseline, 0) if baseline else ""))
 
     def test_report_html_shows_the_kpis(self):
         for user in USERS:
-            for days in (14, 90):
+            for days in (14, 90, 2147483647):
                 with self.subTest(user=user, days=days):
                     k = plain_kpis(user, *report_range(user, days))
                     page = psql("select whoop.report_html(%d, %d)" % (user, days))
+                    self.assertIn("(%s) · %s of them with a scored recovery</p>" % (range_text(user, days),
+                                                                                  k["recovery_days"]), page)
                     section = re.search(r'<section class="kpis">(.*?)</section>', page).group(1)
                     got = {label: re.sub(r"<[^>]+>", "", value) for value, label in
                            re.findall(r'<div class="kpi"><b[^>]*>(.*?)</b><span>(.*?)</span></div>', section)}
@@ -885,12 +929,34 @@ class Reports(unittest.TestCase):
         for forbidden in ("<script", "src=", "href=", "url(", "@import", "<link", "<iframe", "javascript:"):
             self.assertNotIn(forbidden, lowered)
         self.assertEqual(re.findall(r"https?://[^\"' ]+", page), ["http://www.w3.org/2000/svg"] * 4)
+        # the zone edges as the rule has them: red below 34, not "up to 33" (33.5 is red)
+        legend = re.search(r'<text class="lg"[^>]*>(.*?)</text>', page).group(1)     # the recovery chart's
+        self.assertEqual(re.sub(r"<[^>]+>", "", legend), "■ green ≥ 67  ■ yellow 34 to below 67  ■ red below 34")
+        self.assertIn("Zones: recovery green from 67, yellow from 34 to below 67, red below 34.", page)
+        for wrong in ("≤ 33", "<= 33", "34–66", "34-66"):
+            self.assertNotIn(wrong, page)
         with self.assertRaises(harness.SQLError) as cm:
             psql("select whoop.report_html(null)")         # two members: which one?
         self.assertEqual(cm.exception.sqlstate, "22023")
         with self.assertRaises(harness.SQLError) as cm:
             psql("select whoop.report_html(4242)")
         self.assertEqual(cm.exception.sqlstate, "P0002")
+
+    def test_days_beyond_the_history(self):
+        # any number of days: the whole history, never a date out of range (it was a bare 22008)
+        user = USERS[0]
+        first, last = report_range(user, 2147483647)
+        self.assertGreater((last - first).days, 400)
+        n = (last - first).days + 1
+        for days, text in ((2147483647, "%d days, all of the member's data" % n),
+                           (n + 1, "%d days, all of the member's data" % n), (n, "%d days" % n)):
+            with self.subTest(days=days):
+                lines = psql("select * from whoop.report(%d, %d)" % (user, days)).split("\n")
+                self.assertTrue(lines[0].endswith(" · %s to %s (%s)" % (first, last, text)), lines[0])
+                page = psql("select whoop.report_html(%d, %d)" % (user, days))
+                self.assertIn("%s to %s (%s) ·" % (first.strftime("%d %b %Y"), last.strftime("%d %b %Y"), text),
+                              page)
+                self.assertIn("whoop.report_html(%d, %d)." % (user, days), page)
 
     def test_html_escape(self):
         self.assertEqual(scalar("select whoop_internal.html_escape($$<a href=\"x\">Tom & 'Jerry'</a>$$)"),
@@ -992,6 +1058,55 @@ class HtmlInChromium(unittest.TestCase):
         self.assertEqual(len(re.findall(r"<table\b", dom)), expected_tables(USERS[0], 90))
         name = scalar("select name from whoop.dim_user where is_current and user_id = %d" % USERS[0])
         self.assertIn("<h1>%s</h1>" % name, dom)
+
+    # What the test adds to a copy of the page (the report itself runs no
+    # script): every text of every chart with its box, in the chart's
+    # coordinates, written into the DOM that --dump-dom prints.
+    PROBE = """<script>
+window.addEventListener('load', function () {
+  var out = [];
+  document.querySelectorAll('svg.chart').forEach(function (svg, i) {
+    var box = svg.viewBox.baseVal;
+    svg.querySelectorAll('text').forEach(function (t) {
+      var b = t.getBBox();
+      out.push([i, t.getAttribute('class'), t.textContent, b.x, b.y, b.width, b.height, box.width, box.height]);
+    });
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'measured';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+    def test_no_text_leaves_its_chart(self):
+        # The report's charts, and charts of 14 days to a year ending 27 November ... 7 December
+        # 2026: ending on 1 December puts "Dec 2026" in the last slot of a month axis, ending on
+        # a Monday (30 November, 7 December) a day label in the last slot of a week axis.
+        ranges = [(days, dt.date(2026, 11, 27) + dt.timedelta(days=i))
+                  for days in (14, 30, 63, 64, 90, 365) for i in range(11)]
+        extra = psql("select string_agg(whoop_internal.report_chart('edge', null, r.last_day - (r.days - 1), "
+                     "r.last_day, 0, 100, array[0, 100], array['0', '100'], null, null), '' order by r.i) "
+                     "from unnest(array[%s], array[%s]::date[]) with ordinality r(days, last_day, i)"
+                     % (", ".join(str(d) for d, _ in ranges), ", ".join("'%s'" % l for _, l in ranges)))
+        probe = os.path.join(self.tmp, "probe.html")
+        with open(self.page) as f, open(probe, "w") as out:
+            out.write(f.read().replace("</body>", "<section>%s</section>%s</body>" % (extra, self.PROBE)))
+        dom, log = run_chromium(["--dump-dom", "file://" + probe], self.tmp)
+        self.assertEqual(console_errors(log), [])
+        measured = json.loads(html.unescape(re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S).group(1)))
+        self.assertEqual(len({m[0] for m in measured}), 4 + len(ranges))
+        boxes = {}
+        for chart, cls, text, x, y, w, h, width, height in measured:
+            name = "report chart %d" % chart if chart < 4 else "%d days to %s" % ranges[chart - 4]
+            self.assertTrue(0 <= x and x + w <= width and 0 <= y and y + h <= height,
+                            "%s: %r at x %.1f ... %.1f, y %.1f ... %.1f, outside 0 ... %d, 0 ... %d"
+                            % (name, text, x, x + w, y, y + h, width, height))
+            boxes[chart, cls] = (x, x + w)
+        month_end = [m for m in measured if m[0] == 4 + ranges.index((90, dt.date(2026, 12, 1))) and m[1] == "xl"]
+        self.assertEqual(month_end[-1][2], "Dec 2026")
+        for chart in range(4):
+            self.assertLess(boxes[chart, "ct"][1], boxes[chart, "lg"][0], "legend runs into the title")
 
     def test_screenshot(self):
         os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)

@@ -1,8 +1,8 @@
 """test_warehouse.py -- the warehouse layers on a hand-built fixture.
 
-The fixture (warehouse_fixture.py: two members, about three months, with
+The fixture (warehouse_fixture.py: three members, three to six months, with
 gaps, a DST switch, a timezone change, naps, two cycles on one day, pending
-and unscorable records) is loaded straight into the raw tables; every fact
+and unscorable records, seasons at the edge of the season minimum) is loaded straight into the raw tables; every fact
 and metric is compared with an independent Python model of METRICS.md.
 Then: the day rule case by case, calendar windows and minimum counts, no
 look-ahead, categories at their edges, SCD2, REFRESH CONCURRENTLY and
@@ -348,6 +348,39 @@ class Metrics(Compare, unittest.TestCase):
         got = query("select * from whoop.seasonal_adaptation where user_id = %d order by season_start" % fx.USER_B)
         self.assertIsNotNone(got[1]["z_recovery"])
         self.assertIsNone(got[1]["adaptation_index"])           # strap without skin temperature
+
+    def test_season_means_need_14_observations(self):
+        # Member C: a winter of 57 days (the baselines), a spring with 14 scored recoveries of its
+        # 15 days, a summer with 13 of its 14 days.  Each mean counts its own measure.
+        got = {r["season"]: r for r in query("select * from whoop.seasonal_adaptation where user_id = %d"
+                                             % fx.USER_C)}
+        self.assertEqual(sorted(got), ["Spring", "Summer", "Winter"])
+        spring, summer = got["Spring"], got["Summer"]
+        self.assertEqual((spring["days"], spring["recovery_days"], spring["baseline_days"]), (15, 14, 57))
+        self.assertEqual((summer["days"], summer["recovery_days"], summer["baseline_days"]), (14, 13, 72))
+        # 14 recoveries: a mean, a deviation, a z-score and a category
+        for column in ("avg_recovery", "baseline_recovery", "recovery_deviation", "z_recovery",
+                       "avg_ln_rmssd", "z_hrv", "avg_resting_heart_rate", "z_rhr", "adaptation_category"):
+            self.assertIsNotNone(spring[column], column)
+        # ... but 13 skin temperatures (one day without): no skin mean, hence no index
+        for column in ("avg_skin_temp_celsius", "skin_temp_deviation", "z_skin", "adaptation_index"):
+            self.assertIsNone(spring[column], column)
+        # 13 recoveries, HRVs and resting HRs: nothing built on them, though there is a baseline;
+        # the 14 days of strain still have their mean
+        self.assertIsNotNone(summer["baseline_recovery"])
+        for column in ("avg_recovery", "recovery_deviation", "z_recovery", "avg_ln_rmssd", "hrv_deviation",
+                       "z_hrv", "avg_resting_heart_rate", "rhr_deviation", "z_rhr", "adaptation_index",
+                       "adaptation_category"):
+            self.assertIsNone(summer[column], column)
+        self.assertIsNotNone(summer["avg_day_strain"])
+        self.assertIsNotNone(summer["strain_deviation"])
+
+    def test_the_report_says_a_season_has_too_few_days(self):
+        lines = psql("select * from whoop.report(%d, 14)" % fx.USER_C).split("\n")
+        self.assertEqual(lines[3], "season: 2025 Summer, too few days yet (13 days with a scored recovery)")
+        page = psql("select whoop.report_html(%d, 120)" % fx.USER_C)
+        self.assertRegex(page, r'<td>2025 Summer</td><td class="n">14</td><td class="n">–</td><td class="n">\d+</td>'
+                               r'<td class="n">–</td><td class="n">–</td><td>too few days yet</td>')
 
     def test_training_load(self):
         self.compare("training_load", REF.training_load())

@@ -129,19 +129,27 @@ def checks():
     days = days.replace("select r.day,", "select coalesce(r.day, s.day) as day,")
     season = "q.day between m.season_start and m.season_end"
     before = "q.day < m.season_start"
-    mean_rec = "(select avg(q.recovery_score) from %s q where %s)" % (days, season)
+
+    def season_mean(col):
+        """season_mean: the season's mean of COL, NULL below 14 observations of it in the season."""
+        return "(select case when count(q.{c}) >= 14 then avg(q.{c}) end from {d} q where {s})".format(
+            c=col, d=days, s=season)
+    mean_rec = season_mean("recovery_score")
     base_rec = "(select case when count(q.recovery_score) >= 30 then avg(q.recovery_score) end from %s q where %s)" % (
         days, before)
     sd_rec = ("(select case when count(q.recovery_score) >= 30 then stddev_samp(q.recovery_score) end "
               "from %s q where %s)" % (days, before))
     out += [_compare("seasonal_adaptation", "days", "(select count(*) from %s q where %s)" % (days, season)),
+            _compare("seasonal_adaptation", "recovery_days",
+                     "(select count(q.recovery_score) from %s q where %s)" % (days, season)),
             _compare("seasonal_adaptation", "avg_recovery", mean_rec),
+            _compare("seasonal_adaptation", "avg_day_strain", season_mean("day_strain")),
+            _compare("seasonal_adaptation", "avg_skin_temp_celsius", season_mean("skin_temp_celsius")),
             _compare("seasonal_adaptation", "baseline_recovery", base_rec),
             _compare("seasonal_adaptation", "z_recovery", "(%s - %s) / nullif(%s, 0)" % (mean_rec, base_rec, sd_rec)),
             _compare("seasonal_adaptation", "rhr_deviation",
                      "(select case when count(q.resting_heart_rate) >= 30 then avg(q.resting_heart_rate) end "
-                     "from %s q where %s) - (select avg(q.resting_heart_rate) from %s q where %s)"
-                     % (days, before, days, season))]
+                     "from %s q where %s) - %s" % (days, before, season_mean("resting_heart_rate")))]
 
     # 7. training_load: rolling means, and the EWMA by recursion over each member's scored days
     a7, c28 = _stat("avg", STRAIN, 6, 0, 4), _stat("avg", STRAIN, 27, 0, 14)

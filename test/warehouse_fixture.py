@@ -1,8 +1,8 @@
 """warehouse_fixture.py -- a hand-built WHOOP data set and an independent model
 of the warehouse semantics, for test_warehouse.py.
 
-The fixture: two members over about three months, as API records (jsonb)
-for the raw tables.  It holds what the day rule and the metrics must get
+The fixture: three members over about three to six months, as API records
+(jsonb) for the raw tables.  It holds what the day rule and the metrics must get
 right: gaps of one and three days, a daylight-saving switch (New York, the
 night of 8-9 March 2025), a timezone change (a week in Tokyo, where a sleep
 ending at 07:00 local ends on the previous UTC date), a member in the
@@ -13,7 +13,8 @@ pending and unscorable records, scored recoveries whose HRV is 0 or
 missing and a scored sleep without a recovery (the autonomic baselines of
 resting HR and respiratory rate count them), an ongoing cycle, exact
 category edges of the readiness gap, a weight change and an e-mail change
-(SCD2).
+(SCD2), and seasons with 13 and 14 scored recoveries after a baseline (the
+minimum of a season mean).
 
 The model (class Reference) recomputes every fact and metric from the
 records in plain Python -- its own parsing of offsets, its own day rule,
@@ -32,6 +33,7 @@ UTC = dt.timezone.utc
 D = dt.date
 USER_A = 1001          # northern hemisphere: New York, DST, a week in Tokyo
 USER_B = 2002          # southern hemisphere: Sydney, a week in London
+USER_C = 3030          # Berlin: a winter, then seasons one day short of and at the season minimum
 
 NS = uuid.UUID("6f1c2d7e-0000-4000-8000-000000000000")
 ABSENT = object()       # a recovery_fields value: leave the field out of the record
@@ -245,6 +247,9 @@ EDGE_DAYS_A[D(2025, 4, 14)] = (40.0, 15.0)
 
 NY_WINTER, NY_SUMMER, TOKYO = -300, -240, 540
 SYDNEY_SUMMER, SYDNEY_WINTER, LONDON = 660, 600, None
+BERLIN_WINTER, BERLIN_SUMMER = 60, 120
+# a season mean needs this many observations of its measure in the season
+SEASON_MIN = 14
 
 # Profile and body-measurement snapshots: (observed_at, values).
 PROFILES = {
@@ -254,6 +259,8 @@ PROFILES = {
               {"email": "ada.lovelace@example.org", "first_name": "Ada", "last_name": "Lovelace"})],
     USER_B: [(dt.datetime(2025, 1, 20, 8, 0, tzinfo=UTC),
               {"email": "bo@example.org", "first_name": "Bo", "last_name": "Dean"})],
+    USER_C: [(dt.datetime(2025, 1, 3, 7, 0, tzinfo=UTC),
+              {"email": "cy@example.org", "first_name": "Cy", "last_name": "Berg"})],
 }
 BODIES = {
     USER_A: [(dt.datetime(2025, 1, 10, 12, 0, 1, tzinfo=UTC),
@@ -262,6 +269,8 @@ BODIES = {
               {"height_meter": 1.7, "weight_kilogram": 78.5, "max_heart_rate": 190})],
     USER_B: [(dt.datetime(2025, 1, 20, 8, 0, 2, tzinfo=UTC),
               {"height_meter": 1.82, "weight_kilogram": 72.25, "max_heart_rate": 195})],
+    USER_C: [(dt.datetime(2025, 1, 3, 7, 0, 1, tzinfo=UTC),
+              {"height_meter": 1.75, "weight_kilogram": 68.0, "max_heart_rate": 185})],
 }
 HEMISPHERES = {USER_B: "south"}
 
@@ -347,9 +356,29 @@ def build():
             off = LONDON
         b.night(w, off, ongoing=(w == D(2025, 4, 15)))
 
+    # Member C: a whole winter (the baseline of the seasons after it), then
+    # a spring with SEASON_MIN scored recoveries and a summer with one
+    # fewer.  Each has a day with strain but no recovery, which counts in
+    # `days` but not for the mean recovery: the spring has 15 days and a
+    # category, the summer 14 days and none (yet a mean strain, of 14
+    # days).  One spring day has no skin temperature, so the spring's skin
+    # mean has 13 observations: none, hence no index either.
+    c = Builder(USER_C, seed=13)
+    for w in days(D(2025, 1, 3), D(2025, 2, 28)):
+        c.night(w, BERLIN_WINTER)
+    for w in days(D(2025, 3, 1), D(2025, 3, 15)):
+        if w == D(2025, 3, 4):
+            c.night(w, BERLIN_WINTER, recovery_fields={"skin_temp_celsius": ABSENT})
+        else:
+            c.night(w, BERLIN_WINTER, recovery=(w != D(2025, 3, 15)))
+    for w in days(D(2025, 6, 1), D(2025, 6, 14)):
+        last = w == D(2025, 6, 14)
+        c.night(w, BERLIN_SUMMER, recovery=not last, ongoing=last)
+
     recs = a.records()
-    for kind, items in b.records().items():
-        recs[kind].extend(items)
+    for builder in (b, c):
+        for kind, items in builder.records().items():
+            recs[kind].extend(items)
     return recs
 
 
@@ -777,7 +806,7 @@ class Reference:
             for (year, season, start), items in groups.items():
                 def avg(rows, f):
                     vals = [f(v) for _, v in rows if f(v) is not None]
-                    return mean(vals) if vals else None
+                    return mean(vals) if len(vals) >= SEASON_MIN else None
                 lnf = lambda v: math.log(v["hrv"]) if v["hrv"] else None
                 fields = {"recovery": lambda v: v["recovery_score"], "ln": lnf, "rhr": lambda v: v["rhr"],
                           "skin": lambda v: v["skin"], "strain": lambda v: v["day_strain"]}
@@ -797,7 +826,10 @@ class Reference:
                 if None not in z.values():
                     index = 0.4 * z["recovery"] + 0.3 * z["ln"] + 0.2 * z["rhr"] + 0.1 * z["skin"]
                 out[(u, year, season)] = {
-                    "days": len(items), "avg_recovery": season_means["recovery"],
+                    "days": len(items),
+                    "recovery_days": sum(1 for _, v in items if v["recovery_score"] is not None),
+                    "avg_recovery": season_means["recovery"], "avg_day_strain": season_means["strain"],
+                    "avg_resting_heart_rate": season_means["rhr"], "avg_skin_temp_celsius": season_means["skin"],
                     "avg_ln_rmssd": season_means["ln"], "baseline_days": len(before),
                     "baseline_recovery": base["recovery"], "recovery_deviation": dev["recovery"],
                     "rhr_deviation": dev["rhr"], "z_recovery": z["recovery"], "z_hrv": z["ln"],
