@@ -31,6 +31,10 @@ struct WhoopJsonDoc
 	MemoryContextCallback free_callback;
 };
 
+static struct json_object *tokenize(const char *data, size_t len, int flags,
+									enum json_tokener_error *error,
+									size_t *parse_end);
+static bool strict_mode_refuses_utf8(void);
 static void free_document(void *arg);
 static struct json_object *record_object(WhoopJsonDoc *doc, int record);
 
@@ -48,10 +52,10 @@ WhoopJsonDoc *
 whoop_json_parse(const char *data, size_t len, MemoryContext owner,
 				 const char *what)
 {
-	struct json_tokener *tokener;
 	struct json_object *root;
 	enum json_tokener_error error;
 	size_t		parse_end;
+	bool		multibyte = false;
 	WhoopJsonDoc *doc;
 
 	if (len > PG_INT32_MAX)
@@ -59,17 +63,34 @@ whoop_json_parse(const char *data, size_t len, MemoryContext owner,
 				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
 				 errmsg("WHOOP response from %s is too large", what)));
 
-	tokener = json_tokener_new();
-	if (tokener == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
+	for (size_t i = 0; i < len && !multibyte; i++)
+		multibyte = IS_HIGHBIT_SET(data[i]);
+
 	/* not json-c's lenient default: no comments, quotes, leading zeros ... */
-	json_tokener_set_flags(tokener, JSON_TOKENER_STRICT);
-	root = json_tokener_parse_ex(tokener, data, (int) len);
-	error = json_tokener_get_error(tokener);
-	parse_end = json_tokener_get_parse_end(tokener);
-	json_tokener_free(tokener);
+	if (!multibyte || !strict_mode_refuses_utf8())
+		root = tokenize(data, len, JSON_TOKENER_STRICT, &error, &parse_end);
+	else
+	{
+		/*
+		 * Outside strings and keys a non-ASCII byte is an error, and so is
+		 * '?'; inside them both are plain characters.  So the copy with every
+		 * such byte masked as '?' is strict JSON exactly when the body is
+		 * (its UTF-8 is verified below), with the same error offsets; a
+		 * lenient parse of the body, which accepts all strict JSON alike,
+		 * then builds the tree from the real characters.
+		 */
+		char	   *masked = palloc(len);
+
+		for (size_t i = 0; i < len; i++)
+			masked[i] = IS_HIGHBIT_SET(data[i]) ? '?' : data[i];
+		root = tokenize(masked, len, JSON_TOKENER_STRICT, &error, &parse_end);
+		pfree(masked);
+		if (root != NULL && error == json_tokener_success)
+		{
+			json_object_put(root);
+			root = tokenize(data, len, 0, &error, &parse_end);
+		}
+	}
 
 	if (root == NULL || error != json_tokener_success)
 	{
@@ -156,6 +177,59 @@ whoop_json_parse(const char *data, size_t len, MemoryContext owner,
 		}
 	}
 	return doc;
+}
+
+/*
+ * tokenize parses DATA with one json-c tokener set to FLAGS and reports
+ * json-c's verdict and the offset where parsing stopped; NULL on failure.
+ */
+static struct json_object *
+tokenize(const char *data, size_t len, int flags,
+		 enum json_tokener_error *error, size_t *parse_end)
+{
+	struct json_tokener *tokener = json_tokener_new();
+	struct json_object *root;
+
+	if (tokener == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	json_tokener_set_flags(tokener, flags);
+	root = json_tokener_parse_ex(tokener, data, (int) len);
+	*error = json_tokener_get_error(tokener);
+	*parse_end = json_tokener_get_parse_end(tokener);
+	json_tokener_free(tokener);
+	return root;
+}
+
+/*
+ * strict_mode_refuses_utf8 tells whether this json-c's strict mode rejects
+ * a string holding a non-ASCII character.  json-c 0.18 refuses control
+ * characters in strict mode by comparing a plain char with 0x1f, so on
+ * platforms where char is signed every byte from 0x80 up counts as one
+ * ("invalid string sequence"); 0.19 compares unsigned, 0.17 and earlier do
+ * not check.  Asked once of the library loaded, so a fixed build of 0.18
+ * takes the direct path.
+ */
+static bool
+strict_mode_refuses_utf8(void)
+{
+	static int	refuses = -1;
+
+	if (refuses < 0)
+	{
+		static const char probe[] = "{\"name\":\"Zo\xc3\xab\"}";
+		enum json_tokener_error error;
+		size_t		parse_end;
+		struct json_object *root = tokenize(probe, sizeof(probe) - 1,
+											JSON_TOKENER_STRICT,
+											&error, &parse_end);
+
+		refuses = (root == NULL || error != json_tokener_success) ? 1 : 0;
+		if (root != NULL)
+			json_object_put(root);
+	}
+	return refuses == 1;
 }
 
 /*

@@ -41,6 +41,9 @@
 #include "utils/date.h"
 #include "utils/float.h"
 #include "utils/timestamp.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 
 PG_FUNCTION_INFO_V1(rolling_var_accum);
 PG_FUNCTION_INFO_V1(rolling_var_accum_inv);

@@ -89,8 +89,7 @@ def check_canaries(scratch, reports, log):
     signed overflow in a module built like whoop_fdw (asan_canary.c), then
     clears those reports and waits for the server to recover from them."""
     canary = os.path.join(scratch, "asan_canary.so")
-    include = subprocess.run(["pg_config", "--includedir-server"], capture_output=True,
-                             text=True).stdout.strip()
+    include = harness.pg_config("--includedir-server")
     subprocess.run(["gcc", "-shared", "-fPIC", "-I" + include, "-o", canary,
                     os.path.join(TEST_DIR, "asan_canary.c")] + SANITIZE.split(), check=True)
     harness.psql("create database asan_probe", dbname="postgres")
@@ -169,7 +168,7 @@ def main(argv):
                             "detect_stack_use_after_return=0:log_path=%s/asan" % reports,
             "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:log_path=%s/ubsan" % reports,
         }
-        cluster = harness.Cluster(settings={"extension_destdir": "'%s'" % destdir},
+        cluster = harness.Cluster(settings=harness.staged_install_settings(destdir),
                                   env=env).init().start()
         test_env = dict(os.environ, **cluster.env())
         test_env["WHOOP_SERVER_LOG"] = cluster.log

@@ -12,5 +12,6 @@ bash test/install_deps.sh
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 make -s
-"${sudo[@]}" make -s install
+# sudo resets the environment: name the installation (PG_CONFIG) explicitly
+"${sudo[@]}" make -s install ${PG_CONFIG:+PG_CONFIG="$PG_CONFIG"}
 exec /usr/bin/python3 test/demo.py

@@ -12,6 +12,7 @@ totals line.  The pieces here:
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -255,8 +256,32 @@ def wait_until(predicate, timeout=30, interval=0.1):
     return False
 
 
-PG_BINDIR = os.environ.get("PG_BINDIR") or subprocess.run(
-    ["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+PG_CONFIG = os.environ.get("PG_CONFIG") or "pg_config"
+
+
+def pg_config(option):
+    """pg_config asks the installation under test ($PG_CONFIG, as for PGXS) for OPTION."""
+    return subprocess.run([PG_CONFIG, option], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+PG_BINDIR = os.environ.get("PG_BINDIR") or pg_config("--bindir")
+PG_MAJOR = int(re.match(r"PostgreSQL (\d+)", pg_config("--version")).group(1))
+# every psql the suites and pg_regress start is the one of that installation
+os.environ["PATH"] = PG_BINDIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def staged_install_settings(destdir):
+    """staged_install_settings are the server settings that load whoop_fdw
+    from DESTDIR (make install DESTDIR=...), before the system installation.
+
+    Debian's PostgreSQL up to 17 has extension_destdir, which prefixes every
+    extension and module path; 18 has the core settings that search extra
+    directories (and strips the $libdir/ of module_pathname to do so)."""
+    if PG_MAJOR >= 18:
+        return {"extension_control_path": "'%s:$system'" % (destdir + pg_config("--sharedir")),
+                "dynamic_library_path": "'%s:$libdir'" % (destdir + pg_config("--pkglibdir"))}
+    return {"extension_destdir": "'%s'" % destdir}
 
 
 def free_port():
@@ -297,7 +322,7 @@ class Cluster:
             "log_line_prefix": "'%m [%p] '",
         }
         if os.environ.get("WHOOP_EXTENSION_DESTDIR"):
-            self.settings["extension_destdir"] = "'%s'" % os.environ["WHOOP_EXTENSION_DESTDIR"]
+            self.settings.update(staged_install_settings(os.environ["WHOOP_EXTENSION_DESTDIR"]))
         self.settings.update(settings or {})
         self.server_env = dict(env or {})    # extra environment of the server processes
         self.as_root = os.geteuid() == 0

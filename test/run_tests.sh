@@ -1,27 +1,121 @@
 #!/usr/bin/env bash
-# run_tests.sh -- the README's test command (make test): packages, build,
-# install, then test/runner.py (throwaway cluster, simulator, every suite).
-# chromium renders the HTML report in test_dashboards; python3-yaml lets it
-# parse the Grafana provisioning files; libmicrohttpd-dev and libpq-dev build
-# whoop-webhookd, the webhook receiver.
-# Arguments name suites to run (default: all).  The last line printed is
-# "N passed, N failed"; the exit status is non-zero on any failure.
+# run_tests.sh -- the README's test command (make test).
+#
+# First on this machine's PostgreSQL (the installation pg_config names, or
+# $PG_CONFIG): install the packages that are missing, build, install into a
+# private staging directory, then test/runner.py (throwaway cluster,
+# simulator, every suite).  Then, for each other major version in
+# WHOOP_PG_VERSIONS (default "15 17 18"), the same inside a cached Debian
+# chroot that has that version (test/pg_chroot.sh), without the suites that
+# need a browser, clang or the sanitizers (CHROOT_LEAVE_OUT: they test the
+# parsers and the page rendering, not the server), and without the Debian
+# package build, which is tested for the host's version.
+#
+# Arguments name suites to run on each version (default: all).  Every suite's
+# summary line names its version ("pg17 test_fdw: ..."); the last line
+# printed is "N passed, N failed" over all versions, and the exit status is
+# non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-bash test/install_deps.sh chromium python3-yaml clang libclang-rt-dev openssl build-essential debhelper postgresql-all libmicrohttpd-dev libpq-dev ||
-	{ echo "0 passed, 1 failed"; exit 1; }
+versions=${WHOOP_PG_VERSIONS:-15 17 18}
+CHROOT_LEAVE_OUT="test_dashboards.HtmlInChromium test_fuzz test_asan test_package"
+started=$(date +%s)
 
-# Install into a private staging directory that the test clusters load from
-# (Debian's extension_destdir), so tests never touch the system installation
-# and need no root.  It must be readable by the postgres OS user.
-destdir=$(mktemp -d --suffix=.whoop_fdw_install -p /tmp)
-chmod 755 "$destdir"
-trap 'rm -rf "$destdir"' EXIT
-if ! make -s WERROR=1 >/dev/null || ! make -s WERROR=1 install DESTDIR="$destdir" >/dev/null; then
-	echo "build or install failed"
-	echo "0 passed, 1 failed"
-	exit 1
+# chromium renders the HTML report in test_dashboards; python3-yaml lets it
+# parse the Grafana provisioning files; clang builds the fuzz targets and
+# the ASan build; openssl makes test_security's and test_webhookd's
+# certificates; build-essential, debhelper and postgresql-all build and test
+# the Debian package (test_package)
+leave_out=" ${WHOOP_LEAVE_OUT:-} "
+extras=(python3-yaml openssl)
+[[ $leave_out == *" test_package "* ]] || extras+=(build-essential debhelper postgresql-all)
+[[ $leave_out == *" test_dashboards "* || $leave_out == *" test_dashboards.HtmlInChromium "* ]] ||
+	extras+=(chromium)
+[[ $leave_out == *" test_fuzz "* && $leave_out == *" test_asan "* ]] || extras+=(clang libclang-rt-dev)
+
+bash test/install_deps.sh "${extras[@]}" || { echo "0 passed, 1 failed"; exit 1; }
+here=$("${PG_CONFIG:-pg_config}" --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+[ -n "$here" ] || { echo "no PostgreSQL found by ${PG_CONFIG:-pg_config}"; echo "0 passed, 1 failed"; exit 1; }
+others=()
+for v in $versions; do
+	[ "$v" = "$here" ] || others+=("$v")
+done
+if [ ${#others[@]} -gt 0 ] && ! command -v debootstrap >/dev/null; then
+	bash test/install_deps.sh "${extras[@]}" debootstrap || { echo "0 passed, 1 failed"; exit 1; }
 fi
-export WHOOP_EXTENSION_DESTDIR="$destdir"
-/usr/bin/python3 test/runner.py "$@"
+
+logs=$(mktemp -d -p /tmp whoop_fdw_tests.XXXXXX)
+destdir=$(mktemp -d --suffix=.whoop_fdw_install -p /tmp)
+trap 'rm -rf "$destdir" "$logs"' EXIT
+# a chroot run cleans up after Ctrl-C and exits; so does the whole command
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# run_here builds whoop_fdw, installs it into a staging directory that the
+# test clusters load from before the system installation (so tests never
+# touch the system installation and need no root), and runs the suites.
+run_here() {
+	chmod 755 "$destdir"    # the postgres OS user reads it
+	if ! make -s WERROR=1 >/dev/null || ! make -s WERROR=1 install DESTDIR="$destdir" >/dev/null; then
+		echo "pg$here: build or install failed"
+		echo "0 passed, 1 failed"
+		return 1
+	fi
+	WHOOP_EXTENSION_DESTDIR="$destdir" /usr/bin/python3 test/runner.py "$@"
+}
+
+# run_chroot runs the suites for version $1 in its chroot.
+run_chroot() {
+	local v=$1 sudo=()
+	shift
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	"${sudo[@]}" env WHOOP_LEAVE_OUT="${WHOOP_LEAVE_OUT:-} $CHROOT_LEAVE_OUT" \
+		${WHOOP_CHROOT_DIR:+WHOOP_CHROOT_DIR=$WHOOP_CHROOT_DIR} \
+		${WHOOP_DEBIAN_MIRROR:+WHOOP_DEBIAN_MIRROR=$WHOOP_DEBIAN_MIRROR} \
+		bash test/pg_chroot.sh run "$v" "$@"
+}
+
+# Each version's output goes to the terminal as it comes and to a log; with
+# more than one version, their suite lines and totals are summed up at the end.
+status=0
+summary=()
+for v in $versions; do
+	t0=$(date +%s)
+	if [ "$v" = "$here" ]; then
+		where=${WHOOP_CHROOT_SUITE:+the $WHOOP_CHROOT_SUITE chroot}
+		where=${where:-this machine}
+		echo "==== PostgreSQL $v on $where ($("${PG_CONFIG:-pg_config}" --bindir))"
+		run_here "$@" 2>&1 | tee "$logs/pg$v.log"
+		[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+	else
+		where="a Debian $(bash test/pg_chroot.sh suite "$v" 2>/dev/null || echo '(none)') chroot"
+		echo "==== PostgreSQL $v in $where"
+		run_chroot "$v" "$@" 2>&1 | tee "$logs/pg$v.log"
+		[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+	fi
+	summary+=("$v|$(( $(date +%s) - t0 ))|$where")
+done
+[ ${#summary[@]} -gt 1 ] || exit $status
+
+passed=0
+failed=0
+echo "==== summary, PostgreSQL $versions ($(( $(date +%s) - started )) s)"
+for entry in "${summary[@]}"; do
+	IFS='|' read -r v seconds where <<< "$entry"
+	log=$logs/pg$v.log
+	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+	[ -n "$last" ] || { last="0 passed, 1 failed"; status=1; }
+	# the runner's suite lines: from its "---- summary" to its totals
+	awk '/^---- summary/ { on = 1; next } on && /^[0-9]+ passed, [0-9]+ failed$/ { exit } on' "$log" |
+		grep -E "^pg$v " || echo "pg$v: no suite ran"
+	p=${last%% passed*}
+	f=${last#*, }
+	f=${f%% failed*}
+	passed=$(( passed + p ))
+	failed=$(( failed + f ))
+	echo "pg$v: $p passed, $f failed ($seconds s, $where)"
+done
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] || status=1
+echo "$passed passed, $failed failed"
+exit $status

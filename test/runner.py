@@ -5,7 +5,9 @@ Started by test/run_tests.sh after the build and install.  It creates a
 throwaway cluster (pg_cron preloaded), starts a WHOOP simulator for the
 pg_regress suite, runs pg_regress on sql/ and then every test/test_*.py
 module (each in its own process, against the same cluster), stops all it
-started -- also on failure -- and prints as its last line
+started -- also on failure -- and prints a summary line per suite, named by
+the PostgreSQL major version under test ("pg17 test_fdw: 41 passed, 0
+failed (12 s)"), and as its last line
 
     N passed, N failed
 
@@ -14,6 +16,9 @@ exiting non-zero when anything failed.
     runner.py                     every suite
     runner.py regress test_sim    only the named suites
     runner.py --module test_x     (internal) run one unittest module
+
+WHOOP_LEAVE_OUT (space-separated) names suites (test_fuzz) or test classes
+(test_dashboards.HtmlInChromium) not to run; the summary lists them.
 """
 
 import glob
@@ -33,10 +38,27 @@ sys.path.insert(0, TEST_DIR)
 import harness  # noqa: E402
 
 
+def left_out():
+    """left_out is the set of suites and module.Class names in WHOOP_LEAVE_OUT."""
+    return set(os.environ.get("WHOOP_LEAVE_OUT", "").split())
+
+
+def without_classes(suite, classes):
+    """without_classes drops the tests of the named module.Class from a suite."""
+    kept = unittest.TestSuite()
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            kept.addTests(without_classes(test, classes))
+        elif "%s.%s" % (type(test).__module__, type(test).__name__) not in classes:
+            kept.addTest(test)
+    return kept
+
+
 def run_module(name, results_file):
     """run_module runs one unittest module and writes its counts as JSON."""
     module = __import__(name)
-    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+    suite = without_classes(unittest.defaultTestLoader.loadTestsFromModule(module),
+                            left_out())
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2,
                                      buffer=False).run(suite)
     # a test with failing subtests is one failed test, however many subtests failed
@@ -67,8 +89,9 @@ def run_regress(env):
                                   capture_output=True, text=True)
             out = proc.stdout + proc.stderr
             sys.stdout.write(out)
-            p = len(re.findall(r"\.\.\.\s+ok\b", out))
-            f = len(re.findall(r"\.\.\.\s+FAILED\b", out))
+            # "test name ... ok" up to 15, TAP ("ok 3 - name", "not ok 3 - name") from 16
+            p = len(re.findall(r"\.\.\.\s+ok\b|^ok \d+\s+[-+] ", out, re.M))
+            f = len(re.findall(r"\.\.\.\s+FAILED\b|^not ok \d+\s+[-+] ", out, re.M))
             if proc.returncode != 0 and f == 0:
                 f = 1
             if f:
@@ -86,8 +109,10 @@ def main(argv):
         return run_module(argv[1], argv[2])
 
     wanted = set(argv)
+    skipped = left_out()
     modules = sorted(os.path.basename(p)[:-3]
                      for p in glob.glob(os.path.join(TEST_DIR, "test_*.py")))
+    version = "pg%d" % harness.PG_MAJOR
     totals = {"passed": 0, "failed": 0}
     lines = []
     cluster = harness.Cluster().init().start()
@@ -95,16 +120,18 @@ def main(argv):
     try:
         env = dict(os.environ, **cluster.env())
         env["WHOOP_SERVER_LOG"] = cluster.log
-        if not wanted or "regress" in wanted:
-            print("== suite regress (pg_regress on sql/)", flush=True)
+        if (not wanted or "regress" in wanted) and "regress" not in skipped:
+            print("== suite %s regress (pg_regress on sql/)" % version, flush=True)
+            t0 = time.time()
             p, f = run_regress(env)
             totals["passed"] += p
             totals["failed"] += f
-            lines.append("regress: %d passed, %d failed" % (p, f))
+            lines.append("%s regress: %d passed, %d failed (%.0f s)"
+                         % (version, p, f, time.time() - t0))
         for name in modules:
-            if wanted and name not in wanted:
+            if (wanted and name not in wanted) or name in skipped:
                 continue
-            print("== suite %s" % name, flush=True)
+            print("== suite %s %s" % (version, name), flush=True)
             t0 = time.time()
             with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
                 results = tmp.name
@@ -119,16 +146,18 @@ def main(argv):
                 print("suite %s crashed (exit %d)" % (name, proc.returncode))
             totals["passed"] += counts["passed"]
             totals["failed"] += counts["failed"]
-            lines.append("%s: %d passed, %d failed (%.0f s)"
-                         % (name, counts["passed"], counts["failed"], time.time() - t0))
+            lines.append("%s %s: %d passed, %d failed (%.0f s)"
+                         % (version, name, counts["passed"], counts["failed"], time.time() - t0))
     finally:
         if totals["failed"]:
             log = open(cluster.log, errors="replace").read()
             sys.stdout.write("---- server log (tail) ----\n" + log[-6000:] + "\n")
         cluster.destroy()
-    print("---- summary (%.0f s)" % (time.time() - started))
+    print("---- summary %s (%.0f s)" % (version, time.time() - started))
     for line in lines:
         print(line)
+    if skipped:
+        print("%s left out: %s" % (version, " ".join(sorted(skipped))))
     print("%d passed, %d failed" % (totals["passed"], totals["failed"]))
     return 0 if totals["failed"] == 0 and totals["passed"] > 0 else 1
 

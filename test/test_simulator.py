@@ -80,7 +80,7 @@ SCHEMAS = {
     "body": ({"height_meter": NUM, "weight_kilogram": NUM, "max_heart_rate": INT}, {}),
 }
 # extra fields the simulator may add on purpose (clients must ignore them)
-EXTRAS = {"cycle": {"step_count"}}
+EXTRAS = {"cycle": {"step_count"}, "workout": {"route_name"}}
 PATHS = {"cycle": "/v2/cycle", "recovery": "/v2/recovery", "sleep": "/v2/activity/sleep",
          "workout": "/v2/activity/workout"}
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -88,7 +88,7 @@ TZ_RE = re.compile(r"^(Z|[+-]\d\d:[0-5]\d)$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SPORTS = {"running", "cycling", "weightlifting", "functional-fitness", "yoga", "swimming",
           "rowing", "hiit", "walking", "tennis", "basketball", "soccer", "pilates", "hiking",
-          "spin"}
+          "spin", "kyūdō", "pétanque"}
 
 
 def type_ok(kind, v):
@@ -250,6 +250,34 @@ class ShapeTest(SimTestCase):
             self.assertNotIn("user_id", body)
             self.assertTrue(1.4 < body["height_meter"] < 2.1 and 40 < body["weight_kilogram"] < 130)
 
+    def test_text_is_non_ascii_utf8_unescaped(self):
+        """Names, sports and route names hold non-ASCII text (2-, 3- and 4-byte
+        UTF-8), sent as raw UTF-8 like WHOOP's answers, not as \\u escapes;
+        e-mail addresses stay ASCII."""
+        names = []
+        for i in range(4):
+            st, _, body = self.sim.request("GET", "/developer/v2/user/profile/basic", headers={
+                "Authorization": "Bearer " + self.token(i)})
+            self.assertEqual(st, 200)
+            self.assertNotIn(b"\\u", body)
+            prof = json.loads(body.decode("utf-8"))
+            names += [prof["first_name"], prof["last_name"]]
+            self.assertIn(prof["first_name"].encode("utf-8"), body)
+            self.assertTrue(prof["email"].isascii(), prof["email"])
+        self.assertTrue(any(not n.isascii() for n in names), names)
+        sports = {w["sport_name"] for w in self.recs["workout"]}
+        self.assertTrue(any(not s.isascii() for s in sports), sports)
+        routes = {w["route_name"] for w in self.recs["workout"] if "route_name" in w}
+        widths = {len(c.encode("utf-8")) for r in routes for c in r}
+        self.assertEqual(widths, {1, 2, 3, 4}, routes)
+        tok = self.token(0)
+        st, _, page = self.sim.request("GET", "/developer/v2/activity/workout?limit=25", headers={
+            "Authorization": "Bearer " + tok})
+        self.assertEqual(st, 200)
+        self.assertNotIn(b"\\u", page)
+        self.assertEqual(json.loads(page.decode("utf-8"))["records"],
+                         self.sim.records("workout", self.acc["athletes"][0]["user_id"])[:25])
+
     def test_optional_fields_vary(self):
         """Optional fields are sometimes present, sometimes absent, sometimes null."""
         def seen(kind, path):
@@ -274,6 +302,7 @@ class ShapeTest(SimTestCase):
         self.assertEqual(seen("workout", ("v1_id",)), {"absent", "value"})
         self.assertEqual(seen("workout", ("sport_id",)), {"absent", "value"})
         self.assertEqual(seen("cycle", ("step_count",)), {"absent", "value"})
+        self.assertEqual(seen("workout", ("route_name",)), {"absent", "value"})
         self.assertEqual(seen("cycle", ("end",)), {"absent", "value"})
 
     def test_legacy_ids_only_before_september_2025(self):

@@ -134,6 +134,11 @@ DATA
   SpO2/skin temperature missing on 3.0 hardware (every 4th athlete, for a
   while) or now and then (absent or null), legacy v1_id/sport_id on records
   created before 2025-09-01, an unknown extra `step_count` on some cycles.
+  Text is international and served as raw UTF-8, as WHOOP serves it: names
+  with accents (Zoë, José, Ångström, Nguyễn), a regional sport with a
+  non-ASCII name (pétanque, kyūdō) for some athletes, and an unknown
+  `route_name` on some outdoor workouts (Tour du Léman, 箱根駅伝コース,
+  Sunrise loop 🌅: 2-, 3- and 4-byte characters).
   Cycle ids are int64 growing with time ((epoch day * 2 + n) * 100000 +
   athlete index); sleep and workout ids are seeded version-4 UUIDs.
   Timeline: a sleep appears 2-25 min after it ends, then its recovery, then
@@ -290,6 +295,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import urllib.parse
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -334,17 +340,33 @@ SPORTS = {
 }
 SPORT_NAMES = sorted(SPORTS)
 SHORT_SPORTS = [s for s in SPORT_NAMES if SPORTS[s][1] <= 35]
+# a regional favourite some athletes add to theirs (drawn apart, so the
+# others' data does not depend on it)
+REGIONAL_SPORTS = {
+    "kyūdō": (235, 40, 90, .15, .30, None, False),
+    "pétanque": (236, 45, 110, .12, .28, None, False),
+}
+SPORTS.update(REGIONAL_SPORTS)
+# names users give outdoor routes; an unknown field WHOOP may add
+ROUTE_NAMES = ("Tour du Léman", "Zürichsee-Runde", "Parc de la Tête d'Or",
+               "Retiro – Casa de Campo", "Søndermarken loop", "箱根駅伝コース",
+               "Sunrise loop 🌅", "Riverside 10k")
 ZONE_KEYS = ("zone_zero_milli", "zone_one_milli", "zone_two_milli",
              "zone_three_milli", "zone_four_milli", "zone_five_milli")
 
-FIRST_NAMES = ("Ava", "Ben", "Chloe", "Diego", "Emma", "Finn", "Grace", "Hugo",
-               "Isla", "Jonas", "Kira", "Liam", "Maya", "Noah", "Olivia", "Pablo",
-               "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Will", "Xenia",
-               "Yusuf", "Zoe", "Aiko", "Bjorn", "Carmen", "Dev")
-LAST_NAMES = ("Smith", "Garcia", "Muller", "Tanaka", "Okafor", "Rossi",
-              "Nguyen", "Kowalski", "Silva", "Johansson", "Patel", "Dubois",
-              "Kim", "Oconnor", "Haddad", "Novak", "Lopez", "Schmidt",
+FIRST_NAMES = ("Ava", "Ben", "Chloé", "Diego", "Emma", "Finn", "Grace", "Hugo",
+               "Inès", "José", "Kira", "Liam", "Maëlle", "Noah", "Olivia", "Pablo",
+               "Quinn", "Renée", "Sam", "Tara", "Umar", "Vera", "Will", "Xenia",
+               "Yusuf", "Zoë", "Aiko", "Björn", "Carmen", "Dev")
+LAST_NAMES = ("Smith", "García", "Müller", "Tanaka", "Okafor", "Rossi",
+              "Nguyễn", "Kowalski", "Silva", "Ångström", "Patel", "Dubois",
+              "Kim", "Oconnor", "Haddad", "Novák", "López", "Schmidt",
               "Brown", "Ivanova", "Martin", "Fischer", "Santos", "Weber")
+
+
+def ascii_fold(text):
+    """ascii_fold spells a name without its accents, for an e-mail address."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
 
 # --------------------------------------------------------------------------
@@ -711,6 +733,10 @@ def build_workout(rec, early):
         d["score"] = sc
     if sid is not None:
         d["sport_id"] = sid
+    if SPORTS[sport][6]:
+        route = rng(seed, "route")
+        if route.random() < 0.3:
+            d["route_name"] = route.choice(ROUTE_NAMES)
     return d
 
 
@@ -826,6 +852,10 @@ class Athlete:
             sports[0] = "running"
         self.sports = sports
         self.sport_w = [r.uniform(0.5, 3.0) for _ in sports]
+        regional = rng(seed, "regional sport", idx)
+        if regional.random() < 0.4:
+            sports.append(regional.choice(sorted(REGIONAL_SPORTS)))
+            self.sport_w.append(regional.uniform(0.5, 1.5))
         self.sport_cw = list(itertools.accumulate(self.sport_w))
         self.slot_w = [r.uniform(0.5, 2.0), r.uniform(0.2, 1.0), r.uniform(0.5, 2.0)]
         # hardware 3.0 (no SpO2/skin temp) until an upgrade day for some athletes
@@ -833,7 +863,8 @@ class Athlete:
         bmr_kcal = 10 * w + 625 * h - 5 * self.age + (5 if self.sex == "M" else -161)
         self.bmr_kj = bmr_kcal * 4.184
         self.profile = {"user_id": user_id,
-                        "email": "%s.%s%d@example.com" % (self.first.lower(), self.last.lower(), idx + 1),
+                        "email": "%s.%s%d@example.com" % (ascii_fold(self.first).lower(),
+                                                          ascii_fold(self.last).lower(), idx + 1),
                         "first_name": self.first, "last_name": self.last}
         self.body = {"height_meter": round(h, 4), "weight_kilogram": round(w, 4),
                      "max_heart_rate": self.max_hr} if has_body else None
@@ -1696,7 +1727,7 @@ def route(path):
 
 
 def jbytes(obj):
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class Resp:

@@ -71,7 +71,12 @@ static ErrorData errordata[ERROR_STACK_SIZE];
 static int	errordata_depth = -1;
 static MemoryContext error_saved_context[ERROR_STACK_SIZE];
 
+/* 18 replaced the pg_attribute_noreturn() suffix by a pg_noreturn specifier */
+#if PG_VERSION_NUM >= 180000
+static pg_noreturn void shim_fatal(const char *what, const char *detail);
+#else
 static void shim_fatal(const char *what, const char *detail) pg_attribute_noreturn();
+#endif
 
 
 /* ---------------------------------------------------------------------
