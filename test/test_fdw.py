@@ -559,6 +559,20 @@ class FaultTest(unittest.TestCase):
                          r"invalid JSON in WHOOP response from GET /v2/activity/sleep")
         self.assertRegex(cm.exception.output, r"byte offset \d+ of \d+")
 
+    def test_one_attempt_is_singular(self):
+        try:
+            psql("alter server sim options (set max_retries '0')")
+            for kind, status in (("status", 502), ("reset", None)):
+                with self.subTest(kind=kind):
+                    self.sim.reset()
+                    self.sim.fault(path="/v2/cycle", kind=kind, status=status or 503, count=1)
+                    with self.assertRaises(SQLError) as cm:
+                        psql("select count(*) from api.cycle")
+                    self.assertRegex(cm.exception.output, r"after 1 attempt\b")
+                    self.assertNotIn("1 attempts", cm.exception.output)
+        finally:
+            psql("alter server sim options (set max_retries '2')")
+
     def test_429_waits_for_reset(self):
         self.sim.fault(path="/v2/cycle", kind="status", status=429, count=2)
         out = psql("select count(*) from api.cycle; select throttled from whoop.fetch_stats()")
