@@ -59,8 +59,19 @@ group by c.relname order by 1;
 
 create schema only_two;
 import foreign schema whoop limit to (cycle, recovery, nonexistent) from server sim into only_two;
+import foreign schema whoop limit to (cycle, recovery) from server sim into only_two;
 select foreign_table_name from information_schema.foreign_tables
 where foreign_table_schema = 'only_two' order by 1;
+-- with table_prefix, LIMIT TO names the tables as imported (EXCEPT takes either name)
+create schema prefixed;
+import foreign schema whoop limit to (cycle) from server sim into prefixed
+    options (table_prefix 'p_');
+import foreign schema whoop limit to (p_cycle, p_sleep) from server sim into prefixed
+    options (table_prefix 'p_');
+import foreign schema whoop except (p_cycles) from server sim into prefixed
+    options (table_prefix 'p_');
+select foreign_table_name from information_schema.foreign_tables
+where foreign_table_schema = 'prefixed' order by 1;
 create schema all_but_two;
 import foreign schema whoop except (sleep, workout) from server sim into all_but_two
     options (update_window '14 days', table_prefix 'w_');
