@@ -456,7 +456,9 @@ extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
 typedef enum WhoopPushKind
 {
 	WHOOP_PUSH_LOWER,			/* API start >= value */
+	WHOOP_PUSH_LOWER_EXCLUSIVE, /* API start > value */
 	WHOOP_PUSH_LOWER_BY_END,	/* "end" >= value: API start, one ms earlier */
+	WHOOP_PUSH_LOWER_BY_END_EXCLUSIVE,	/* "end" > value: likewise */
 	WHOOP_PUSH_UPPER,			/* API end: record start < value */
 	WHOOP_PUSH_UPPER_INCLUSIVE, /* API end: record start <= value */
 	WHOOP_PUSH_UPDATED_SINCE,	/* updated_at >= value: start = value - window */

@@ -139,6 +139,21 @@ explain (verbose, costs off)
 select updated_at from api.cycle where updated_at >= '2026-06-20';
 explain (verbose, costs off)
 select updated_at from all_but_two.w_cycle where updated_at >= '2026-06-20';
+-- what no row can match sends nothing; what the API cannot express is not sent
+explain (costs off)
+select * from api.cycle where start > 'infinity';
+explain (costs off)
+select * from api.cycle where start < 'infinity';
+explain (costs off)
+select * from api.cycle where start < '-infinity';
+explain (costs off)
+select * from api.cycle where start >= '2026-06-01' and start < '10000-01-01';
+explain (costs off)
+select * from api.cycle where start >= '0100-01-01 BC';
+explain (costs off)
+select * from api.cycle where id = -1;
+explain (costs off)
+select * from api.sleep where id = '00000000-0000-0000-0000-000000000000';
 explain (costs off)
 select * from api.profile;
 select count(*) from api.cycle where start >= '2026-06-01' and start < '2026-06-15';
@@ -149,6 +164,9 @@ select count(*) from api.cycle where id = 1;
 select count(*) from api.recovery where cycle_id in (4126600000, 4126400000);
 select count(*) from api.workout where start > '2026-06-28' and start < '2026-06-01';
 select count(*) from api.cycle where user_id = 1;
+select count(*) from api.cycle where start > 'infinity';
+select count(*) from api.cycle where start < 'infinity';
+select count(*) from api.cycle where id = -1;
 select count(*) from (select id from api.cycle limit 5) s;
 
 -- columns must be fields of the endpoint; tables must name an endpoint

@@ -129,6 +129,14 @@ class ScanTest(unittest.TestCase):
 
     def test_pushdown_results_equal_unpushed(self):
         user = self.users[0]
+        # an update window (so updated_at is pushed) and ids declared as text
+        psql("create foreign table if not exists api.cycle_window_eq (id bigint, user_id bigint, "
+             "start timestamptz, \"end\" timestamptz, updated_at timestamptz, raw jsonb) "
+             "server sim options (endpoint 'cycle', update_window '3 days'); "
+             "create foreign table if not exists api.cycle_text_id (id text, user_id bigint, "
+             "raw jsonb) server sim options (endpoint 'cycle'); "
+             "create foreign table if not exists api.sleep_text_id (id text, user_id bigint, "
+             "raw jsonb) server sim options (endpoint 'sleep')")
         starts = rows("select start, \"end\", id from api.cycle where \"end\" is not null "
                       "order by start limit 40")
         mid, mid_end, mid_id = starts[20]
@@ -154,12 +162,42 @@ class ScanTest(unittest.TestCase):
                 "start > null", "id = any(null::bigint[])",
                 "score_state = 'SCORED' and start > '%s'" % mid,
                 "updated_at >= '%s'" % mid,
+                # infinities: what no row can pass, and what is no bound at all
+                "start < 'infinity'", "start <= 'infinity'", "start > 'infinity'",
+                "start >= 'infinity'", "start = 'infinity'", "start < '-infinity'",
+                "start <= '-infinity'", "start > '-infinity'", "start >= '-infinity'",
+                "start = '-infinity'", "\"end\" > 'infinity'", "\"end\" >= 'infinity'",
+                "\"end\" < 'infinity'", "\"end\" <= '-infinity'", "\"end\" > '-infinity'",
+                "'infinity' > start", "start between '-infinity' and 'infinity'",
+                "start >= '%s' and start < 'infinity'" % mid,
+                # years ISO-8601 cannot write, and the edges of those it can
+                "start >= '0001-01-01'", "start >= '0100-01-01 BC'", "start > '4713-01-01 BC'",
+                "start < '10000-01-01'", "start < '9999-12-31 23:59:59.9995'",
+                "start <= '9999-12-31 23:59:59.999'", "start > '294276-12-31'",
+                "start >= '%s' and start < '12000-01-01'" % mid,
+                "start < '0001-01-01'", "\"end\" > '0001-01-01 00:00:00.0005'",
+                # ids the by-id path cannot express
+                "id = -1", "id = 0", "id in (-1, %s)" % mid_id, "id = any(array[-5, -6])",
+                "id = 9223372036854775807", "id = -9223372036854775808",
+                "id = -1 and start > '%s'" % mid,
             ],
+            "cycle_window_eq": ["updated_at >= 'infinity'", "updated_at > '-infinity'",
+                                "updated_at >= '-infinity'", "updated_at >= '12000-01-01'",
+                                "updated_at >= '0001-01-02'", "updated_at >= '%s'" % mid,
+                                "updated_at > 'infinity' and start > '%s'" % mid],
+            "cycle_text_id": ["id = '%s'" % mid_id, "id = '0%s'" % mid_id, "id = '-1'",
+                              "id = 'abc'", "id = ''", "id in ('%s', 'x')" % mid_id,
+                              "id = '99999999999999999999'", "id = '%s '" % mid_id],
+            "sleep_text_id": ["id = '%s'" % sleep_id, "id = upper('%s')" % sleep_id,
+                              "id = 'not-a-uuid'", "id = '{%s}'" % sleep_id,
+                              "id = replace('%s', '-', '')" % sleep_id],
             "sleep": ["id = '%s'" % sleep_id, "start >= '%s'" % mid, "nap",
-                      "\"end\" < '%s'" % mid],
+                      "\"end\" < '%s'" % mid, "start > 'infinity'", "start < 'infinity'",
+                      "\"end\" >= '10000-01-01'"],
             "recovery": ["cycle_id = %s" % cycle_with_recovery, "cycle_id = 1",
                          "cycle_id in (%s, 2)" % cycle_with_recovery,
-                         "updated_at >= '%s'" % mid, "user_id = %d" % user],
+                         "updated_at >= '%s'" % mid, "user_id = %d" % user,
+                         "cycle_id = -1", "cycle_id in (-1, %s)" % cycle_with_recovery],
             "workout": ["start >= '%s'" % mid, "start < '%s' and sport_name = 'running'" % mid],
         }
         for table, preds in predicates.items():
@@ -177,6 +215,41 @@ class ScanTest(unittest.TestCase):
                     b = scalar("select count(user_id) from (select * from api.{t} offset 0) s "
                                "where {p}".format(t=table, p=pred))
                     self.assertEqual(a, b)
+
+    def test_pushdown_of_edge_values_asks_only_what_the_api_can_answer(self):
+        def asked(sql):
+            self.sim.reset()
+            psql(sql)
+            return [r for r in sim_requests(self.sim) if r["path"].startswith("/v2/")]
+
+        # nothing can pass: no request at all
+        for pred in ("start > 'infinity'", "start < '-infinity'", "\"end\" > 'infinity'"):
+            with self.subTest(predicate=pred):
+                self.assertEqual(asked("select count(*) from api.cycle where %s" % pred), [])
+        # no bound at all, or one ISO-8601 cannot write: not sent
+        for pred, start in (("start < 'infinity'", None), ("start >= 'infinity'", None),
+                            ("start >= '2026-06-20' and start < '10000-01-01'",
+                             "2026-06-20T00:00:00.000Z"),
+                            ("start >= '0100-01-01 BC'", None)):
+            with self.subTest(predicate=pred):
+                reqs = asked("select count(*) from api.cycle where %s" % pred)
+                self.assertGreater(len(reqs), 0)
+                self.assertTrue(all(r["path"] == "/v2/cycle" and r["status"] == 200
+                                    for r in reqs), reqs)
+                self.assertEqual({r["query"].get("start") for r in reqs}, {start})
+                self.assertEqual({r["query"].get("end") for r in reqs}, {None})
+        # ids the by-id path cannot take: the collection is read instead
+        for sql in ("select count(*) from api.cycle where id = -1",
+                    "select count(*) from api.recovery where cycle_id in (-1, 7)"):
+            with self.subTest(sql=sql):
+                reqs = asked(sql)
+                self.assertGreater(len(reqs), 0)
+                self.assertTrue(all(r["status"] == 200 and
+                                    r["path"] in ("/v2/cycle", "/v2/recovery")
+                                    for r in reqs), reqs)
+        # plain EXPLAIN plans the requests without an error
+        plan = psql("explain select * from api.cycle where start < 'infinity'")
+        self.assertIn("WHOOP request: GET /v2/cycle?limit=25", plan)
 
     def test_pushdown_sends_fewer_requests(self):
         scalar("select count(*) from api.cycle")
