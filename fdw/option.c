@@ -24,6 +24,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 typedef enum WhoopOptionKind
@@ -361,9 +362,30 @@ whoop_get_server_by_name(const char *name, bool check_usage)
 WhoopClient *
 whoop_get_client(Oid serverid, Oid userid)
 {
-	UserMapping *mapping = GetUserMapping(userid, serverid);
+	UserMapping *mapping;
 	WhoopClient *client = palloc0(sizeof(WhoopClient));
 	ListCell   *cell;
+
+	/* GetUserMapping's own error names neither the server nor a remedy */
+	if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+							   ObjectIdGetDatum(serverid)) &&
+		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							   ObjectIdGetDatum(serverid)))
+	{
+		const char *server_name = GetForeignServer(serverid)->servername;
+		char	   *role = GetUserNameFromId(userid, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user mapping for role \"%s\" on server \"%s\" does not exist",
+						role ? role : "?", server_name),
+				 errdetail("The user mapping holds the WHOOP app's client credentials, which every token request needs."),
+				 errhint("Create one: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '...', client_secret '...');",
+						 userid == GetUserId() || role == NULL ? "CURRENT_USER"
+						 : quote_identifier(role),
+						 quote_identifier(server_name))));
+	}
+	mapping = GetUserMapping(userid, serverid);
 
 	foreach(cell, mapping->options)
 	{

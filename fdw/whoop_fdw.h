@@ -10,7 +10,7 @@
  * never of its neighbours on the same line or of anything above, so there
  * is no cycle (test/test_layering.py checks this against the code):
  *
- *	whoop_fdw.c account.c	-- FDW callbacks; SQL functions linking accounts
+ *	whoop_fdw.c account.c procedure.c -- FDW callbacks; linking accounts; procedures
  *	fetch.c pushdown.c		-- an API call with its token; request planning
  *	oauth.c					-- token cache, serialized refresh, token hand-off
  *	transport.c option.c	-- retries, 429 waits, pacing, counters; settings

@@ -552,6 +552,41 @@ class AccountTest(unittest.TestCase):
         for secret in secrets:
             self.assertNotIn(secret, log)
 
+    def extra_server(self, name, api_url=None, oauth_url=None, secret="sim-secret"):
+        """extra_server creates server NAME on the simulator (URLs overridable)
+        with a user mapping; dropping it later forgets its accounts unrevoked."""
+        psql("drop server if exists %s cascade; "
+             "create server %s foreign data wrapper whoop_fdw options (api_url '%s', "
+             "oauth_url '%s', max_retries '0'); create user mapping for current_user server %s "
+             "options (client_id 'sim-client', client_secret '%s')"
+             % (name, name, api_url or self.sim.api_url, oauth_url or self.sim.oauth_url,
+                name, secret))
+        self.addCleanup(psql, "drop server if exists %s cascade" % name)
+
+    def test_missing_user_mapping_names_role_and_server(self):
+        self.extra_server("sim_unmapped")
+        rt = self.sim.accounts()["athletes"][1]["refresh_token"]
+        uid = int(scalar("select whoop.add_account('sim_unmapped', '%s')" % rt))
+        psql("create foreign table api.unmapped_profile (user_id bigint) server sim_unmapped "
+             "options (endpoint 'profile'); "
+             "drop user mapping for current_user server sim_unmapped")
+        for sql in ("select whoop.add_account('sim_unmapped', 'x')",
+                    "select whoop.authorize_url('sim_unmapped', 'https://localhost/callback')"):
+            with self.subTest(sql=sql):
+                with self.assertRaises(SQLError) as cm:
+                    psql(sql)
+                self.assertEqual(cm.exception.sqlstate, "42704")
+                self.assertIn('user mapping for role "postgres" on server "sim_unmapped" '
+                              'does not exist', cm.exception.output)
+                self.assertIn("HINT:  Create one: CREATE USER MAPPING FOR CURRENT_USER "
+                              "SERVER sim_unmapped", cm.exception.output)
+        # a refresh needs the mapping of the account's owner
+        self.sim.expire_tokens(uid)
+        with self.assertRaises(SQLError) as cm:
+            psql("select count(*) from api.unmapped_profile")
+        self.assertEqual(cm.exception.sqlstate, "42704")
+        self.assertIn('on server "sim_unmapped" does not exist', cm.exception.output)
+
     def test_no_accounts_is_an_error(self):
         psql("create server empty foreign data wrapper whoop_fdw options (api_url '%s'); "
              "create foreign table api.empty_cycle (id bigint) server empty "

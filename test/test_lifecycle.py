@@ -5,7 +5,8 @@ and checks that nothing is left behind that would break a later pipeline:
 dropping a server forgets its accounts, tokens and sync marks; disconnecting
 an account forgets its marks; DROP EXTENSION is refused while the pipeline
 is scheduled in pg_cron; bad arguments to sync and run_pipeline are refused
-before a run is recorded; a sync that finds no account says so.
+before a run is recorded, as is a pipeline inside a transaction block; a
+sync that finds no account says so.
 """
 
 import os
@@ -177,6 +178,10 @@ class Arguments(unittest.TestCase):
     def test_run_pipeline_full_resync_null(self):
         self.assertRefused("call whoop.run_pipeline(null, null)", "22004",
                            "full_resync must be true or false, not NULL")
+
+    def test_run_pipeline_inside_a_transaction_block(self):
+        self.assertRefused("begin; call whoop.run_pipeline(); commit", "25001",
+                           "whoop.run_pipeline() cannot run inside a transaction block")
 
     def test_sync_without_accounts_says_so(self):
         code, out = self.db.notices("call whoop.sync(server => 'empty')")
