@@ -100,6 +100,29 @@ comment on function whoop.fetch_stats() is
     'WHOOP API calls made by this session so far: requests (retries included), pages, retries, 429s waited out, time spent pacing';
 
 --upgrade 1.0--1.1 begin
+-- A CREATE or ALTER USER MAPPING that PostgreSQL itself refuses (the role,
+-- server or mapping is unknown, or exists already) fails before the
+-- validator, which hides the statement of its own errors, is called.  The
+-- trigger marks the statement so that its log lines leave the text -- and
+-- the client secret in it -- out.
+create function whoop_internal.hide_user_mapping_statement()
+returns event_trigger
+language c
+as 'MODULE_PATHNAME', 'whoop_hide_user_mapping_statement';
+
+comment on function whoop_internal.hide_user_mapping_statement() is
+    'event trigger function: keeps the text of a failing CREATE/ALTER USER MAPPING, which holds a client secret, out of the server log';
+
+create event trigger whoop_hide_user_mapping_statements
+    on ddl_command_start
+    when tag in ('CREATE USER MAPPING', 'ALTER USER MAPPING')
+    execute function whoop_internal.hide_user_mapping_statement();
+
+comment on event trigger whoop_hide_user_mapping_statements is
+    'whoop_fdw: a failing CREATE/ALTER USER MAPPING is logged without its statement, which holds a client secret';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
 -- DROP SERVER ... CASCADE drops the server's foreign tables and user
 -- mappings; its accounts must go too, or their live refresh tokens would
 -- stay behind where no function can reach them (disconnect_account needs

@@ -8,6 +8,11 @@
  * and how its value is checked, so an unknown option or a bad value is
  * caught by CREATE/ALTER with a message naming the valid choices.
  *
+ * A user mapping's statement carries the client secret, so it is kept out
+ * of the server log when it fails: by the validator for the errors it
+ * raises, and by an event trigger with a log hook for those PostgreSQL
+ * raises before the validator is called.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -15,12 +20,15 @@
 #include "whoop_fdw.h"
 
 #include "access/reloptions.h"
+#include "access/xact.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_foreign_table.h"
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
+#include "commands/event_trigger.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
+#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -70,8 +78,16 @@ static char *valid_option_names(Oid context);
 static char *strip_trailing_slash(const char *url);
 static void interval_option_context(void *arg);
 static void hide_mapping_statement(void *arg);
+static void hide_marked_statement(ErrorData *edata);
+static void forget_marked_statement(XactEvent event, void *arg);
+
+/* the statement text hide_marked_statement keeps out of the log, or NULL */
+static const char *marked_statement = NULL;
+static bool log_hook_installed = false;
+static emit_log_hook_type prev_emit_log_hook = NULL;
 
 PG_FUNCTION_INFO_V1(whoop_fdw_validator);
+PG_FUNCTION_INFO_V1(whoop_hide_user_mapping_statement);
 
 /*
  * whoop_fdw_validator checks the options of a whoop_fdw server, user mapping
@@ -134,6 +150,61 @@ static void
 hide_mapping_statement(void *arg)
 {
 	errhidestmt(true);
+}
+
+/*
+ * whoop_hide_user_mapping_statement, the ddl_command_start event trigger of
+ * CREATE and ALTER USER MAPPING, keeps the statement -- which may hold a
+ * client secret, ours or another wrapper's password -- out of the server
+ * log also when PostgreSQL itself refuses it before the validator runs: an
+ * unknown role or server, a mapping that exists already, an option given
+ * twice, no USAGE on the server.  It marks the statement for the log hook
+ * it installs (loading this library is what the trigger is for); the mark
+ * ends with the transaction.
+ */
+Datum
+whoop_hide_user_mapping_statement(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired by an event trigger",
+						"whoop_internal.hide_user_mapping_statement")));
+	if (!log_hook_installed)
+	{
+		prev_emit_log_hook = emit_log_hook;
+		emit_log_hook = hide_marked_statement;
+		RegisterXactCallback(forget_marked_statement, NULL);
+		log_hook_installed = true;
+	}
+	marked_statement = debug_query_string;
+	PG_RETURN_NULL();
+}
+
+/*
+ * hide_marked_statement, an emit_log_hook, drops the STATEMENT line of the
+ * marked statement's messages.  An error is reported before its transaction
+ * is aborted, so the mark is still set then.
+ */
+static void
+hide_marked_statement(ErrorData *edata)
+{
+	if (marked_statement != NULL && marked_statement == debug_query_string)
+		edata->hide_stmt = true;
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/*
+ * forget_marked_statement ends the mark when its transaction ends.
+ */
+static void
+forget_marked_statement(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		marked_statement = NULL;
 }
 
 /*

@@ -281,6 +281,46 @@ class PrivilegeTest(unittest.TestCase):
                         user=MALLORY)
         self.assertEqual(err.sqlstate, "42501")
 
+    def test_refused_user_mapping_statements_are_not_logged(self):
+        # PostgreSQL refuses these before the validator runs; the statement
+        # holds the secret, its message does not
+        psql("create server if not exists sim_private foreign data wrapper whoop_fdw")
+        attempts = [
+            (ALICE, "create user mapping for current_user server sim "
+                    "options (client_id 'c', client_secret '%s')", "already exists"),
+            (ALICE, "create user mapping for whoop_sec_nobody server sim "
+                    "options (client_id 'c', client_secret '%s')", "does not exist"),
+            (ALICE, "create user mapping for current_user server no_such_server "
+                    "options (client_id 'c', client_secret '%s')", "does not exist"),
+            (ALICE, "alter user mapping for current_user server sim "
+                    "options (add client_secret '%s')", "provided more than once"),
+            (ALICE, "alter user mapping for current_user server sim "
+                    "options (set client_typo '%s')", "not found"),
+            (EVE, "create user mapping for current_user server sim_private "
+                  "options (client_id 'c', client_secret '%s')", "permission denied"),
+        ]
+        secrets = []
+        for number, (role, template, message) in enumerate(attempts):
+            secret = "refused-mapping-secret-%d" % number
+            secrets.append(secret)
+            with self.subTest(statement=template):
+                err = sql_error(template % secret, user=role)
+                self.assertIn(message, err.output)
+                self.assertNotIn(secret, err.output)
+        # the next statement of a session is logged as usual
+        psql("\\set ON_ERROR_STOP off\n"
+             "create user mapping for current_user server sim options "
+             "(client_id 'c', client_secret 'refused-mapping-secret-session');\n"
+             "select 1/0 as whoop_statement_after_a_mapping;\n", user=ALICE, check=False)
+        secrets.append("refused-mapping-secret-session")
+        with open(os.environ["WHOOP_SERVER_LOG"], errors="replace") as f:
+            log = f.read()
+        self.assertIn('user mapping for "%s" already exists for server "sim"' % ALICE, log)
+        self.assertIn("permission denied for foreign server sim_private", log)
+        self.assertIn("STATEMENT:  select 1/0 as whoop_statement_after_a_mapping", log)
+        for secret in secrets:
+            self.assertNotIn(secret, log)
+
     def test_zz_errors_and_log_leak_nothing(self):
         # runs last: provoke errors whose statements carry secrets
         unspent = self.sim.accounts()["athletes"][0]
