@@ -66,19 +66,23 @@ returns text
 language c
 as 'MODULE_PATHNAME', 'whoop_authorize_url';
 
+-- Not strict: a NULL argument is an error naming it, not a NULL result.
+--upgrade 1.0--1.1: alter function whoop.connect_account(name, text, text) called on null input;
+--upgrade 1.0--1.1: alter function whoop.add_account(name, text) called on null input;
+--upgrade 1.0--1.1: alter function whoop.disconnect_account(name, bigint) called on null input;
 create function whoop.connect_account(server name, code text, redirect_uri text)
 returns bigint
-language c strict
+language c
 as 'MODULE_PATHNAME', 'whoop_connect_account';
 
 create function whoop.add_account(server name, refresh_token text)
 returns bigint
-language c strict
+language c
 as 'MODULE_PATHNAME', 'whoop_add_account';
 
 create function whoop.disconnect_account(server name, user_id bigint)
 returns boolean
-language c strict
+language c
 as 'MODULE_PATHNAME', 'whoop_disconnect_account';
 
 create function whoop.fetch_stats(out requests bigint, out pages bigint,

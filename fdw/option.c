@@ -221,7 +221,7 @@ check_option_value(const WhoopOption *option, DefElem *def)
 			{
 				const char *why;
 
-				if (!whoop_http_url_acceptable(value, &why))
+				if (!whoop_http_url_acceptable(value, false, &why))
 					ereport(ERROR,
 							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 							 errmsg("invalid value for option \"%s\": \"%s\"",

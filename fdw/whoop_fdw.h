@@ -253,7 +253,8 @@ typedef struct WhoopHttpResponse
 
 extern void whoop_http_request(const WhoopHttpRequest *request,
 							   WhoopHttpResponse *response);
-extern bool whoop_http_url_acceptable(const char *url, const char **why);
+extern bool whoop_http_url_acceptable(const char *url, bool allow_query,
+									  const char **why);
 extern char *whoop_http_escape(const char *text);
 extern uint32 whoop_wait_event(void);
 
@@ -267,6 +268,7 @@ extern bool whoop_parse_rate_limit_header(const char *line, size_t len,
 										  WhoopRateLimit *rate);
 extern bool whoop_parse_timestamp(const char *text, int len, TimestampTz *result);
 extern char *whoop_body_excerpt(const char *body, size_t len);
+extern bool whoop_body_looks_json(const char *body, size_t len);
 
 
 /* ---------------------------------------------------------------------
@@ -283,8 +285,19 @@ typedef struct WhoopTokens
 	char	   *scope;
 } WhoopTokens;
 
+/* Whom the token endpoint blamed for refusing a request. */
+typedef enum WhoopRefusal
+{
+	WHOOP_REFUSED_GRANT,		/* invalid_grant: the code or refresh token */
+	WHOOP_REFUSED_CLIENT,		/* invalid_client: the app's credentials */
+	WHOOP_REFUSED_OTHER,		/* another OAuth error */
+	WHOOP_REFUSED_NOT_OAUTH		/* no OAuth error at all: not a token endpoint? */
+} WhoopRefusal;
+
 extern WhoopTokens *whoop_oauth_parse_tokens(const char *body, size_t len);
 extern char *whoop_oauth_rejection(long status, const char *body, size_t len);
+extern WhoopRefusal whoop_oauth_refusal(long status, const char *body, size_t len);
+extern bool whoop_oauth_text_valid(const char *token, int len);
 
 
 /* ---------------------------------------------------------------------
@@ -423,7 +436,8 @@ typedef struct WhoopGrant
 	WhoopProfile *(*identify) (const WhoopServer *server,
 							   const WhoopTokens *tokens, void *arg);
 	void	   *identify_arg;
-	char	   *rejection;		/* set when WHOOP refused the grant */
+	char	   *rejection;		/* set when WHOOP refused the request */
+	WhoopRefusal refusal;		/* ... and whom it blamed */
 } WhoopGrant;
 
 extern char *whoop_access_token(const WhoopServer *server, int64 user_id,
@@ -445,6 +459,7 @@ extern WhoopJsonDoc *whoop_fetch(const WhoopServer *server, int64 user_id,
 								 bool missing_ok, MemoryContext doc_context,
 								 WhoopFetchStats *stats);
 extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
+extern void whoop_check_api_url(const WhoopServer *server);
 
 
 /* ---------------------------------------------------------------------

@@ -88,6 +88,18 @@ select whoop.connect_account('sim', 'not-a-code', 'https://localhost/callback');
 select whoop.add_account('sim', :'refresh_token_2');
 select whoop.add_account('nosuchserver', 'x');
 select whoop.add_account('real_whoop', 'x');
+-- arguments WHOOP would refuse are refused before anything is sent
+select whoop.add_account('sim', null);
+select whoop.add_account(null, 'x');
+select whoop.add_account('sim', '');
+select whoop.add_account('sim', E'token\n');
+select whoop.connect_account('sim', 'code', null);
+select whoop.connect_account('sim', 'code', 'javascript:alert(1)');
+select whoop.disconnect_account('sim', null);
+select whoop.authorize_url('sim', '');
+select whoop.authorize_url('sim', 'http://example.com/callback');
+select whoop.authorize_url('sim', 'https://example.com/callback#fragment');
+select whoop.authorize_url(null, 'https://localhost/callback');
 select server_name, user_id, owner, email, first_name, last_name, status, scope
 from whoop.accounts order by user_id;
 select regexp_replace(whoop.authorize_url('sim', 'https://localhost/callback', 'abcdefgh'),

@@ -563,6 +563,115 @@ class AccountTest(unittest.TestCase):
                 name, secret))
         self.addCleanup(psql, "drop server if exists %s cascade" % name)
 
+    def token_requests(self):
+        return sim_requests(self.sim, "/oauth/oauth2/token")
+
+    def test_bad_codes_tokens_and_redirect_uris_are_refused_before_sending(self):
+        code = self.sim.accounts()["athletes"][0]["code"]
+        for sql in ("select whoop.add_account('sim', '')",
+                    "select whoop.add_account('sim', E'token\\n')",
+                    "select whoop.add_account('sim', 'tökén')",
+                    "select whoop.connect_account('sim', '', 'https://localhost/callback')",
+                    "select whoop.connect_account('sim', '%s', '')" % code,
+                    "select whoop.connect_account('sim', '%s', 'javascript:alert(1)')" % code,
+                    "select whoop.connect_account('sim', '%s', 'http://example.com/callback')"
+                    % code):
+            with self.subTest(sql=sql):
+                with self.assertRaises(SQLError) as cm:
+                    psql(sql)
+                self.assertEqual(cm.exception.sqlstate, "22023", cm.exception.output)
+                self.assertIn("HINT:", cm.exception.output)
+        self.assertEqual(self.sim.request_log(), [])
+        # the code was never sent, so it still links
+        self.assertIn(int(scalar("select whoop.connect_account('sim', '%s', "
+                                 "'https://localhost/callback')" % code)), self.users)
+
+    def test_authorize_url_accepts_only_https_or_loopback_redirects(self):
+        for uri in ("", "javascript:alert(1)", "http://example.com/callback", "ftp://x.example/cb",
+                    "https://x.example/cb#fragment", "/callback", "localhost/callback",
+                    "https://user:pw@x.example/cb"):
+            with self.subTest(refused=uri):
+                with self.assertRaises(SQLError) as cm:
+                    psql("select whoop.authorize_url('sim', '%s')" % uri)
+                self.assertEqual(cm.exception.sqlstate, "22023")
+                self.assertIn('invalid redirect_uri: "%s"' % uri, cm.exception.output)
+        for uri in ("https://x.example/cb?app=1", "http://localhost:8080/callback",
+                    "http://127.0.0.1/cb", "https://localhost/callback"):
+            with self.subTest(accepted=uri):
+                self.assertIn("redirect_uri=", scalar("select whoop.authorize_url('sim', '%s')"
+                                                      % uri))
+
+    def test_wrong_client_secret_says_so_and_spends_nothing(self):
+        self.extra_server("sim_secret", secret="not-the-secret")
+        rt = self.sim.accounts()["athletes"][0]["refresh_token"]
+        with self.assertRaises(SQLError) as cm:
+            psql("select whoop.add_account('sim_secret', '%s')" % rt)
+        self.assertEqual(cm.exception.sqlstate, "28000")
+        self.assertIn("WHOOP refused the app's credentials", cm.exception.output)
+        self.assertIn("invalid_client", cm.exception.output)
+        self.assertRegex(cm.exception.output,
+                         r"HINT:  Check client_id and client_secret in your user mapping "
+                         r"for server \"sim_secret\"")
+        self.assertNotIn("single-use", cm.exception.output)
+        # the refresh token was not used: it links once the secret is right
+        psql("alter user mapping for current_user server sim_secret "
+             "options (set client_secret 'sim-secret')")
+        self.assertEqual(int(scalar("select whoop.add_account('sim_secret', '%s')" % rt)),
+                         self.users[0])
+
+    def test_refresh_with_wrong_client_secret_keeps_the_account(self):
+        self.extra_server("sim_rotate")
+        rt = self.sim.accounts()["athletes"][1]["refresh_token"]
+        uid = int(scalar("select whoop.add_account('sim_rotate', '%s')" % rt))
+        psql("create foreign table api.rotate_profile (user_id bigint) server sim_rotate "
+             "options (endpoint 'profile'); alter user mapping for current_user "
+             "server sim_rotate options (set client_secret 'not-the-secret')")
+        self.sim.expire_tokens(uid)
+        with self.assertRaises(SQLError) as cm:
+            psql("select count(*) from api.rotate_profile")
+        self.assertEqual(cm.exception.sqlstate, "28000")
+        self.assertIn("WHOOP refused the app's credentials when refreshing account %d" % uid,
+                      cm.exception.output)
+        self.assertIn("refresh token was not used", cm.exception.output)
+        self.assertRegex(cm.exception.output, r'HINT:  Check client_id and client_secret in the '
+                                              r'user mapping of role "postgres" for server '
+                                              r'"sim_rotate"')
+        self.assertEqual(scalar("select status from whoop.accounts "
+                                "where server_name = 'sim_rotate'"), "active")
+        psql("alter user mapping for current_user server sim_rotate "
+             "options (set client_secret 'sim-secret')")
+        self.assertEqual(scalar("select count(*) from api.rotate_profile"), "1")
+
+    def test_wrong_api_url_is_found_before_the_grant_is_spent(self):
+        rt = self.sim.accounts()["athletes"][0]["refresh_token"]
+        # a path WHOOP does not serve (404), and a web page answering 200
+        self.extra_server("sim_nowhere", api_url=self.sim.base + "/nowhere")
+        self.extra_server("sim_webpage")
+        self.sim.reset()
+        self.sim.fault(path="/v2/user/profile/basic", kind="invalid_json", count=1)
+        for server, status in (("sim_nowhere", 404), ("sim_webpage", 200)):
+            with self.subTest(server=server):
+                with self.assertRaises(SQLError) as cm:
+                    psql("select whoop.add_account('%s', '%s')" % (server, rt))
+                self.assertEqual(cm.exception.sqlstate, "HV00N")
+                self.assertIn('api_url of server "%s" does not answer like the WHOOP API'
+                              % server, cm.exception.output)
+                self.assertIn("answered HTTP %d" % status, cm.exception.output)
+                self.assertRegex(cm.exception.output, r"HINT:  Check the server's api_url")
+        self.assertEqual(self.token_requests(), [])
+        self.assertEqual(int(scalar("select whoop.add_account('sim', '%s')" % rt)),
+                         self.users[0])
+
+    def test_wrong_oauth_url_is_named(self):
+        self.extra_server("sim_oauth", oauth_url=self.sim.base + "/oauth")
+        with self.assertRaises(SQLError) as cm:
+            psql("select whoop.add_account('sim_oauth', '%s')"
+                 % self.sim.accounts()["athletes"][0]["refresh_token"])
+        self.assertIn('WHOOP token endpoint of server "sim_oauth" gave no OAuth answer',
+                      cm.exception.output)
+        self.assertRegex(cm.exception.output, r"HINT:  Check the server's oauth_url")
+        self.assertNotIn("single-use", cm.exception.output)
+
     def test_missing_user_mapping_names_role_and_server(self):
         self.extra_server("sim_unmapped")
         rt = self.sim.accounts()["athletes"][1]["refresh_token"]
@@ -658,14 +767,16 @@ class FaultTest(unittest.TestCase):
         self.assertIn("truncated JSON in WHOOP response from GET /v2/cycle", cm.exception.output)
         self.assertIn("byte offset", cm.exception.output)
 
-    def test_invalid_json_names_endpoint_and_offset(self):
+    def test_web_page_instead_of_json_points_at_api_url(self):
+        # the fault answers 200 with an HTML page, as a wrong api_url would
         self.sim.fault(path="/v2/activity/sleep", kind="invalid_json", count=1)
         with self.assertRaises(SQLError) as cm:
             psql("select count(*) from api.sleep")
         self.assertEqual(cm.exception.sqlstate, "HV00A")
-        self.assertRegex(cm.exception.output,
-                         r"invalid JSON in WHOOP response from GET /v2/activity/sleep")
-        self.assertRegex(cm.exception.output, r"byte offset \d+ of \d+")
+        self.assertIn("WHOOP response from GET /v2/activity/sleep is not JSON",
+                      cm.exception.output)
+        self.assertIn("answered HTTP 200 with: <!DOCTYPE html>", cm.exception.output)
+        self.assertRegex(cm.exception.output, r"HINT:.*server's api_url")
 
     def test_one_attempt_is_singular(self):
         try:
