@@ -7,6 +7,11 @@
 -- short-lived background worker in a transaction of its own, so it is
 -- durable the moment WHOOP returns it, whatever happens to the statement
 -- or transaction that triggered the refresh.
+--
+-- Every account remembers its home, the cluster and database that stored
+-- its tokens.  The table travels with pg_dump, home included: a restored
+-- copy elsewhere refuses to use the tokens (using them would rotate them
+-- and log the original out) until whoop.claim_accounts() claims them there.
 
 --upgrade 1.0--1.1: alter table whoop.account set schema whoop_internal;
 
@@ -27,9 +32,15 @@ create table whoop_internal.account (
     linked_at         timestamptz not null default now(),
     last_refresh_at   timestamptz,
     last_error        text,
+    home_system_identifier bigint not null,
+    home_database     name not null,
     primary key (server_name, user_id)
 );
 select pg_catalog.pg_extension_config_dump('whoop_internal.account', '');
+-- the accounts of a database updated from 1.0 belong to it
+--upgrade 1.0--1.1: alter table whoop_internal.account add column home_system_identifier bigint, add column home_database name;
+--upgrade 1.0--1.1: update whoop_internal.account set home_system_identifier = (pg_catalog.pg_control_system()).system_identifier, home_database = pg_catalog.current_database();
+--upgrade 1.0--1.1: alter table whoop_internal.account alter column home_system_identifier set not null, alter column home_database set not null;
 
 comment on table whoop_internal.account is
     'WHOOP accounts linked to whoop_fdw servers, with their OAuth tokens; readable only by the extension owner';
@@ -39,6 +50,12 @@ comment on column whoop_internal.account.status is
     '''reauthorization_required'' once WHOOP refused the refresh token: link the account again';
 comment on column whoop_internal.account.token_version is
     'incremented at every token change; backends use it to notice a refresh made by another session';
+--upgrade 1.0--1.1 begin
+comment on column whoop_internal.account.home_system_identifier is
+    'system identifier of the cluster whose database stored the tokens; elsewhere (a restored copy) they are not used until whoop.claim_accounts()';
+comment on column whoop_internal.account.home_database is
+    'name of the database that stored the tokens (see home_system_identifier)';
+--upgrade 1.0--1.1 end
 
 create view whoop.accounts
 with (security_barrier)
@@ -102,6 +119,16 @@ comment on function whoop.disconnect_account(name, bigint) is
     'revokes the account''s access at WHOOP and forgets its tokens; true when WHOOP confirmed the revocation';
 comment on function whoop.fetch_stats() is
     'WHOOP API calls made by this session so far: requests (retries included), pages, retries, 429s waited out, time spent pacing';
+
+--upgrade 1.0--1.1 begin
+create function whoop.claim_accounts()
+returns bigint
+language c strict
+as 'MODULE_PATHNAME', 'whoop_claim_accounts';
+
+comment on function whoop.claim_accounts() is
+    'makes this database the home of the accounts a restored dump brought from another database or cluster, so that it may use their tokens; returns how many it claimed. The original must then stop syncing them. Extension owner only';
+--upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
 -- A CREATE or ALTER USER MAPPING that PostgreSQL itself refuses (the role,

@@ -2,8 +2,8 @@
  *
  * account.c
  *		  SQL functions that link WHOOP accounts to a server:
- *		  whoop.authorize_url, whoop.connect_account, whoop.add_account and
- *		  whoop.disconnect_account.
+ *		  whoop.authorize_url, whoop.connect_account, whoop.add_account,
+ *		  whoop.disconnect_account and whoop.claim_accounts.
  *
  * A server is one WHOOP app (OAuth client, from the caller's user
  * mapping); each linked member is an account with its own tokens, owned by
@@ -25,6 +25,7 @@
 #include "whoop_fdw.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "port.h"
 #include "utils/acl.h"
@@ -36,6 +37,7 @@ PG_FUNCTION_INFO_V1(whoop_authorize_url);
 PG_FUNCTION_INFO_V1(whoop_connect_account);
 PG_FUNCTION_INFO_V1(whoop_add_account);
 PG_FUNCTION_INFO_V1(whoop_disconnect_account);
+PG_FUNCTION_INFO_V1(whoop_claim_accounts);
 
 #define STATE_LENGTH 8
 
@@ -369,7 +371,9 @@ whoop_add_account(PG_FUNCTION_ARGS)
  * whoop_disconnect_account revokes the account's access at WHOOP and
  * forgets its tokens.  Returns whether WHOOP confirmed the revocation (it
  * does not when the tokens were already dead; the account is forgotten
- * either way).
+ * either way).  An account that belongs to another database (this one is
+ * a restored copy) is only forgotten here: revoking it would cut off the
+ * original.
  */
 Datum
 whoop_disconnect_account(PG_FUNCTION_ARGS)
@@ -394,6 +398,16 @@ whoop_disconnect_account(PG_FUNCTION_ARGS)
 				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\" for this role",
 						user_id, server->server_name),
 				 errhint("See " WHOOP_SQL_ACCOUNTS " for the accounts you may use.")));
+
+	if (!account.at_home)
+	{
+		ereport(WARNING,
+				(errmsg("WHOOP access of account " INT64_FORMAT " was not revoked", user_id),
+				 errdetail("The account's tokens belong to database \"%s\" of the cluster with system identifier " UINT64_FORMAT ", which may still use them; the account is forgotten here only.",
+						   account.home_database, (uint64) account.home_system_identifier)));
+		whoop_oauth_forget(server, user_id);
+		PG_RETURN_BOOL(false);
+	}
 
 	/*
 	 * A dead refresh token must not prevent forgetting the account: get the
@@ -430,4 +444,30 @@ whoop_disconnect_account(PG_FUNCTION_ARGS)
 	revoked = token != NULL && whoop_revoke(server, token);
 	whoop_oauth_forget(server, user_id);
 	PG_RETURN_BOOL(revoked);
+}
+
+/*
+ * whoop_claim_accounts makes this database the home of every account whose
+ * tokens another database (or cluster) stored -- a restored copy's -- so
+ * that this one may use them, and returns how many it claimed.  Only the
+ * extension owner may call it (99_grants.sql).
+ */
+Datum
+whoop_claim_accounts(PG_FUNCTION_ARGS)
+{
+	int64		claimed = whoop_store_claim();
+	char	   *database = get_database_name(MyDatabaseId);
+
+	if (claimed == 0)
+		ereport(NOTICE,
+				(errmsg("no WHOOP account to claim: every account belongs to database \"%s\" already",
+						database)));
+	else
+		ereport(NOTICE,
+				(errmsg_plural("claimed " INT64_FORMAT " WHOOP account for database \"%s\"",
+							   "claimed " INT64_FORMAT " WHOOP accounts for database \"%s\"",
+							   claimed, claimed, database),
+				 errdetail("The database they were copied from must stop syncing them now: the first refresh here rotates their tokens, and WHOOP honours only the newest."),
+				 errhint("Stop the pipeline there (SELECT whoop.unschedule();); to remove the accounts there, drop its server: " WHOOP_SQL_DISCONNECT_ACCOUNT " would revoke the members for this database too.")));
+	PG_RETURN_INT64(claimed);
 }

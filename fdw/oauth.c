@@ -32,7 +32,10 @@
  * mapping) or what answered is no token endpoint at all (a wrong
  * oauth_url), the refresh token was not looked at and stays good: the error
  * says what to fix, and the account works again once it is fixed.
-
+ *
+ * Tokens are handed out only at the account's home (see store.c): a
+ * restored copy of the database refuses them until its accounts are
+ * claimed there.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +43,8 @@
 
 #include "whoop_fdw.h"
 
+#include "access/xlog.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -162,6 +167,17 @@ check_account(const WhoopServer *server, const WhoopStoredAccount *account)
 				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\"",
 						account->user_id, server->server_name),
 				 errhint("Link it with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
+	if (!account->at_home)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" belongs to another database",
+						account->user_id, server->server_name),
+				 errdetail("Its tokens were stored by database \"%s\" of the cluster with system identifier " UINT64_FORMAT "; this is database \"%s\" of cluster " UINT64_FORMAT ".  A copy that used them would rotate them and log the original out.",
+						   account->home_database,
+						   (uint64) account->home_system_identifier,
+						   get_database_name(MyDatabaseId),
+						   GetSystemIdentifier()),
+				 errhint("If this database is to take the accounts over, run SELECT " WHOOP_SQL_CLAIM_ACCOUNTS "; here as the extension owner, and stop syncing in the original.")));
 	if (strcmp(account->status, "active") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),

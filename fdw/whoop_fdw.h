@@ -62,6 +62,7 @@
 #define WHOOP_SQL_CONNECT_ACCOUNT	"whoop.connect_account()"
 #define WHOOP_SQL_ADD_ACCOUNT		"whoop.add_account()"
 #define WHOOP_SQL_DISCONNECT_ACCOUNT "whoop.disconnect_account()"
+#define WHOOP_SQL_CLAIM_ACCOUNTS	"whoop.claim_accounts()"
 #define WHOOP_SQL_ACCOUNTS			"whoop.accounts"
 
 
@@ -315,6 +316,9 @@ typedef struct WhoopStoredAccount
 	char	   *access_token;
 	TimestampTz access_expires_at;
 	int64		token_version;
+	int64		home_system_identifier; /* where its tokens were stored */
+	char	   *home_database;
+	bool		at_home;		/* ... which is this cluster and database */
 } WhoopStoredAccount;
 
 typedef struct WhoopProfile
@@ -350,6 +354,7 @@ extern void whoop_store_read(const char *server_name, int64 user_id,
 							 WhoopStoredAccount *account);
 extern List *whoop_store_usable_accounts(const char *server_name, Oid userid);
 extern void whoop_store_write(const WhoopStoreWrite *write);
+extern int64 whoop_store_claim(void);
 extern void whoop_account_lock(const char *server_name, int64 user_id);
 extern void whoop_account_unlock(const char *server_name, int64 user_id);
 
