@@ -7,6 +7,11 @@
 -- short-lived background worker in a transaction of its own, so it is
 -- durable the moment WHOOP returns it, whatever happens to the statement
 -- or transaction that triggered the refresh.
+--
+-- Every account remembers its home, the cluster and database that stored
+-- its tokens.  The table travels with pg_dump, home included: a restored
+-- copy elsewhere refuses to use the tokens (using them would rotate them
+-- and log the original out) until whoop.claim_accounts() claims them there.
 
 --upgrade 1.0--1.1: alter table whoop.account set schema whoop_internal;
 
@@ -27,9 +32,15 @@ create table whoop_internal.account (
     linked_at         timestamptz not null default now(),
     last_refresh_at   timestamptz,
     last_error        text,
+    home_system_identifier bigint not null,
+    home_database     name not null,
     primary key (server_name, user_id)
 );
 select pg_catalog.pg_extension_config_dump('whoop_internal.account', '');
+-- the accounts of a database updated from 1.0 belong to it
+--upgrade 1.0--1.1: alter table whoop_internal.account add column home_system_identifier bigint, add column home_database name;
+--upgrade 1.0--1.1: update whoop_internal.account set home_system_identifier = (pg_catalog.pg_control_system()).system_identifier, home_database = pg_catalog.current_database();
+--upgrade 1.0--1.1: alter table whoop_internal.account alter column home_system_identifier set not null, alter column home_database set not null;
 
 comment on table whoop_internal.account is
     'WHOOP accounts linked to whoop_fdw servers, with their OAuth tokens; readable only by the extension owner';
@@ -39,6 +50,12 @@ comment on column whoop_internal.account.status is
     '''reauthorization_required'' once WHOOP refused the refresh token: link the account again';
 comment on column whoop_internal.account.token_version is
     'incremented at every token change; backends use it to notice a refresh made by another session';
+--upgrade 1.0--1.1 begin
+comment on column whoop_internal.account.home_system_identifier is
+    'system identifier of the cluster whose database stored the tokens; elsewhere (a restored copy) they are not used until whoop.claim_accounts()';
+comment on column whoop_internal.account.home_database is
+    'name of the database that stored the tokens (see home_system_identifier)';
+--upgrade 1.0--1.1 end
 
 create view whoop.accounts
 with (security_barrier)
@@ -66,19 +83,23 @@ returns text
 language c
 as 'MODULE_PATHNAME', 'whoop_authorize_url';
 
+-- Not strict: a NULL argument is an error naming it, not a NULL result.
+--upgrade 1.0--1.1: alter function whoop.connect_account(name, text, text) called on null input;
+--upgrade 1.0--1.1: alter function whoop.add_account(name, text) called on null input;
+--upgrade 1.0--1.1: alter function whoop.disconnect_account(name, bigint) called on null input;
 create function whoop.connect_account(server name, code text, redirect_uri text)
 returns bigint
-language c strict
+language c
 as 'MODULE_PATHNAME', 'whoop_connect_account';
 
 create function whoop.add_account(server name, refresh_token text)
 returns bigint
-language c strict
+language c
 as 'MODULE_PATHNAME', 'whoop_add_account';
 
 create function whoop.disconnect_account(server name, user_id bigint)
 returns boolean
-language c strict
+language c
 as 'MODULE_PATHNAME', 'whoop_disconnect_account';
 
 create function whoop.fetch_stats(out requests bigint, out pages bigint,
@@ -98,6 +119,39 @@ comment on function whoop.disconnect_account(name, bigint) is
     'revokes the account''s access at WHOOP and forgets its tokens; true when WHOOP confirmed the revocation';
 comment on function whoop.fetch_stats() is
     'WHOOP API calls made by this session so far: requests (retries included), pages, retries, 429s waited out, time spent pacing';
+
+--upgrade 1.0--1.1 begin
+create function whoop.claim_accounts()
+returns bigint
+language c strict
+as 'MODULE_PATHNAME', 'whoop_claim_accounts';
+
+comment on function whoop.claim_accounts() is
+    'makes this database the home of the accounts a restored dump brought from another database or cluster, so that it may use their tokens; returns how many it claimed. The original must then stop syncing them. Extension owner only';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+-- A CREATE or ALTER USER MAPPING that PostgreSQL itself refuses (the role,
+-- server or mapping is unknown, or exists already) fails before the
+-- validator, which hides the statement of its own errors, is called.  The
+-- trigger marks the statement so that its log lines leave the text -- and
+-- the client secret in it -- out.
+create function whoop_internal.hide_user_mapping_statement()
+returns event_trigger
+language c
+as 'MODULE_PATHNAME', 'whoop_hide_user_mapping_statement';
+
+comment on function whoop_internal.hide_user_mapping_statement() is
+    'event trigger function: keeps the text of a failing CREATE/ALTER USER MAPPING, which holds a client secret, out of the server log';
+
+create event trigger whoop_hide_user_mapping_statements
+    on ddl_command_start
+    when tag in ('CREATE USER MAPPING', 'ALTER USER MAPPING')
+    execute function whoop_internal.hide_user_mapping_statement();
+
+comment on event trigger whoop_hide_user_mapping_statements is
+    'whoop_fdw: a failing CREATE/ALTER USER MAPPING is logged without its statement, which holds a client secret';
+--upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
 -- DROP SERVER ... CASCADE drops the server's foreign tables and user

@@ -63,6 +63,16 @@ $$;
 comment on function whoop_internal.pipeline_run_alive(integer, timestamptz, timestamptz) is
     'whether the backend that started a pipeline run is still executing that run''s statement (security definer: sees every session)';
 
+--upgrade 1.0--1.1 begin
+create function whoop_internal.assert_outside_transaction_block(caller text)
+returns void
+language c
+as 'MODULE_PATHNAME', 'whoop_assert_outside_transaction_block';
+
+comment on function whoop_internal.assert_outside_transaction_block(text) is
+    'raises SQLSTATE 25001 with a hint when called inside a transaction block: for procedures that commit, such as whoop.run_pipeline()';
+--upgrade 1.0--1.1 end
+
 -- No SET clause (search_path) here: a procedure with one cannot COMMIT.
 -- Every name below is schema-qualified or from pg_catalog.
 --upgrade 1.0--1.1 begin
@@ -84,6 +94,9 @@ declare
     v_msg text;
     v_statuses text[] := '{}';
 begin
+    -- Inside BEGIN ... COMMIT the first COMMIT below would fail (2D000)
+    -- with the run half recorded: refuse at once, saying why.
+    perform whoop_internal.assert_outside_transaction_block('whoop.run_pipeline()');
     -- Bad arguments raise here, before a run is recorded (whoop.sync() would
     -- raise for them too, but only once the run has begun).
     if full_resync is null then

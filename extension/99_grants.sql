@@ -76,6 +76,9 @@ revoke execute on function whoop.schedule(text) from public;
 revoke execute on function whoop.unschedule() from public;
 revoke execute on function whoop_internal.cron_call(text) from public;
 revoke execute on function whoop_internal.pipeline_run_alive(integer, timestamptz, timestamptz) from public;
+--upgrade 1.0--1.1 begin
+revoke execute on function whoop.claim_accounts() from public;
+--upgrade 1.0--1.1 end
 
 -- Webhooks: only the receiver's role may hand in deliveries.
 --upgrade 1.0--1.1 begin

@@ -6,11 +6,18 @@
  *
  * transport.c sends the request (pacing, 429 waits, retries of 5xx and
  * transport failures); what an answer means to an API read is said here:
- *	- 200: the body parsed as JSON (an error names the endpoint and offset);
+ *	- 200: the body parsed as JSON (an error names the endpoint and offset;
+ *	  a body that is no JSON at all, such as a web page, points at api_url);
  *	- 404: NULL when the caller expects it (by-id lookups, a member without
  *	  a body measurement), else an error;
  *	- 401: the token is refreshed once and the request sent again;
  *	- anything else: an error at once.
+ *
+ * Before a code or refresh token is spent on linking an account, the API is
+ * asked, without a token, for a member's profile: WHOOP answers 401, while
+ * a wrong api_url answers a web page, a 404 or a redirect -- and would only
+ * be found out once the grant was spent and the new tokens could not be
+ * used to learn whose they are.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +37,7 @@ typedef struct ApiRead
 
 static WhoopVerdict classify_read(WhoopSend *send, const WhoopHttpResponse *response);
 static WhoopVerdict classify_revoke(WhoopSend *send, const WhoopHttpResponse *response);
+static WhoopVerdict classify_probe(WhoopSend *send, const WhoopHttpResponse *response);
 static char *request_label(const char *method, const char *path_and_query);
 
 static const WhoopSendKind api_read = {
@@ -39,6 +47,15 @@ static const WhoopSendKind api_read = {
 	.unreachable_hint = "Check the server's api_url and the network; timeout_ms and max_retries bound the wait.",
 	.failing = "WHOOP API request",
 	.failing_hint = "WHOOP may be having trouble; try again later, or raise the server's max_retries.",
+};
+
+static const WhoopSendKind api_probe = {
+	.classify = classify_probe,
+	.paced = true,
+	.unreachable = "could not reach the WHOOP API",
+	.unreachable_hint = "Check the server's api_url and the network; nothing was sent to the token endpoint, so the code or refresh token was not used.",
+	.failing = "WHOOP API request",
+	.failing_hint = "WHOOP may be having trouble; try again later: the code or refresh token was not used.",
 };
 
 static const WhoopSendKind api_revoke = {
@@ -130,6 +147,13 @@ whoop_fetch(const WhoopServer *server, int64 user_id, const char *bearer,
 		pfree(response.body);
 		return NULL;
 	}
+	if (!whoop_body_looks_json(response.body, response.body_len))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("WHOOP response from %s is not JSON", send.label),
+				 errdetail("%s answered HTTP 200 with: %s", send.label,
+						   whoop_body_excerpt(response.body, response.body_len)),
+				 errhint("A web page usually means that the server's api_url points at a web site rather than at the WHOOP API (by default https://api.prod.whoop.com/developer); if api_url is right, WHOOP may be having trouble.")));
 	doc = whoop_json_parse(response.body, response.body_len, doc_context, send.label);
 	pfree(response.body);
 	stats->pages++;
@@ -171,4 +195,45 @@ whoop_revoke(const WhoopServer *server, const char *bearer)
 	whoop_send(server, &send, &response);
 	pfree(response.body);
 	return response.status < 300;
+}
+
+/*
+ * classify_probe takes the 401 (or 403) the WHOOP API answers a request
+ * without a token; anything else says that api_url is wrong.
+ */
+static WhoopVerdict
+classify_probe(WhoopSend *send, const WhoopHttpResponse *response)
+{
+	const WhoopServer *server = (const WhoopServer *) send->arg;
+
+	if (response->status == 401 || response->status == 403)
+		return WHOOP_TAKE;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("api_url of server \"%s\" does not answer like the WHOOP API",
+					server->server_name),
+			 errdetail("%s without a token answered HTTP %ld, where the WHOOP API answers 401: %s",
+					   send->label, response->status,
+					   whoop_body_excerpt(response->body, response->body_len)),
+			 errhint("Check the server's api_url (by default https://api.prod.whoop.com/developer); nothing was sent to the token endpoint, so the code or refresh token was not used.")));
+}
+
+/*
+ * whoop_check_api_url makes sure, before a grant is spent, that the
+ * server's api_url answers like the WHOOP API: a request for the profile
+ * without a token must be refused with 401.
+ */
+void
+whoop_check_api_url(const WhoopServer *server)
+{
+	WhoopSend	send = {0};
+	WhoopHttpResponse response;
+
+	send.kind = &api_probe;
+	send.request.method = "GET";
+	send.request.url = psprintf("%s/v2/user/profile/basic", server->api_url);
+	send.label = "GET /v2/user/profile/basic";
+	send.arg = (void *) server;
+	whoop_send(server, &send, &response);
+	pfree(response.body);
 }

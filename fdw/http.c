@@ -305,12 +305,13 @@ check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 }
 
 /*
- * whoop_http_url_acceptable checks a server URL: https, or plain http only
- * to a loopback host; no credentials, query or fragment.  WHY explains a
- * rejection.
+ * whoop_http_url_acceptable checks an absolute URL: https, or plain http
+ * only to a loopback host; no credentials or fragment, and a query only if
+ * ALLOW_QUERY (a redirect URI may have one, a server URL, to which paths
+ * are appended, may not).  WHY explains a rejection.
  */
 bool
-whoop_http_url_acceptable(const char *url, const char **why)
+whoop_http_url_acceptable(const char *url, bool allow_query, const char **why)
 {
 	CURLU	   *parsed = curl_url();
 	char	   *scheme = NULL;
@@ -333,8 +334,10 @@ whoop_http_url_acceptable(const char *url, const char **why)
 		*why = "The URL has no host.";
 	else if (curl_url_get(parsed, CURLUPART_USER, &part, 0) == CURLUE_OK)
 		*why = "The URL must not contain credentials.";
-	else if (curl_url_get(parsed, CURLUPART_QUERY, &part, 0) == CURLUE_OK ||
-			 curl_url_get(parsed, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK)
+	else if (curl_url_get(parsed, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK)
+		*why = allow_query ? "The URL must not have a fragment."
+			: "The URL must not have a query or a fragment.";
+	else if (!allow_query && curl_url_get(parsed, CURLUPART_QUERY, &part, 0) == CURLUE_OK)
 		*why = "The URL must not have a query or a fragment.";
 	else if (pg_strcasecmp(scheme, "https") == 0)
 		ok = true;
@@ -349,7 +352,7 @@ whoop_http_url_acceptable(const char *url, const char **why)
 			 (ntohl(ipv4.s_addr) >> 24) == 127))
 			ok = true;
 		else
-			*why = "Plain http:// is accepted only for loopback hosts; the WHOOP API must be reached over https://.";
+			*why = "Plain http:// is accepted only for loopback hosts; other hosts must be reached over https://.";
 	}
 
 	curl_free(part);

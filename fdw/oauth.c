@@ -27,12 +27,25 @@
  * failed and its answer was probably lost.  The account must be linked
  * again; the next sync then resumes from its high-water marks.
  *
+ * Only a refusal of the grant itself (invalid_grant) marks an account.  When
+ * WHOOP refuses the app's credentials (a wrong client_secret in the user
+ * mapping) or what answered is no token endpoint at all (a wrong
+ * oauth_url), the refresh token was not looked at and stays good: the error
+ * says what to fix, and the account works again once it is fixed.
+ *
+ * Tokens are handed out only at the account's home (see store.c): a
+ * restored copy of the database refuses them until its accounts are
+ * claimed there.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "whoop_fdw.h"
 
+#include "access/xlog.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -66,7 +79,7 @@ static char *refresh_locked(const WhoopServer *server, WhoopStoredAccount *accou
 static WhoopVerdict classify_token_answer(WhoopSend *send,
 										  const WhoopHttpResponse *response);
 static WhoopTokens *token_request(const WhoopServer *server, const char *form,
-								  char **rejection);
+								  char **rejection, WhoopRefusal *refusal);
 
 static const WhoopSendKind token_post = {
 	.classify = classify_token_answer,
@@ -154,6 +167,17 @@ check_account(const WhoopServer *server, const WhoopStoredAccount *account)
 				 errmsg("WHOOP account " INT64_FORMAT " is not linked to server \"%s\"",
 						account->user_id, server->server_name),
 				 errhint("Link it with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
+	if (!account->at_home)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("WHOOP account " INT64_FORMAT " on server \"%s\" belongs to another database",
+						account->user_id, server->server_name),
+				 errdetail("Its tokens were stored by database \"%s\" of the cluster with system identifier " UINT64_FORMAT "; this is database \"%s\" of cluster " UINT64_FORMAT ".  A copy that used them would rotate them and log the original out.",
+						   account->home_database,
+						   (uint64) account->home_system_identifier,
+						   get_database_name(MyDatabaseId),
+						   GetSystemIdentifier()),
+				 errhint("If this database is to take the accounts over, run SELECT " WHOOP_SQL_CLAIM_ACCOUNTS "; here as the extension owner, and stop syncing in the original.")));
 	if (strcmp(account->status, "active") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -237,30 +261,57 @@ refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 	WhoopClient *client = whoop_get_client(server->serverid, account->owner);
 	WhoopGrant	grant = {0};
 	WhoopTokens *tokens;
+	char	   *role;
 
 	grant.form = whoop_oauth_form(client, "refresh_token", "refresh_token",
 								  account->refresh_token, NULL);
 	grant.user_id = account->user_id;
 	grant.owner = account->owner;
 	tokens = whoop_oauth_grant(server, &grant);
-	if (tokens == NULL)
+	if (tokens != NULL)
+		return tokens->access_token;
+
+	role = GetUserNameFromId(account->owner, true);
+	if (grant.refusal == WHOOP_REFUSED_CLIENT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
+				 errmsg("WHOOP refused the app's credentials when refreshing account " INT64_FORMAT " on server \"%s\"",
+						account->user_id, server->server_name),
+				 errdetail("%s The account's refresh token was not used and stays valid.",
+						   grant.rejection),
+				 errhint("Check client_id and client_secret in the user mapping of role \"%s\" for server \"%s\".",
+						 role ? role : "?", server->server_name)));
+	if (grant.refusal == WHOOP_REFUSED_NOT_OAUTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("WHOOP token endpoint of server \"%s\" gave no OAuth answer",
+						server->server_name),
+				 errdetail("%s The account's refresh token was probably not used.", grant.rejection),
+				 errhint("Check the server's oauth_url (by default https://api.prod.whoop.com/oauth/oauth2).")));
+	if (grant.refusal == WHOOP_REFUSED_OTHER)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("WHOOP refused to refresh the tokens of account " INT64_FORMAT " on server \"%s\"",
 						account->user_id, server->server_name),
 				 errdetail("%s", grant.rejection),
-				 errhint("Link the account again with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
-	return tokens->access_token;
+				 errhint("If this persists, link the account again with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("WHOOP refused the refresh token of account " INT64_FORMAT " on server \"%s\"",
+					account->user_id, server->server_name),
+			 errdetail("%s", grant.rejection),
+			 errhint("Link the account again with " WHOOP_SQL_CONNECT_ACCOUNT " or " WHOOP_SQL_ADD_ACCOUNT ".")));
 }
 
 /*
  * whoop_oauth_grant sends GRANT's token request and hands its outcome to
  * the token writer, which commits it at once: the tokens, for the account
  * refreshed or -- when linking -- for the member identify names; or, when
- * WHOOP refuses the refresh of a stored account, the mark that it must be
- * authorized again.  Returns the saved tokens, or NULL with the refusal in
- * grant->rejection.  The writer is started before the request is sent, so
- * WHOOP is not asked for tokens that could not be saved.
+ * WHOOP refuses the refresh token of a stored account, the mark that it
+ * must be authorized again.  Returns the saved tokens, or NULL with the
+ * refusal in grant->rejection and grant->refusal.  The writer is started
+ * before the request is sent, so WHOOP is not asked for tokens that could
+ * not be saved.
  */
 WhoopTokens *
 whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant)
@@ -270,10 +321,15 @@ whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant)
 
 	PG_TRY();
 	{
-		tokens = token_request(server, grant->form, &grant->rejection);
+		tokens = token_request(server, grant->form, &grant->rejection,
+							   &grant->refusal);
 
-		/* a refused link leaves nothing to write; a refused refresh does */
-		if (tokens != NULL || grant->identify == NULL)
+		/*
+		 * A refused link leaves nothing to write, nor does a refresh refused
+		 * for any reason but its refresh token.
+		 */
+		if (tokens != NULL ||
+			(grant->identify == NULL && grant->refusal == WHOOP_REFUSED_GRANT))
 		{
 			WhoopStoreWrite write = {0};
 			WhoopTokenWriter *w = writer;
@@ -367,12 +423,13 @@ classify_token_answer(WhoopSend *send, const WhoopHttpResponse *response)
 
 /*
  * token_request POSTs a token request (code exchange or refresh).  Returns
- * the tokens; or NULL with *REJECTION set when WHOOP refuses the grant
- * (4xx); raises an error when WHOOP cannot be reached after the server's
- * retries.
+ * the tokens; or NULL with *REJECTION and *REFUSAL set when WHOOP refuses
+ * the request (4xx); raises an error when WHOOP cannot be reached after the
+ * server's retries, or when what answered is not JSON.
  */
 static WhoopTokens *
-token_request(const WhoopServer *server, const char *form, char **rejection)
+token_request(const WhoopServer *server, const char *form, char **rejection,
+			  WhoopRefusal *refusal)
 {
 	WhoopSend	send = {0};
 	WhoopHttpResponse response;
@@ -386,10 +443,13 @@ token_request(const WhoopServer *server, const char *form, char **rejection)
 	whoop_send(server, &send, &response);
 
 	*rejection = NULL;
+	*refusal = WHOOP_REFUSED_OTHER;
 	if (response.status != 200)
 	{
 		*rejection = whoop_oauth_rejection(response.status, response.body,
 										   response.body_len);
+		*refusal = whoop_oauth_refusal(response.status, response.body,
+									   response.body_len);
 
 		/*
 		 * Grants are single-use.  A retry refused after an attempt whose
@@ -407,6 +467,17 @@ token_request(const WhoopServer *server, const char *form, char **rejection)
 								  send.failed_attempts == 1 ? "it" : "one of them");
 		pfree(response.body);
 		return NULL;
+	}
+	if (!whoop_body_looks_json(response.body, response.body_len))
+	{
+		memset(response.body, 0, response.body_len);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("WHOOP token endpoint of server \"%s\" answered with something other than JSON",
+						server->server_name),
+				 errdetail("%s answered HTTP 200 with a body that is not a JSON object, as a web page is.",
+						   send.label),
+				 errhint("Check the server's oauth_url (by default https://api.prod.whoop.com/oauth/oauth2).")));
 	}
 	tokens = whoop_oauth_parse_tokens(response.body, response.body_len);
 	memset(response.body, 0, response.body_len);

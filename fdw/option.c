@@ -8,6 +8,11 @@
  * and how its value is checked, so an unknown option or a bad value is
  * caught by CREATE/ALTER with a message naming the valid choices.
  *
+ * A user mapping's statement carries the client secret, so it is kept out
+ * of the server log when it fails: by the validator for the errors it
+ * raises, and by an event trigger with a log hook for those PostgreSQL
+ * raises before the validator is called.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -15,15 +20,19 @@
 #include "whoop_fdw.h"
 
 #include "access/reloptions.h"
+#include "access/xact.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_foreign_table.h"
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
+#include "commands/event_trigger.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
+#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 typedef enum WhoopOptionKind
@@ -69,8 +78,16 @@ static char *valid_option_names(Oid context);
 static char *strip_trailing_slash(const char *url);
 static void interval_option_context(void *arg);
 static void hide_mapping_statement(void *arg);
+static void hide_marked_statement(ErrorData *edata);
+static void forget_marked_statement(XactEvent event, void *arg);
+
+/* the statement text hide_marked_statement keeps out of the log, or NULL */
+static const char *marked_statement = NULL;
+static bool log_hook_installed = false;
+static emit_log_hook_type prev_emit_log_hook = NULL;
 
 PG_FUNCTION_INFO_V1(whoop_fdw_validator);
+PG_FUNCTION_INFO_V1(whoop_hide_user_mapping_statement);
 
 /*
  * whoop_fdw_validator checks the options of a whoop_fdw server, user mapping
@@ -136,6 +153,61 @@ hide_mapping_statement(void *arg)
 }
 
 /*
+ * whoop_hide_user_mapping_statement, the ddl_command_start event trigger of
+ * CREATE and ALTER USER MAPPING, keeps the statement -- which may hold a
+ * client secret, ours or another wrapper's password -- out of the server
+ * log also when PostgreSQL itself refuses it before the validator runs: an
+ * unknown role or server, a mapping that exists already, an option given
+ * twice, no USAGE on the server.  It marks the statement for the log hook
+ * it installs (loading this library is what the trigger is for); the mark
+ * ends with the transaction.
+ */
+Datum
+whoop_hide_user_mapping_statement(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired by an event trigger",
+						"whoop_internal.hide_user_mapping_statement")));
+	if (!log_hook_installed)
+	{
+		prev_emit_log_hook = emit_log_hook;
+		emit_log_hook = hide_marked_statement;
+		RegisterXactCallback(forget_marked_statement, NULL);
+		log_hook_installed = true;
+	}
+	marked_statement = debug_query_string;
+	PG_RETURN_NULL();
+}
+
+/*
+ * hide_marked_statement, an emit_log_hook, drops the STATEMENT line of the
+ * marked statement's messages.  An error is reported before its transaction
+ * is aborted, so the mark is still set then.
+ */
+static void
+hide_marked_statement(ErrorData *edata)
+{
+	if (marked_statement != NULL && marked_statement == debug_query_string)
+		edata->hide_stmt = true;
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/*
+ * forget_marked_statement ends the mark when its transaction ends.
+ */
+static void
+forget_marked_statement(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		marked_statement = NULL;
+}
+
+/*
  * check_option_value raises an error when an option's value is unusable.
  */
 static void
@@ -149,7 +221,7 @@ check_option_value(const WhoopOption *option, DefElem *def)
 			{
 				const char *why;
 
-				if (!whoop_http_url_acceptable(value, &why))
+				if (!whoop_http_url_acceptable(value, false, &why))
 					ereport(ERROR,
 							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 							 errmsg("invalid value for option \"%s\": \"%s\"",
@@ -361,9 +433,30 @@ whoop_get_server_by_name(const char *name, bool check_usage)
 WhoopClient *
 whoop_get_client(Oid serverid, Oid userid)
 {
-	UserMapping *mapping = GetUserMapping(userid, serverid);
+	UserMapping *mapping;
 	WhoopClient *client = palloc0(sizeof(WhoopClient));
 	ListCell   *cell;
+
+	/* GetUserMapping's own error names neither the server nor a remedy */
+	if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+							   ObjectIdGetDatum(serverid)) &&
+		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							   ObjectIdGetDatum(serverid)))
+	{
+		const char *server_name = GetForeignServer(serverid)->servername;
+		char	   *role = GetUserNameFromId(userid, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user mapping for role \"%s\" on server \"%s\" does not exist",
+						role ? role : "?", server_name),
+				 errdetail("The user mapping holds the WHOOP app's client credentials, which every token request needs."),
+				 errhint("Create one: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '...', client_secret '...');",
+						 userid == GetUserId() || role == NULL ? "CURRENT_USER"
+						 : quote_identifier(role),
+						 quote_identifier(server_name))));
+	}
+	mapping = GetUserMapping(userid, serverid);
 
 	foreach(cell, mapping->options)
 	{

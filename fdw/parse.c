@@ -99,6 +99,23 @@ whoop_body_excerpt(const char *body, size_t len)
 }
 
 /*
+ * whoop_body_looks_json says whether a response body begins, after
+ * whitespace, the way a JSON object or array does.  A web page -- what a
+ * wrong api_url or oauth_url, or a proxy in front of WHOOP, answers --
+ * does not.
+ */
+bool
+whoop_body_looks_json(const char *body, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len && (body[i] == ' ' || body[i] == '\t' ||
+					   body[i] == '\n' || body[i] == '\r'))
+		i++;
+	return i < len && (body[i] == '{' || body[i] == '[');
+}
+
+/*
  * parse_digits reads exactly N decimal digits.
  */
 static inline bool

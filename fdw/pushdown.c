@@ -7,6 +7,11 @@
  * Pushdown here is a prefilter: the API is asked for a superset of the
  * rows the clauses accept, and PostgreSQL still checks every clause
  * locally, so results are exact whatever the API's boundary semantics.
+ * A value the API cannot express is not pushed (the request asks for more):
+ * a time outside years 1 to 9999, which ISO-8601 writes with four digits,
+ * or an id that is not a non-negative int64 (cycles) or a UUID (sleeps,
+ * workouts).  A value that no row can match sends no request: a comparison
+ * with NULL, start > 'infinity', start < '-infinity', contradictory bounds.
  * What can be pushed:
  *	- comparisons of start and "end" with a value  -> API start/end (records
  *	  overlapping [start, end));
@@ -30,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <math.h>
 
 #include "whoop_fdw.h"
@@ -82,8 +88,11 @@ static void estimate(PlannerInfo *root, const WhoopServer *server,
 static int	pushable_limit(PlannerInfo *root, RelOptInfo *baserel);
 static TimestampTz floor_ms(TimestampTz ts);
 static TimestampTz ceil_ms(TimestampTz ts);
+static TimestampTz api_time_min(void);
+static TimestampTz api_time_max(void);
 static char *api_timestamp(TimestampTz ts);
 static char *datum_text(Datum value, Oid type);
+static bool id_expressible(const WhoopEndpoint *endpoint, const char *id);
 static List *array_values(Datum array_datum, bool as_user_ids);
 static bool same_text(const void *a, const void *b);
 static bool same_user_id(const void *a, const void *b);
@@ -235,8 +244,10 @@ classify_quals(PlannerInfo *root, RelOptInfo *baserel, WhoopScanPlan *plan)
 			if (endpoint->has_time_range && var->vartype == TIMESTAMPTZOID &&
 				strcmp(column, "start") == 0)
 			{
-				if (strategy == BTGreaterStrategyNumber ||
-					strategy == BTGreaterEqualStrategyNumber ||
+				if (strategy == BTGreaterStrategyNumber)
+					push(pushed_kinds, pushed_exprs, WHOOP_PUSH_LOWER_EXCLUSIVE, clause,
+						 coerced);
+				if (strategy == BTGreaterEqualStrategyNumber ||
 					strategy == BTEqualStrategyNumber)
 					push(pushed_kinds, pushed_exprs, WHOOP_PUSH_LOWER, clause, coerced);
 				if (strategy == BTLessStrategyNumber)
@@ -249,8 +260,10 @@ classify_quals(PlannerInfo *root, RelOptInfo *baserel, WhoopScanPlan *plan)
 			else if (endpoint->has_time_range && var->vartype == TIMESTAMPTZOID &&
 					 strcmp(column, "end") == 0)
 			{
-				if (strategy == BTGreaterStrategyNumber ||
-					strategy == BTGreaterEqualStrategyNumber ||
+				if (strategy == BTGreaterStrategyNumber)
+					push(pushed_kinds, pushed_exprs, WHOOP_PUSH_LOWER_BY_END_EXCLUSIVE,
+						 clause, coerced);
+				if (strategy == BTGreaterEqualStrategyNumber ||
 					strategy == BTEqualStrategyNumber)
 					push(pushed_kinds, pushed_exprs, WHOOP_PUSH_LOWER_BY_END, clause, coerced);
 				if (strategy == BTLessStrategyNumber)
@@ -372,11 +385,13 @@ estimate(PlannerInfo *root, const WhoopServer *server, WhoopScanPlan *plan)
 			accounts = Max(1, ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) value)->constvalue)),
 											 ARR_DIMS(DatumGetArrayTypeP(((Const *) value)->constvalue))));
 		else if (IsA(value, Const) && !((Const *) value)->constisnull &&
-				 ((Const *) value)->consttype == TIMESTAMPTZOID)
+				 ((Const *) value)->consttype == TIMESTAMPTZOID &&
+				 !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(((Const *) value)->constvalue)))
 		{
 			TimestampTz ts = DatumGetTimestampTz(((Const *) value)->constvalue);
 
-			if (kind == WHOOP_PUSH_LOWER || kind == WHOOP_PUSH_LOWER_BY_END)
+			if (kind == WHOOP_PUSH_LOWER || kind == WHOOP_PUSH_LOWER_EXCLUSIVE ||
+				kind == WHOOP_PUSH_LOWER_BY_END || kind == WHOOP_PUSH_LOWER_BY_END_EXCLUSIVE)
 				lower = Max(lower, ts);
 			else if (kind == WHOOP_PUSH_UPDATED_SINCE)
 				lower = Max(lower, ts - plan->update_window_us);
@@ -390,7 +405,7 @@ estimate(PlannerInfo *root, const WhoopServer *server, WhoopScanPlan *plan)
 	else if (ids >= 0)
 		rows = ids;
 	else
-		rows = Max(1.0, (double) (upper - lower) / USECS_PER_DAY + 1) *
+		rows = Max(1.0, ((double) upper - (double) lower) / USECS_PER_DAY + 1) *
 			endpoint->rows_per_day * accounts;
 	plan->fetched_rows = rows;
 	plan->requests = endpoint->collection_path == NULL || ids >= 0
@@ -510,8 +525,26 @@ ceil_ms(TimestampTz ts)
 }
 
 /*
+ * api_time_min and api_time_max are the first and the last millisecond an
+ * ISO-8601 date-time with a four-digit year can name: 0001-01-01T00:00:00.000Z
+ * and 9999-12-31T23:59:59.999Z.
+ */
+static TimestampTz
+api_time_min(void)
+{
+	return (TimestampTz) (date2j(1, 1, 1) - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY;
+}
+
+static TimestampTz
+api_time_max(void)
+{
+	return (TimestampTz) (date2j(10000, 1, 1) - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY - 1000;
+}
+
+/*
  * api_timestamp formats a timestamp the way WHOOP's examples do
- * (2024-01-01T00:00:00.000Z).
+ * (2024-01-01T00:00:00.000Z); the caller keeps it within api_time_min and
+ * api_time_max.
  */
 static char *
 api_timestamp(TimestampTz ts)
@@ -530,7 +563,7 @@ api_timestamp(TimestampTz ts)
 }
 
 /*
- * datum_text renders an id value for a URL path.
+ * datum_text renders an id value as text, as a by-id path needs it.
  */
 static char *
 datum_text(Datum value, Oid type)
@@ -539,7 +572,39 @@ datum_text(Datum value, Oid type)
 	bool		varlena;
 
 	getTypeOutputInfo(type, &output, &varlena);
-	return whoop_http_escape(OidOutputFunctionCall(output, value));
+	return OidOutputFunctionCall(output, value);
+}
+
+/*
+ * id_expressible says whether ID, the text of a value compared with the
+ * endpoint's id column, is something its by-id path accepts: a
+ * non-negative int64 in decimal for cycles (and recoveries, by cycle), a
+ * UUID in its 8-4-4-4-12 form for sleeps and workouts.  A column declared
+ * with another type (text, numeric) can hold values that are neither.
+ */
+static bool
+id_expressible(const WhoopEndpoint *endpoint, const char *id)
+{
+	const WhoopField *field =
+		&endpoint->fields[whoop_endpoint_field(endpoint, endpoint->by_id_column)];
+	size_t		len = strlen(id);
+
+	if (strcmp(field->sql_type, "uuid") == 0)
+	{
+		if (len != 36)
+			return false;
+		for (size_t i = 0; i < len; i++)
+		{
+			bool		dash = (i == 8 || i == 13 || i == 18 || i == 23);
+
+			if (dash ? id[i] != '-' : !isxdigit((unsigned char) id[i]))
+				return false;
+		}
+		return true;
+	}
+	if (len == 0 || len > 19 || strspn(id, "0123456789") != len)
+		return false;
+	return len < 19 || strcmp(id, "9223372036854775807") <= 0;
 }
 
 /*
@@ -668,11 +733,25 @@ whoop_plan_requests(const WhoopScanPlan *plan, const WhoopServer *server,
 		switch (kind)
 		{
 			case WHOOP_PUSH_LOWER:
-				lower = Max(lower, floor_ms(DatumGetTimestampTz(value)));
-				break;
+			case WHOOP_PUSH_LOWER_EXCLUSIVE:
 			case WHOOP_PUSH_LOWER_BY_END:
-				lower = Max(lower, floor_ms(DatumGetTimestampTz(value)) - 1000);
-				break;
+			case WHOOP_PUSH_LOWER_BY_END_EXCLUSIVE:
+				{
+					TimestampTz ts = DatumGetTimestampTz(value);
+					bool		by_end = (kind == WHOOP_PUSH_LOWER_BY_END ||
+										  kind == WHOOP_PUSH_LOWER_BY_END_EXCLUSIVE);
+
+					/*
+					 * Nothing is later than 'infinity'; only 'infinity' is
+					 * as late, which no request can ask for.
+					 */
+					if (TIMESTAMP_IS_NOEND(ts))
+						empty |= (kind == WHOOP_PUSH_LOWER_EXCLUSIVE ||
+								  kind == WHOOP_PUSH_LOWER_BY_END_EXCLUSIVE);
+					else if (!TIMESTAMP_IS_NOBEGIN(ts))
+						lower = Max(lower, floor_ms(ts) - (by_end ? 1000 : 0));
+					break;
+				}
 			case WHOOP_PUSH_UPDATED_SINCE:
 				{
 					TimestampTz since = DatumGetTimestampTz(value);
@@ -683,20 +762,40 @@ whoop_plan_requests(const WhoopScanPlan *plan, const WhoopServer *server,
 					break;
 				}
 			case WHOOP_PUSH_UPPER:
-				upper = Min(upper, ceil_ms(DatumGetTimestampTz(value)));
-				break;
 			case WHOOP_PUSH_UPPER_INCLUSIVE:
-				upper = Min(upper, floor_ms(DatumGetTimestampTz(value)) + 1000);
-				break;
+				{
+					TimestampTz ts = DatumGetTimestampTz(value);
+
+					/* likewise, nothing is earlier than '-infinity' */
+					if (TIMESTAMP_IS_NOBEGIN(ts))
+						empty |= (kind == WHOOP_PUSH_UPPER);
+					else if (!TIMESTAMP_IS_NOEND(ts))
+						upper = Min(upper, kind == WHOOP_PUSH_UPPER
+									? ceil_ms(ts) : floor_ms(ts) + 1000);
+					break;
+				}
 			case WHOOP_PUSH_ID:
-				ids = intersect(ids, list_make1(datum_text(value, exprType(expr))),
-								ids_constrained, same_text);
-				ids_constrained = true;
-				break;
 			case WHOOP_PUSH_ID_ARRAY:
-				ids = intersect(ids, array_values(value, false), ids_constrained, same_text);
-				ids_constrained = true;
-				break;
+				{
+					List	   *these = kind == WHOOP_PUSH_ID
+						? list_make1(datum_text(value, exprType(expr)))
+						: array_values(value, false);
+
+					/*
+					 * A row may have an id its by-id path cannot ask for:
+					 * then the collection is read and the ids checked here.
+					 */
+					foreach(cell, these)
+					{
+						if (!id_expressible(endpoint, (char *) lfirst(cell)))
+							break;
+					}
+					if (cell != NULL)
+						break;
+					ids = intersect(ids, these, ids_constrained, same_text);
+					ids_constrained = true;
+					break;
+				}
 			case WHOOP_PUSH_USER:
 				{
 					int64	   *boxed = palloc(sizeof(int64));
@@ -719,6 +818,11 @@ whoop_plan_requests(const WhoopScanPlan *plan, const WhoopServer *server,
 		empty = true;
 	if (!TIMESTAMP_NOT_FINITE(lower) && !TIMESTAMP_NOT_FINITE(upper) && lower >= upper)
 		empty = true;
+	/* a bound ISO-8601 cannot write is not sent: the request asks for more */
+	if (!TIMESTAMP_NOT_FINITE(lower) && (lower < api_time_min() || lower > api_time_max()))
+		lower = DT_NOBEGIN;
+	if (!TIMESTAMP_NOT_FINITE(upper) && (upper < api_time_min() || upper > api_time_max()))
+		upper = DT_NOEND;
 
 	if (users_constrained)
 		accounts = intersect(accounts, users, true, same_user_id);
@@ -753,7 +857,8 @@ whoop_plan_requests(const WhoopScanPlan *plan, const WhoopServer *server,
 		/* one lookup per id; the first account that has it wins */
 		foreach(cell, ids)
 		{
-			char	   *path = psprintf(endpoint->by_id_path, (char *) lfirst(cell));
+			char	   *path = psprintf(endpoint->by_id_path,
+										whoop_http_escape((char *) lfirst(cell)));
 			ListCell   *account;
 
 			requests->descriptions = lappend(requests->descriptions,

@@ -14,15 +14,27 @@
  * Refreshes are serialized per account with a session-level advisory lock
  * in a lock space of our own.
  *
+ * Every account remembers its home: the cluster (system identifier) and
+ * database (name) that stored its tokens.  A dump restored elsewhere brings
+ * the tokens along, and a copy that used them would rotate them and log the
+ * original out; so an account read away from home says so (at_home), and
+ * its tokens are handed out only once whoop_store_claim has made this
+ * database its home.  The name, not the OID, is compared: a database
+ * restored under its own name in its own cluster is still at home, and
+ * pg_upgrade keeps names (it changes the system identifier, so an upgraded
+ * cluster claims its accounts once).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "whoop_fdw.h"
 
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -110,7 +122,7 @@ whoop_store_read(const char *server_name, int64 user_id, WhoopStoredAccount *acc
 {
 	static const char query[] =
 		"select owner::oid, status, refresh_token, access_token, "
-		"access_expires_at, token_version "
+		"access_expires_at, token_version, home_system_identifier, home_database "
 		"from " WHOOP_ACCOUNT_RELATION " "
 		"where server_name operator(pg_catalog.=) $1 "
 		"and user_id operator(pg_catalog.=) $2";
@@ -150,6 +162,11 @@ whoop_store_read(const char *server_name, int64 user_id, WhoopStoredAccount *acc
 		d = SPI_getbinval(tuple, desc, 5, &isnull);
 		account->access_expires_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
 		account->token_version = DatumGetInt64(SPI_getbinval(tuple, desc, 6, &isnull));
+		account->home_system_identifier = DatumGetInt64(SPI_getbinval(tuple, desc, 7, &isnull));
+		account->home_database = SPI_getvalue(tuple, desc, 8);
+		account->at_home =
+			account->home_system_identifier == (int64) GetSystemIdentifier() &&
+			strcmp(account->home_database, get_database_name(MyDatabaseId)) == 0;
 		MemoryContextSwitchTo(spi);
 	}
 	store_end(&session);
@@ -211,10 +228,11 @@ whoop_store_write(const WhoopStoreWrite *write)
 	static const char save_sql[] =
 		"insert into " WHOOP_ACCOUNT_RELATION " as a (server_name, user_id, owner, email, "
 		"  first_name, last_name, status, refresh_token, access_token, access_expires_at, "
-		"  scope, token_version, last_refresh_at, last_error) "
+		"  scope, token_version, last_refresh_at, last_error, home_system_identifier, "
+		"  home_database) "
 		"values ($1, $2, $3, $4, $5, $6, 'active', $7, $8, "
 		"  pg_catalog.now() operator(pg_catalog.+) pg_catalog.make_interval(secs => $9), "
-		"  $10, 1, pg_catalog.now(), null) "
+		"  $10, 1, pg_catalog.now(), null, $11, pg_catalog.current_database()) "
 		"on conflict (server_name, user_id) do update set "
 		"  status = 'active', "
 		"  refresh_token = coalesce(excluded.refresh_token, a.refresh_token), "
@@ -227,7 +245,9 @@ whoop_store_write(const WhoopStoreWrite *write)
 		"  owner = excluded.owner, "
 		"  token_version = a.token_version operator(pg_catalog.+) 1, "
 		"  last_refresh_at = excluded.last_refresh_at, "
-		"  last_error = null "
+		"  last_error = null, "
+		"  home_system_identifier = excluded.home_system_identifier, "
+		"  home_database = excluded.home_database "
 		"where pg_catalog.pg_has_role(excluded.owner::oid, a.owner::oid, 'usage')";
 	static const char mark_sql[] =
 		"update " WHOOP_ACCOUNT_RELATION " set status = $3, last_error = $4, "
@@ -238,9 +258,9 @@ whoop_store_write(const WhoopStoreWrite *write)
 		"delete from " WHOOP_ACCOUNT_RELATION " "
 		"where server_name operator(pg_catalog.=) $1 "
 		"and user_id operator(pg_catalog.=) $2";
-	Oid			types[10] = {NAMEOID, INT8OID};
-	Datum		values[10];
-	char		nulls[10];
+	Oid			types[11] = {NAMEOID, INT8OID};
+	Datum		values[11];
+	char		nulls[11];
 	StoreSession session;
 	NameData	server;
 	int			rc;
@@ -275,7 +295,10 @@ whoop_store_write(const WhoopStoreWrite *write)
 		types[9] = TEXTOID;
 		values[9] = write->tokens->scope ? CStringGetTextDatum(write->tokens->scope) : (Datum) 0;
 		nulls[9] = write->tokens->scope ? ' ' : 'n';
-		rc = SPI_execute_with_args(save_sql, 10, types, values, nulls, false, 0);
+		/* tokens obtained here belong here, also those of a relinked copy */
+		types[10] = INT8OID;
+		values[10] = Int64GetDatum((int64) GetSystemIdentifier());
+		rc = SPI_execute_with_args(save_sql, 11, types, values, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "saving WHOOP tokens failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed != 1)
@@ -302,6 +325,35 @@ whoop_store_write(const WhoopStoreWrite *write)
 			elog(ERROR, "forgetting the WHOOP account failed: %s", SPI_result_code_string(rc));
 	}
 	store_end(&session);
+}
+
+/*
+ * whoop_store_claim makes this cluster and database the home of every
+ * account that has another, in the current transaction, and returns how
+ * many it claimed.
+ */
+int64
+whoop_store_claim(void)
+{
+	static const char claim_sql[] =
+		"update " WHOOP_ACCOUNT_RELATION " "
+		"set home_system_identifier = $1, home_database = pg_catalog.current_database() "
+		"where home_system_identifier operator(pg_catalog.<>) $1 "
+		"or home_database operator(pg_catalog.<>) pg_catalog.current_database()";
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	StoreSession session;
+	int64		claimed;
+	int			rc;
+
+	values[0] = Int64GetDatum((int64) GetSystemIdentifier());
+	store_begin(&session);
+	rc = SPI_execute_with_args(claim_sql, 1, types, values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "claiming the WHOOP accounts failed: %s", SPI_result_code_string(rc));
+	claimed = (int64) SPI_processed;
+	store_end(&session);
+	return claimed;
 }
 
 /*

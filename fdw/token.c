@@ -20,14 +20,15 @@
 
 #include "utils/memutils.h"
 
-static bool token_text_valid(const char *token, int len);
+static void read_oauth_error(const char *body, size_t len, char **error,
+							 char **description);
 
 /*
- * token_text_valid says whether a token is a non-empty run of VSCHAR
- * (0x20-0x7E), as RFC 6749 defines access and refresh tokens.
+ * whoop_oauth_text_valid says whether a token or code is a non-empty run of
+ * VSCHAR (0x20-0x7E), as RFC 6749 defines codes and tokens.
  */
-static bool
-token_text_valid(const char *token, int len)
+bool
+whoop_oauth_text_valid(const char *token, int len)
 {
 	if (len <= 0)
 		return false;
@@ -61,7 +62,7 @@ whoop_oauth_parse_tokens(const char *body, size_t len)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
 				 errmsg("WHOOP token answer lacks an access_token")));
-	if (!token_text_valid(value.s, value.len))
+	if (!whoop_oauth_text_valid(value.s, value.len))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
 				 errmsg("WHOOP token answer has an invalid access_token"),
@@ -70,7 +71,7 @@ whoop_oauth_parse_tokens(const char *body, size_t len)
 	whoop_json_field(doc, 0, "refresh_token", &value);
 	if (value.kind == WHOOP_JSON_STRING && value.len > 0)
 	{
-		if (!token_text_valid(value.s, value.len))
+		if (!whoop_oauth_text_valid(value.s, value.len))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
 					 errmsg("WHOOP token answer has an invalid refresh_token"),
@@ -89,6 +90,46 @@ whoop_oauth_parse_tokens(const char *body, size_t len)
 }
 
 /*
+ * read_oauth_error reads the OAuth error and error_description fields of a
+ * refused token request, made printable and cut short; either is NULL when
+ * absent, both when the body is not JSON.  It raises no error.
+ */
+static void
+read_oauth_error(const char *body, size_t len, char **error, char **description)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext parse_context = AllocSetContextCreate(caller,
+														"whoop_fdw oauth error",
+														ALLOCSET_SMALL_SIZES);
+
+	*error = NULL;
+	*description = NULL;
+	MemoryContextSwitchTo(parse_context);
+	PG_TRY();
+	{
+		WhoopJsonDoc *doc = whoop_json_parse(body, len, parse_context,
+											 "the token endpoint");
+		WhoopJsonValue value;
+
+		MemoryContextSwitchTo(caller);
+		whoop_json_field(doc, 0, "error", &value);
+		if (value.kind == WHOOP_JSON_STRING)
+			*error = whoop_body_excerpt(value.s, value.len);
+		whoop_json_field(doc, 0, "error_description", &value);
+		if (value.kind == WHOOP_JSON_STRING)
+			*description = whoop_body_excerpt(value.s, value.len);
+	}
+	PG_CATCH();
+	{
+		/* not JSON: neither field */
+		MemoryContextSwitchTo(caller);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	MemoryContextDelete(parse_context);
+}
+
+/*
  * whoop_oauth_rejection summarizes a refused token request (HTTP STATUS,
  * BODY) from its OAuth error and error_description fields, made printable
  * and cut short; a body that is not JSON yields the status alone.
@@ -96,39 +137,39 @@ whoop_oauth_parse_tokens(const char *body, size_t len)
 char *
 whoop_oauth_rejection(long status, const char *body, size_t len)
 {
-	MemoryContext parse_context = AllocSetContextCreate(CurrentMemoryContext,
-														"whoop_fdw oauth error",
-														ALLOCSET_SMALL_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(parse_context);
-	char	   *error = NULL;
-	char	   *description = NULL;
-	char	   *result;
+	char	   *error;
+	char	   *description;
 
-	PG_TRY();
-	{
-		WhoopJsonDoc *doc = whoop_json_parse(body, len, parse_context,
-											 "the token endpoint");
-		WhoopJsonValue value;
+	read_oauth_error(body, len, &error, &description);
+	return psprintf("The token endpoint answered HTTP %ld%s%s%s%s.",
+					status,
+					error ? ": " : "", error ? error : "",
+					description ? " -- " : "", description ? description : "");
+}
 
-		whoop_json_field(doc, 0, "error", &value);
-		if (value.kind == WHOOP_JSON_STRING)
-			error = whoop_body_excerpt(value.s, value.len);
-		whoop_json_field(doc, 0, "error_description", &value);
-		if (value.kind == WHOOP_JSON_STRING)
-			description = whoop_body_excerpt(value.s, value.len);
-	}
-	PG_CATCH();
-	{
-		/* not JSON: say only the status */
-		FlushErrorState();
-	}
-	PG_END_TRY();
+/*
+ * whoop_oauth_refusal says whom a refused token request (HTTP STATUS, BODY)
+ * blames: the grant itself (invalid_grant: a spent, revoked or unknown code
+ * or refresh token), the app's credentials (invalid_client,
+ * unauthorized_client), something else, or nobody in OAuth terms.  A token
+ * endpoint refuses with 400, or 401 for the client (RFC 6749, 5.2), and an
+ * OAuth error field; any other status, or a body without one -- a web page,
+ * a 404 -- is not from a token endpoint.
+ */
+WhoopRefusal
+whoop_oauth_refusal(long status, const char *body, size_t len)
+{
+	char	   *error;
+	char	   *description;
 
-	MemoryContextSwitchTo(old);
-	result = psprintf("The token endpoint answered HTTP %ld%s%s%s%s.",
-					  status,
-					  error ? ": " : "", error ? error : "",
-					  description ? " -- " : "", description ? description : "");
-	MemoryContextDelete(parse_context);
-	return result;
+	if (status != 400 && status != 401)
+		return WHOOP_REFUSED_NOT_OAUTH;
+	read_oauth_error(body, len, &error, &description);
+	if (error == NULL)
+		return WHOOP_REFUSED_NOT_OAUTH;
+	if (strcmp(error, "invalid_grant") == 0)
+		return WHOOP_REFUSED_GRANT;
+	if (strcmp(error, "invalid_client") == 0 || strcmp(error, "unauthorized_client") == 0)
+		return WHOOP_REFUSED_CLIENT;
+	return WHOOP_REFUSED_OTHER;
 }

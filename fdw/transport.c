@@ -178,22 +178,26 @@ give_up(const WhoopSend *send, const WhoopHttpResponse *response, int attempts)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("%s", kind->unreachable),
-				 errdetail("%s failed after %d attempts: %s.",
-						   send->label, attempts, response->transport_error),
+				 errdetail_plural("%s failed after %d attempt: %s.",
+								  "%s failed after %d attempts: %s.",
+								  attempts, send->label, attempts,
+								  response->transport_error),
 				 errhint("%s", kind->unreachable_hint)));
 	if (kind->token_answer)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("%s failed with HTTP %ld", kind->failing, response->status),
-				 errdetail("%s answered %ld after %d attempts.",
-						   send->label, response->status, attempts),
+				 errdetail_plural("%s answered %ld after %d attempt.",
+								  "%s answered %ld after %d attempts.",
+								  attempts, send->label, response->status, attempts),
 				 errhint("%s", kind->failing_hint)));
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
 			 errmsg("%s failed with HTTP %ld", kind->failing, response->status),
-			 errdetail("%s answered %ld after %d attempts: %s", send->label,
-					   response->status, attempts,
-					   whoop_body_excerpt(response->body, response->body_len)),
+			 errdetail_plural("%s answered %ld after %d attempt: %s",
+							  "%s answered %ld after %d attempts: %s",
+							  attempts, send->label, response->status, attempts,
+							  whoop_body_excerpt(response->body, response->body_len)),
 			 errhint("%s", kind->failing_hint)));
 }
 

@@ -105,6 +105,7 @@ static void whoopEndForeignScan(ForeignScanState *node);
 static void whoopExplainForeignScan(ForeignScanState *node, ExplainState *es);
 static List *whoopImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid);
 
+static void check_import_name(const char *name, const char *prefix, bool limit_to);
 static const WhoopEndpoint *table_endpoint(Oid foreigntableid);
 static void check_columns(Relation rel, const WhoopEndpoint *endpoint);
 static Bitmapset *exec_param_ids(Node *node);
@@ -696,8 +697,10 @@ whoopExplainForeignScan(ForeignScanState *node, ExplainState *es)
 /*
  * whoopImportForeignSchema creates the six WHOOP tables.  The remote
  * schema is "whoop".  Options: update_window (stored on each table) and
- * table_prefix (prepended to each table name; LIMIT TO and EXCEPT then
- * name the prefixed tables).
+ * table_prefix (prepended to each table name).  LIMIT TO names tables as
+ * they are imported, prefix included, because PostgreSQL keeps only the
+ * tables it names so; EXCEPT takes either name.  A name that is no table
+ * of the import is an error, not a silently smaller import.
  */
 static List *
 whoopImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
@@ -732,6 +735,10 @@ whoopImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 					 errmsg("invalid option \"%s\"", def->defname),
 					 errhint("Valid options of IMPORT FOREIGN SCHEMA are: update_window, table_prefix.")));
 	}
+
+	foreach(cell, stmt->table_list)
+		check_import_name(((RangeVar *) lfirst(cell))->relname, prefix,
+						  stmt->list_type == FDW_IMPORT_SCHEMA_LIMIT_TO);
 
 	for (int e = 0; e < whoop_endpoint_count; e++)
 	{
@@ -771,4 +778,43 @@ whoopImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 		commands = lappend(commands, sql.data);
 	}
 	return commands;
+}
+
+/*
+ * check_import_name refuses a name in IMPORT FOREIGN SCHEMA's LIMIT TO
+ * (LIMIT_TO) or EXCEPT list that names no table of the import: with
+ * table_prefix PREFIX the tables are called PREFIX || endpoint, and EXCEPT
+ * also takes the endpoint's own name.
+ */
+static void
+check_import_name(const char *name, const char *prefix, bool limit_to)
+{
+	StringInfoData tables;
+
+	for (int e = 0; e < whoop_endpoint_count; e++)
+	{
+		const char *endpoint = whoop_endpoints[e].name;
+
+		if (strcmp(name, psprintf("%s%s", prefix, endpoint)) == 0 ||
+			(!limit_to && strcmp(name, endpoint) == 0))
+			return;
+		if (strcmp(name, endpoint) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
+					 errmsg("LIMIT TO must name table \"%s%s\", not \"%s\"",
+							prefix, endpoint, endpoint),
+					 errdetail("With table_prefix '%s', endpoint %s is imported as table %s%s, and LIMIT TO names tables as they are imported.",
+							   prefix, endpoint, prefix, endpoint),
+					 errhint("Write LIMIT TO (%s), or leave table_prefix out.",
+							 quote_identifier(psprintf("%s%s", prefix, endpoint)))));
+	}
+
+	initStringInfo(&tables);
+	for (int e = 0; e < whoop_endpoint_count; e++)
+		appendStringInfo(&tables, "%s%s%s", e > 0 ? ", " : "", prefix,
+						 whoop_endpoints[e].name);
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
+			 errmsg("WHOOP has no table \"%s\"", name),
+			 errhint("The tables this import can create are: %s.", tables.data)));
 }

@@ -10,7 +10,7 @@
  * never of its neighbours on the same line or of anything above, so there
  * is no cycle (test/test_layering.py checks this against the code):
  *
- *	whoop_fdw.c account.c webhook.c -- FDW callbacks; SQL functions: accounts, webhooks
+ *	whoop_fdw.c account.c procedure.c webhook.c -- FDW callbacks; SQL functions
  *	fetch.c pushdown.c		-- an API call with its token; request planning
  *	oauth.c					-- token cache, serialized refresh, token hand-off
  *	transport.c option.c	-- retries, 429 waits, pacing, counters; settings
@@ -62,6 +62,7 @@
 #define WHOOP_SQL_CONNECT_ACCOUNT	"whoop.connect_account()"
 #define WHOOP_SQL_ADD_ACCOUNT		"whoop.add_account()"
 #define WHOOP_SQL_DISCONNECT_ACCOUNT "whoop.disconnect_account()"
+#define WHOOP_SQL_CLAIM_ACCOUNTS	"whoop.claim_accounts()"
 #define WHOOP_SQL_ACCOUNTS			"whoop.accounts"
 #define WHOOP_WEBHOOK_QUEUE_RELATION "whoop.webhook_events"
 
@@ -256,7 +257,8 @@ typedef struct WhoopHttpResponse
 
 extern void whoop_http_request(const WhoopHttpRequest *request,
 							   WhoopHttpResponse *response);
-extern bool whoop_http_url_acceptable(const char *url, const char **why);
+extern bool whoop_http_url_acceptable(const char *url, bool allow_query,
+									  const char **why);
 extern char *whoop_http_escape(const char *text);
 extern uint32 whoop_wait_event(void);
 
@@ -270,6 +272,7 @@ extern bool whoop_parse_rate_limit_header(const char *line, size_t len,
 										  WhoopRateLimit *rate);
 extern bool whoop_parse_timestamp(const char *text, int len, TimestampTz *result);
 extern char *whoop_body_excerpt(const char *body, size_t len);
+extern bool whoop_body_looks_json(const char *body, size_t len);
 
 
 /* ---------------------------------------------------------------------
@@ -286,8 +289,19 @@ typedef struct WhoopTokens
 	char	   *scope;
 } WhoopTokens;
 
+/* Whom the token endpoint blamed for refusing a request. */
+typedef enum WhoopRefusal
+{
+	WHOOP_REFUSED_GRANT,		/* invalid_grant: the code or refresh token */
+	WHOOP_REFUSED_CLIENT,		/* invalid_client: the app's credentials */
+	WHOOP_REFUSED_OTHER,		/* another OAuth error */
+	WHOOP_REFUSED_NOT_OAUTH		/* no OAuth error at all: not a token endpoint? */
+} WhoopRefusal;
+
 extern WhoopTokens *whoop_oauth_parse_tokens(const char *body, size_t len);
 extern char *whoop_oauth_rejection(long status, const char *body, size_t len);
+extern WhoopRefusal whoop_oauth_refusal(long status, const char *body, size_t len);
+extern bool whoop_oauth_text_valid(const char *token, int len);
 
 
 /* ---------------------------------------------------------------------
@@ -330,6 +344,9 @@ typedef struct WhoopStoredAccount
 	char	   *access_token;
 	TimestampTz access_expires_at;
 	int64		token_version;
+	int64		home_system_identifier; /* where its tokens were stored */
+	char	   *home_database;
+	bool		at_home;		/* ... which is this cluster and database */
 } WhoopStoredAccount;
 
 typedef struct WhoopProfile
@@ -365,6 +382,7 @@ extern void whoop_store_read(const char *server_name, int64 user_id,
 							 WhoopStoredAccount *account);
 extern List *whoop_store_usable_accounts(const char *server_name, Oid userid);
 extern void whoop_store_write(const WhoopStoreWrite *write);
+extern int64 whoop_store_claim(void);
 extern void whoop_account_lock(const char *server_name, int64 user_id);
 extern void whoop_account_unlock(const char *server_name, int64 user_id);
 
@@ -451,7 +469,8 @@ typedef struct WhoopGrant
 	WhoopProfile *(*identify) (const WhoopServer *server,
 							   const WhoopTokens *tokens, void *arg);
 	void	   *identify_arg;
-	char	   *rejection;		/* set when WHOOP refused the grant */
+	char	   *rejection;		/* set when WHOOP refused the request */
+	WhoopRefusal refusal;		/* ... and whom it blamed */
 } WhoopGrant;
 
 extern char *whoop_access_token(const WhoopServer *server, int64 user_id,
@@ -473,6 +492,7 @@ extern WhoopJsonDoc *whoop_fetch(const WhoopServer *server, int64 user_id,
 								 bool missing_ok, MemoryContext doc_context,
 								 WhoopFetchStats *stats);
 extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
+extern void whoop_check_api_url(const WhoopServer *server);
 
 
 /* ---------------------------------------------------------------------
@@ -484,7 +504,9 @@ extern bool whoop_revoke(const WhoopServer *server, const char *bearer);
 typedef enum WhoopPushKind
 {
 	WHOOP_PUSH_LOWER,			/* API start >= value */
+	WHOOP_PUSH_LOWER_EXCLUSIVE, /* API start > value */
 	WHOOP_PUSH_LOWER_BY_END,	/* "end" >= value: API start, one ms earlier */
+	WHOOP_PUSH_LOWER_BY_END_EXCLUSIVE,	/* "end" > value: likewise */
 	WHOOP_PUSH_UPPER,			/* API end: record start < value */
 	WHOOP_PUSH_UPPER_INCLUSIVE, /* API end: record start <= value */
 	WHOOP_PUSH_UPDATED_SINCE,	/* updated_at >= value: start = value - window */

@@ -59,8 +59,19 @@ group by c.relname order by 1;
 
 create schema only_two;
 import foreign schema whoop limit to (cycle, recovery, nonexistent) from server sim into only_two;
+import foreign schema whoop limit to (cycle, recovery) from server sim into only_two;
 select foreign_table_name from information_schema.foreign_tables
 where foreign_table_schema = 'only_two' order by 1;
+-- with table_prefix, LIMIT TO names the tables as imported (EXCEPT takes either name)
+create schema prefixed;
+import foreign schema whoop limit to (cycle) from server sim into prefixed
+    options (table_prefix 'p_');
+import foreign schema whoop limit to (p_cycle, p_sleep) from server sim into prefixed
+    options (table_prefix 'p_');
+import foreign schema whoop except (p_cycles) from server sim into prefixed
+    options (table_prefix 'p_');
+select foreign_table_name from information_schema.foreign_tables
+where foreign_table_schema = 'prefixed' order by 1;
 create schema all_but_two;
 import foreign schema whoop except (sleep, workout) from server sim into all_but_two
     options (update_window '14 days', table_prefix 'w_');
@@ -76,11 +87,19 @@ select whoop.add_account('sim', :'refresh_token_1');
 select whoop.connect_account('sim', 'not-a-code', 'https://localhost/callback');
 select whoop.add_account('sim', :'refresh_token_2');
 select whoop.add_account('nosuchserver', 'x');
--- no user mapping: the server's own error, whose wording differs between
--- major versions (17 names the server too), so only its SQLSTATE is shown
-\set VERBOSITY sqlstate
 select whoop.add_account('real_whoop', 'x');
-\set VERBOSITY default
+-- arguments WHOOP would refuse are refused before anything is sent
+select whoop.add_account('sim', null);
+select whoop.add_account(null, 'x');
+select whoop.add_account('sim', '');
+select whoop.add_account('sim', E'token\n');
+select whoop.connect_account('sim', 'code', null);
+select whoop.connect_account('sim', 'code', 'javascript:alert(1)');
+select whoop.disconnect_account('sim', null);
+select whoop.authorize_url('sim', '');
+select whoop.authorize_url('sim', 'http://example.com/callback');
+select whoop.authorize_url('sim', 'https://example.com/callback#fragment');
+select whoop.authorize_url(null, 'https://localhost/callback');
 select server_name, user_id, owner, email, first_name, last_name, status, scope
 from whoop.accounts order by user_id;
 select regexp_replace(whoop.authorize_url('sim', 'https://localhost/callback', 'abcdefgh'),
@@ -132,6 +151,21 @@ explain (verbose, costs off)
 select updated_at from api.cycle where updated_at >= '2026-06-20';
 explain (verbose, costs off)
 select updated_at from all_but_two.w_cycle where updated_at >= '2026-06-20';
+-- what no row can match sends nothing; what the API cannot express is not sent
+explain (costs off)
+select * from api.cycle where start > 'infinity';
+explain (costs off)
+select * from api.cycle where start < 'infinity';
+explain (costs off)
+select * from api.cycle where start < '-infinity';
+explain (costs off)
+select * from api.cycle where start >= '2026-06-01' and start < '10000-01-01';
+explain (costs off)
+select * from api.cycle where start >= '0100-01-01 BC';
+explain (costs off)
+select * from api.cycle where id = -1;
+explain (costs off)
+select * from api.sleep where id = '00000000-0000-0000-0000-000000000000';
 explain (costs off)
 select * from api.profile;
 select count(*) from api.cycle where start >= '2026-06-01' and start < '2026-06-15';
@@ -142,6 +176,9 @@ select count(*) from api.cycle where id = 1;
 select count(*) from api.recovery where cycle_id in (4126600000, 4126400000);
 select count(*) from api.workout where start > '2026-06-28' and start < '2026-06-01';
 select count(*) from api.cycle where user_id = 1;
+select count(*) from api.cycle where start > 'infinity';
+select count(*) from api.cycle where start < 'infinity';
+select count(*) from api.cycle where id = -1;
 select count(*) from (select id from api.cycle limit 5) s;
 
 -- columns must be fields of the endpoint; tables must name an endpoint

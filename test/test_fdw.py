@@ -129,6 +129,14 @@ class ScanTest(unittest.TestCase):
 
     def test_pushdown_results_equal_unpushed(self):
         user = self.users[0]
+        # an update window (so updated_at is pushed) and ids declared as text
+        psql("create foreign table if not exists api.cycle_window_eq (id bigint, user_id bigint, "
+             "start timestamptz, \"end\" timestamptz, updated_at timestamptz, raw jsonb) "
+             "server sim options (endpoint 'cycle', update_window '3 days'); "
+             "create foreign table if not exists api.cycle_text_id (id text, user_id bigint, "
+             "raw jsonb) server sim options (endpoint 'cycle'); "
+             "create foreign table if not exists api.sleep_text_id (id text, user_id bigint, "
+             "raw jsonb) server sim options (endpoint 'sleep')")
         starts = rows("select start, \"end\", id from api.cycle where \"end\" is not null "
                       "order by start limit 40")
         mid, mid_end, mid_id = starts[20]
@@ -154,12 +162,42 @@ class ScanTest(unittest.TestCase):
                 "start > null", "id = any(null::bigint[])",
                 "score_state = 'SCORED' and start > '%s'" % mid,
                 "updated_at >= '%s'" % mid,
+                # infinities: what no row can pass, and what is no bound at all
+                "start < 'infinity'", "start <= 'infinity'", "start > 'infinity'",
+                "start >= 'infinity'", "start = 'infinity'", "start < '-infinity'",
+                "start <= '-infinity'", "start > '-infinity'", "start >= '-infinity'",
+                "start = '-infinity'", "\"end\" > 'infinity'", "\"end\" >= 'infinity'",
+                "\"end\" < 'infinity'", "\"end\" <= '-infinity'", "\"end\" > '-infinity'",
+                "'infinity' > start", "start between '-infinity' and 'infinity'",
+                "start >= '%s' and start < 'infinity'" % mid,
+                # years ISO-8601 cannot write, and the edges of those it can
+                "start >= '0001-01-01'", "start >= '0100-01-01 BC'", "start > '4713-01-01 BC'",
+                "start < '10000-01-01'", "start < '9999-12-31 23:59:59.9995'",
+                "start <= '9999-12-31 23:59:59.999'", "start > '294276-12-31'",
+                "start >= '%s' and start < '12000-01-01'" % mid,
+                "start < '0001-01-01'", "\"end\" > '0001-01-01 00:00:00.0005'",
+                # ids the by-id path cannot express
+                "id = -1", "id = 0", "id in (-1, %s)" % mid_id, "id = any(array[-5, -6])",
+                "id = 9223372036854775807", "id = -9223372036854775808",
+                "id = -1 and start > '%s'" % mid,
             ],
+            "cycle_window_eq": ["updated_at >= 'infinity'", "updated_at > '-infinity'",
+                                "updated_at >= '-infinity'", "updated_at >= '12000-01-01'",
+                                "updated_at >= '0001-01-02'", "updated_at >= '%s'" % mid,
+                                "updated_at > 'infinity' and start > '%s'" % mid],
+            "cycle_text_id": ["id = '%s'" % mid_id, "id = '0%s'" % mid_id, "id = '-1'",
+                              "id = 'abc'", "id = ''", "id in ('%s', 'x')" % mid_id,
+                              "id = '99999999999999999999'", "id = '%s '" % mid_id],
+            "sleep_text_id": ["id = '%s'" % sleep_id, "id = upper('%s')" % sleep_id,
+                              "id = 'not-a-uuid'", "id = '{%s}'" % sleep_id,
+                              "id = replace('%s', '-', '')" % sleep_id],
             "sleep": ["id = '%s'" % sleep_id, "start >= '%s'" % mid, "nap",
-                      "\"end\" < '%s'" % mid],
+                      "\"end\" < '%s'" % mid, "start > 'infinity'", "start < 'infinity'",
+                      "\"end\" >= '10000-01-01'"],
             "recovery": ["cycle_id = %s" % cycle_with_recovery, "cycle_id = 1",
                          "cycle_id in (%s, 2)" % cycle_with_recovery,
-                         "updated_at >= '%s'" % mid, "user_id = %d" % user],
+                         "updated_at >= '%s'" % mid, "user_id = %d" % user,
+                         "cycle_id = -1", "cycle_id in (-1, %s)" % cycle_with_recovery],
             "workout": ["start >= '%s'" % mid, "start < '%s' and sport_name = 'running'" % mid],
         }
         for table, preds in predicates.items():
@@ -177,6 +215,41 @@ class ScanTest(unittest.TestCase):
                     b = scalar("select count(user_id) from (select * from api.{t} offset 0) s "
                                "where {p}".format(t=table, p=pred))
                     self.assertEqual(a, b)
+
+    def test_pushdown_of_edge_values_asks_only_what_the_api_can_answer(self):
+        def asked(sql):
+            self.sim.reset()
+            psql(sql)
+            return [r for r in sim_requests(self.sim) if r["path"].startswith("/v2/")]
+
+        # nothing can pass: no request at all
+        for pred in ("start > 'infinity'", "start < '-infinity'", "\"end\" > 'infinity'"):
+            with self.subTest(predicate=pred):
+                self.assertEqual(asked("select count(*) from api.cycle where %s" % pred), [])
+        # no bound at all, or one ISO-8601 cannot write: not sent
+        for pred, start in (("start < 'infinity'", None), ("start >= 'infinity'", None),
+                            ("start >= '2026-06-20' and start < '10000-01-01'",
+                             "2026-06-20T00:00:00.000Z"),
+                            ("start >= '0100-01-01 BC'", None)):
+            with self.subTest(predicate=pred):
+                reqs = asked("select count(*) from api.cycle where %s" % pred)
+                self.assertGreater(len(reqs), 0)
+                self.assertTrue(all(r["path"] == "/v2/cycle" and r["status"] == 200
+                                    for r in reqs), reqs)
+                self.assertEqual({r["query"].get("start") for r in reqs}, {start})
+                self.assertEqual({r["query"].get("end") for r in reqs}, {None})
+        # ids the by-id path cannot take: the collection is read instead
+        for sql in ("select count(*) from api.cycle where id = -1",
+                    "select count(*) from api.recovery where cycle_id in (-1, 7)"):
+            with self.subTest(sql=sql):
+                reqs = asked(sql)
+                self.assertGreater(len(reqs), 0)
+                self.assertTrue(all(r["status"] == 200 and
+                                    r["path"] in ("/v2/cycle", "/v2/recovery")
+                                    for r in reqs), reqs)
+        # plain EXPLAIN plans the requests without an error
+        plan = psql("explain select * from api.cycle where start < 'infinity'")
+        self.assertIn("WHOOP request: GET /v2/cycle?limit=25", plan)
 
     def test_pushdown_sends_fewer_requests(self):
         scalar("select count(*) from api.cycle")
@@ -548,6 +621,150 @@ class AccountTest(unittest.TestCase):
         for secret in secrets:
             self.assertNotIn(secret, log)
 
+    def extra_server(self, name, api_url=None, oauth_url=None, secret="sim-secret"):
+        """extra_server creates server NAME on the simulator (URLs overridable)
+        with a user mapping; dropping it later forgets its accounts unrevoked."""
+        psql("drop server if exists %s cascade; "
+             "create server %s foreign data wrapper whoop_fdw options (api_url '%s', "
+             "oauth_url '%s', max_retries '0'); create user mapping for current_user server %s "
+             "options (client_id 'sim-client', client_secret '%s')"
+             % (name, name, api_url or self.sim.api_url, oauth_url or self.sim.oauth_url,
+                name, secret))
+        self.addCleanup(psql, "drop server if exists %s cascade" % name)
+
+    def token_requests(self):
+        return sim_requests(self.sim, "/oauth/oauth2/token")
+
+    def test_bad_codes_tokens_and_redirect_uris_are_refused_before_sending(self):
+        code = self.sim.accounts()["athletes"][0]["code"]
+        for sql in ("select whoop.add_account('sim', '')",
+                    "select whoop.add_account('sim', E'token\\n')",
+                    "select whoop.add_account('sim', 'tökén')",
+                    "select whoop.connect_account('sim', '', 'https://localhost/callback')",
+                    "select whoop.connect_account('sim', '%s', '')" % code,
+                    "select whoop.connect_account('sim', '%s', 'javascript:alert(1)')" % code,
+                    "select whoop.connect_account('sim', '%s', 'http://example.com/callback')"
+                    % code):
+            with self.subTest(sql=sql):
+                with self.assertRaises(SQLError) as cm:
+                    psql(sql)
+                self.assertEqual(cm.exception.sqlstate, "22023", cm.exception.output)
+                self.assertIn("HINT:", cm.exception.output)
+        self.assertEqual(self.sim.request_log(), [])
+        # the code was never sent, so it still links
+        self.assertIn(int(scalar("select whoop.connect_account('sim', '%s', "
+                                 "'https://localhost/callback')" % code)), self.users)
+
+    def test_authorize_url_accepts_only_https_or_loopback_redirects(self):
+        for uri in ("", "javascript:alert(1)", "http://example.com/callback", "ftp://x.example/cb",
+                    "https://x.example/cb#fragment", "/callback", "localhost/callback",
+                    "https://user:pw@x.example/cb"):
+            with self.subTest(refused=uri):
+                with self.assertRaises(SQLError) as cm:
+                    psql("select whoop.authorize_url('sim', '%s')" % uri)
+                self.assertEqual(cm.exception.sqlstate, "22023")
+                self.assertIn('invalid redirect_uri: "%s"' % uri, cm.exception.output)
+        for uri in ("https://x.example/cb?app=1", "http://localhost:8080/callback",
+                    "http://127.0.0.1/cb", "https://localhost/callback"):
+            with self.subTest(accepted=uri):
+                self.assertIn("redirect_uri=", scalar("select whoop.authorize_url('sim', '%s')"
+                                                      % uri))
+
+    def test_wrong_client_secret_says_so_and_spends_nothing(self):
+        self.extra_server("sim_secret", secret="not-the-secret")
+        rt = self.sim.accounts()["athletes"][0]["refresh_token"]
+        with self.assertRaises(SQLError) as cm:
+            psql("select whoop.add_account('sim_secret', '%s')" % rt)
+        self.assertEqual(cm.exception.sqlstate, "28000")
+        self.assertIn("WHOOP refused the app's credentials", cm.exception.output)
+        self.assertIn("invalid_client", cm.exception.output)
+        self.assertRegex(cm.exception.output,
+                         r"HINT:  Check client_id and client_secret in your user mapping "
+                         r"for server \"sim_secret\"")
+        self.assertNotIn("single-use", cm.exception.output)
+        # the refresh token was not used: it links once the secret is right
+        psql("alter user mapping for current_user server sim_secret "
+             "options (set client_secret 'sim-secret')")
+        self.assertEqual(int(scalar("select whoop.add_account('sim_secret', '%s')" % rt)),
+                         self.users[0])
+
+    def test_refresh_with_wrong_client_secret_keeps_the_account(self):
+        self.extra_server("sim_rotate")
+        rt = self.sim.accounts()["athletes"][1]["refresh_token"]
+        uid = int(scalar("select whoop.add_account('sim_rotate', '%s')" % rt))
+        psql("create foreign table api.rotate_profile (user_id bigint) server sim_rotate "
+             "options (endpoint 'profile'); alter user mapping for current_user "
+             "server sim_rotate options (set client_secret 'not-the-secret')")
+        self.sim.expire_tokens(uid)
+        with self.assertRaises(SQLError) as cm:
+            psql("select count(*) from api.rotate_profile")
+        self.assertEqual(cm.exception.sqlstate, "28000")
+        self.assertIn("WHOOP refused the app's credentials when refreshing account %d" % uid,
+                      cm.exception.output)
+        self.assertIn("refresh token was not used", cm.exception.output)
+        self.assertRegex(cm.exception.output, r'HINT:  Check client_id and client_secret in the '
+                                              r'user mapping of role "postgres" for server '
+                                              r'"sim_rotate"')
+        self.assertEqual(scalar("select status from whoop.accounts "
+                                "where server_name = 'sim_rotate'"), "active")
+        psql("alter user mapping for current_user server sim_rotate "
+             "options (set client_secret 'sim-secret')")
+        self.assertEqual(scalar("select count(*) from api.rotate_profile"), "1")
+
+    def test_wrong_api_url_is_found_before_the_grant_is_spent(self):
+        rt = self.sim.accounts()["athletes"][0]["refresh_token"]
+        # a path WHOOP does not serve (404), and a web page answering 200
+        self.extra_server("sim_nowhere", api_url=self.sim.base + "/nowhere")
+        self.extra_server("sim_webpage")
+        self.sim.reset()
+        self.sim.fault(path="/v2/user/profile/basic", kind="invalid_json", count=1)
+        for server, status in (("sim_nowhere", 404), ("sim_webpage", 200)):
+            with self.subTest(server=server):
+                with self.assertRaises(SQLError) as cm:
+                    psql("select whoop.add_account('%s', '%s')" % (server, rt))
+                self.assertEqual(cm.exception.sqlstate, "HV00N")
+                self.assertIn('api_url of server "%s" does not answer like the WHOOP API'
+                              % server, cm.exception.output)
+                self.assertIn("answered HTTP %d" % status, cm.exception.output)
+                self.assertRegex(cm.exception.output, r"HINT:  Check the server's api_url")
+        self.assertEqual(self.token_requests(), [])
+        self.assertEqual(int(scalar("select whoop.add_account('sim', '%s')" % rt)),
+                         self.users[0])
+
+    def test_wrong_oauth_url_is_named(self):
+        self.extra_server("sim_oauth", oauth_url=self.sim.base + "/oauth")
+        with self.assertRaises(SQLError) as cm:
+            psql("select whoop.add_account('sim_oauth', '%s')"
+                 % self.sim.accounts()["athletes"][0]["refresh_token"])
+        self.assertIn('WHOOP token endpoint of server "sim_oauth" gave no OAuth answer',
+                      cm.exception.output)
+        self.assertRegex(cm.exception.output, r"HINT:  Check the server's oauth_url")
+        self.assertNotIn("single-use", cm.exception.output)
+
+    def test_missing_user_mapping_names_role_and_server(self):
+        self.extra_server("sim_unmapped")
+        rt = self.sim.accounts()["athletes"][1]["refresh_token"]
+        uid = int(scalar("select whoop.add_account('sim_unmapped', '%s')" % rt))
+        psql("create foreign table api.unmapped_profile (user_id bigint) server sim_unmapped "
+             "options (endpoint 'profile'); "
+             "drop user mapping for current_user server sim_unmapped")
+        for sql in ("select whoop.add_account('sim_unmapped', 'x')",
+                    "select whoop.authorize_url('sim_unmapped', 'https://localhost/callback')"):
+            with self.subTest(sql=sql):
+                with self.assertRaises(SQLError) as cm:
+                    psql(sql)
+                self.assertEqual(cm.exception.sqlstate, "42704")
+                self.assertIn('user mapping for role "postgres" on server "sim_unmapped" '
+                              'does not exist', cm.exception.output)
+                self.assertIn("HINT:  Create one: CREATE USER MAPPING FOR CURRENT_USER "
+                              "SERVER sim_unmapped", cm.exception.output)
+        # a refresh needs the mapping of the account's owner
+        self.sim.expire_tokens(uid)
+        with self.assertRaises(SQLError) as cm:
+            psql("select count(*) from api.unmapped_profile")
+        self.assertEqual(cm.exception.sqlstate, "42704")
+        self.assertIn('on server "sim_unmapped" does not exist', cm.exception.output)
+
     def test_no_accounts_is_an_error(self):
         psql("create server empty foreign data wrapper whoop_fdw options (api_url '%s'); "
              "create foreign table api.empty_cycle (id bigint) server empty "
@@ -619,14 +836,30 @@ class FaultTest(unittest.TestCase):
         self.assertIn("truncated JSON in WHOOP response from GET /v2/cycle", cm.exception.output)
         self.assertIn("byte offset", cm.exception.output)
 
-    def test_invalid_json_names_endpoint_and_offset(self):
+    def test_web_page_instead_of_json_points_at_api_url(self):
+        # the fault answers 200 with an HTML page, as a wrong api_url would
         self.sim.fault(path="/v2/activity/sleep", kind="invalid_json", count=1)
         with self.assertRaises(SQLError) as cm:
             psql("select count(*) from api.sleep")
         self.assertEqual(cm.exception.sqlstate, "HV00A")
-        self.assertRegex(cm.exception.output,
-                         r"invalid JSON in WHOOP response from GET /v2/activity/sleep")
-        self.assertRegex(cm.exception.output, r"byte offset \d+ of \d+")
+        self.assertIn("WHOOP response from GET /v2/activity/sleep is not JSON",
+                      cm.exception.output)
+        self.assertIn("answered HTTP 200 with: <!DOCTYPE html>", cm.exception.output)
+        self.assertRegex(cm.exception.output, r"HINT:.*server's api_url")
+
+    def test_one_attempt_is_singular(self):
+        try:
+            psql("alter server sim options (set max_retries '0')")
+            for kind, status in (("status", 502), ("reset", None)):
+                with self.subTest(kind=kind):
+                    self.sim.reset()
+                    self.sim.fault(path="/v2/cycle", kind=kind, status=status or 503, count=1)
+                    with self.assertRaises(SQLError) as cm:
+                        psql("select count(*) from api.cycle")
+                    self.assertRegex(cm.exception.output, r"after 1 attempt\b")
+                    self.assertNotIn("1 attempts", cm.exception.output)
+        finally:
+            psql("alter server sim options (set max_retries '2')")
 
     def test_429_waits_for_reset(self):
         self.sim.fault(path="/v2/cycle", kind="status", status=429, count=2)

@@ -5,7 +5,9 @@ and checks that nothing is left behind that would break a later pipeline:
 dropping a server forgets its accounts, tokens and sync marks; disconnecting
 an account forgets its marks; DROP EXTENSION is refused while the pipeline
 is scheduled in pg_cron; bad arguments to sync and run_pipeline are refused
-before a run is recorded; a sync that finds no account says so.
+before a run is recorded, as is a pipeline inside a transaction block; the
+linking functions refuse NULL arguments; a sync that finds no account says
+so.
 """
 
 import os
@@ -177,6 +179,24 @@ class Arguments(unittest.TestCase):
     def test_run_pipeline_full_resync_null(self):
         self.assertRefused("call whoop.run_pipeline(null, null)", "22004",
                            "full_resync must be true or false, not NULL")
+
+    def test_run_pipeline_inside_a_transaction_block(self):
+        self.assertRefused("begin; call whoop.run_pipeline(); commit", "25001",
+                           "whoop.run_pipeline() cannot run inside a transaction block")
+
+    def test_linking_functions_refuse_null_arguments(self):
+        for sql, argument in (
+                ("select whoop.connect_account(null, 'c', 'https://localhost/cb')", "server"),
+                ("select whoop.connect_account('sim', null, 'https://localhost/cb')", "code"),
+                ("select whoop.connect_account('sim', 'c', null)", "redirect_uri"),
+                ("select whoop.add_account(null, 'x')", "server"),
+                ("select whoop.add_account('sim', null)", "refresh_token"),
+                ("select whoop.disconnect_account(null, 1)", "server"),
+                ("select whoop.disconnect_account('sim', null)", "user_id"),
+                ("select whoop.authorize_url(null, 'https://localhost/cb')", "server"),
+                ("select whoop.authorize_url('sim', null)", "redirect_uri")):
+            with self.subTest(sql=sql):
+                self.assertRefused(sql, "22004", "%s must not be null" % argument)
 
     def test_sync_without_accounts_says_so(self):
         code, out = self.db.notices("call whoop.sync(server => 'empty')")

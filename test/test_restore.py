@@ -3,11 +3,15 @@ fresh database of another cluster, exactly as README "Backup and restore"
 says: pg_restore, then whoop.refresh().
 
 The source database syncs two athletes and runs the pipeline; it is then
-dumped and left alone (a copy that syncs rotates the refresh tokens, and
-WHOOP honours only the newest).  The copy must hold the same raw rows,
-sync marks, accounts and tokens before it does anything; refresh() must
-rebuild every materialized view to the source's contents; and the copy
-must sync with the tokens that came along.
+dumped.  The copy must hold the same raw rows, sync marks, accounts and
+tokens before it does anything, and refresh() must rebuild every
+materialized view to the source's contents.  The copy must not use the
+tokens that came along (the first copy that syncs would rotate them and log
+every other out): its sync fails for every account with the hint to claim
+them, WHOOP sees no request from it, and the source syncs on.  After
+whoop.claim_accounts() the copy syncs.  A dump restored in the source's own
+cluster is at home under the source's name, and not under another, where
+disconnect_account forgets an account without revoking it.
 """
 
 import os
@@ -18,6 +22,11 @@ import unittest
 
 import chaos_lib
 import harness
+from harness import SQLError
+
+HISTORY = ("sync_log", "run_log", "refresh_log", "quality_log")
+CLAIM_HINT = ("HINT: If this database is to take the accounts over, run "
+              "SELECT whoop.claim_accounts(); here as the extension owner")
 
 
 class DumpAndRestore(unittest.TestCase):
@@ -32,6 +41,7 @@ class DumpAndRestore(unittest.TestCase):
         _, cls.source_steps, cls.source_out = cls.source.pipeline()
         cls.source_digest = cls.source.digest()
         cls.source_accounts = cls.accounts(cls.source)
+        cls.source_history = cls.history(cls.source)
         cls.dump = os.path.join(cls.tmp, "warehouse.dump")
         subprocess.run([os.path.join(harness.PG_BINDIR, "pg_dump"), "-Fc", "-f", cls.dump,
                         "-d", cls.source.name], check=True, env=cls.source.full_env())
@@ -39,13 +49,13 @@ class DumpAndRestore(unittest.TestCase):
         cls.cluster = harness.Cluster().init().start()
         cls.copy = chaos_lib.DB("restored", cls.cluster.env())
         cls.copy.psql("create database restored", dbname="postgres")
-        cls.restore = subprocess.run(
-            [os.path.join(harness.PG_BINDIR, "pg_restore"), "--exit-on-error", "-d", "restored",
-             cls.dump], capture_output=True, text=True, env=cls.copy.full_env())
-        cls.restored_accounts = cls.accounts(cls.copy) if cls.restore.returncode == 0 else None
+        cls.restore = cls.pg_restore(cls.copy)
+        ok = cls.restore.returncode == 0
+        cls.restored_accounts = cls.accounts(cls.copy) if ok else None
         cls.restored_raw = ({r: d for r, d in cls.copy.digest().items()
                              if r.startswith("whoop.raw_") or r == "whoop.sync_state"}
-                            if cls.restore.returncode == 0 else None)
+                            if ok else None)
+        cls.restored_history = cls.history(cls.copy) if ok else None
 
     @classmethod
     def tearDownClass(cls):
@@ -53,12 +63,23 @@ class DumpAndRestore(unittest.TestCase):
         if getattr(cls, "cluster", None):
             cls.cluster.destroy()
         cls.source.drop()
+        chaos_lib.DB("restore_sibling").drop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def pg_restore(cls, db):
+        return subprocess.run(
+            [os.path.join(harness.PG_BINDIR, "pg_restore"), "--exit-on-error", "-d", db.name,
+             cls.dump], capture_output=True, text=True, env=db.full_env())
 
     @staticmethod
     def accounts(db):
-        return db.rows("select server_name, user_id, status, refresh_token, token_version "
-                       "from whoop_internal.account order by 1, 2")
+        return db.rows("select server_name, user_id, status, refresh_token, token_version, "
+                       "home_database from whoop_internal.account order by 1, 2")
+
+    @staticmethod
+    def history(db):
+        return {t: db.scalar("select count(*) from whoop.%s" % t) for t in HISTORY}
 
     def setUp(self):
         self.assertEqual(self.restore.returncode, 0, self.restore.stderr[-3000:])
@@ -72,16 +93,13 @@ class DumpAndRestore(unittest.TestCase):
             with self.subTest(relation=relation):
                 self.assertEqual(digest, self.source_digest[relation])
 
-    def test_accounts_and_tokens_came_along(self):
+    def test_accounts_and_tokens_came_along_with_their_home(self):
         self.assertEqual(len(self.restored_accounts), 2)
         self.assertEqual(self.restored_accounts, self.source_accounts)
+        self.assertEqual({a[-1] for a in self.restored_accounts}, {"restore_source"})
 
     def test_history_came_along(self):
-        for table in ("sync_log", "run_log", "refresh_log", "quality_log"):
-            with self.subTest(table=table):
-                self.assertEqual(
-                    self.copy.scalar("select count(*) from whoop.%s" % table),
-                    self.source.scalar("select count(*) from whoop.%s" % table))
+        self.assertEqual(self.restored_history, self.source_history)
 
     def test_refresh_rebuilds_every_view_to_the_source_contents(self):
         refreshed = self.copy.rows("select view_name, status from whoop.refresh()")
@@ -92,7 +110,39 @@ class DumpAndRestore(unittest.TestCase):
             with self.subTest(relation=relation):
                 self.assertEqual(got[relation], self.source_digest[relation])
 
-    def test_restored_copy_syncs_with_the_tokens_that_came_along(self):
+    def test_copy_refuses_the_tokens_and_the_source_keeps_working(self):
+        # runs before test_restored_copy_syncs_after_claim (name order)
+        self.sim.reset()
+        with self.assertRaises(SQLError) as cm:
+            self.copy.psql("select count(*) from whoop_api.profile")
+        self.assertEqual(cm.exception.sqlstate, "55000")
+        self.assertIn('on server "sim" belongs to another database', cm.exception.output)
+        self.assertIn('stored by database "restore_source"', cm.exception.output)
+        self.assertIn("HINT:  If this database is to take the accounts over, run "
+                      "SELECT whoop.claim_accounts();", cm.exception.output)
+        run, steps, out = self.copy.pipeline()
+        self.assertEqual(steps["sync"]["status"], "failed", out)
+        errors = self.copy.rows("select error from whoop.sync_log where run_id = %d" % run)
+        self.assertEqual(len(errors), 12)
+        for (error,) in errors:
+            self.assertIn("belongs to another database", error)
+            self.assertIn(CLAIM_HINT, error)
+        self.assertEqual(self.sim.request_log(), [], "the copy must not reach WHOOP")
+        self.assertEqual(self.copy.scalar(
+            "select count(*) from whoop.accounts where status <> 'active'"), "0")
+        # the source never noticed: it syncs with its tokens as before
+        _, steps, out = self.source.pipeline()
+        self.assertEqual(steps["sync"]["status"], "ok", out)
+        self.assertEqual(self.source.scalar(
+            "select count(*) from whoop.accounts where status <> 'active'"), "0")
+
+    def test_restored_copy_syncs_after_claim(self):
+        code, out = self.copy.notices("select whoop.claim_accounts()")
+        self.assertEqual(code, 0, out)
+        self.assertEqual(out.splitlines()[0], "2")
+        self.assertIn('NOTICE:  claimed 2 WHOOP accounts for database "restored"', out)
+        self.assertIn("must stop syncing them", out)
+        self.assertEqual({a[-1] for a in self.accounts(self.copy)}, {"restored"})
         self.sim.touch("cycle", self.sim.records("cycle")[0]["id"],
                        set={"score": {"strain": 7.5}})
         run, steps, out = self.copy.pipeline()
@@ -104,6 +154,36 @@ class DumpAndRestore(unittest.TestCase):
         self.assertEqual(self.copy.raw_matches_simulator(self.sim), [])
         self.assertEqual(self.copy.scalar(
             "select count(*) from whoop.accounts where status <> 'active'"), "0")
+        # claimed once, nothing is left to claim
+        self.assertEqual(self.copy.scalar("select whoop.claim_accounts()"), "0")
+
+    def test_zz_in_its_own_cluster_home_is_the_database_name(self):
+        # another database of the source's cluster is a copy ...
+        sibling = chaos_lib.DB("restore_sibling")
+        sibling.drop()
+        sibling.psql("create database restore_sibling", dbname="postgres")
+        restore = self.pg_restore(sibling)
+        self.assertEqual(restore.returncode, 0, restore.stderr[-3000:])
+        with self.assertRaises(SQLError) as cm:
+            sibling.psql("select count(*) from whoop_api.profile")
+        self.assertEqual(cm.exception.sqlstate, "55000")
+        # disconnecting there forgets the account without revoking it at WHOOP,
+        # which would log the original out
+        self.sim.reset()
+        user_id = int(self.source_accounts[0][1])
+        code, out = sibling.notices("select whoop.disconnect_account('sim', %d)" % user_id)
+        self.assertEqual(code, 0, out)
+        self.assertEqual(out.splitlines()[0], "f")
+        self.assertIn("WARNING:  WHOOP access of account %d was not revoked" % user_id, out)
+        self.assertEqual(self.sim.request_log(), [])
+        self.assertEqual(sibling.scalar("select whoop.claim_accounts()"), "1")
+        sibling.drop()
+        # ... the source restored in place, under its own name, is at home
+        self.source.drop()
+        self.source.psql("create database restore_source", dbname="postgres")
+        restore = self.pg_restore(self.source)
+        self.assertEqual(restore.returncode, 0, restore.stderr[-3000:])
+        self.assertEqual(self.source.scalar("select whoop.claim_accounts()"), "0")
 
 
 if __name__ == "__main__":

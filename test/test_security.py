@@ -78,8 +78,11 @@ class FakeWhoop:
     """A scripted loopback HTTP(S) server standing in for a hostile WHOOP.
 
     routes maps (method, path) to (status, headers, body bytes); unknown
-    routes answer 404.  Every request is recorded in .requests as
-    (method, path).  With tls=(certfile, keyfile) it speaks https.
+    routes answer 404.  A request under /api/ without an Authorization
+    header (whoop_fdw's check of api_url before it links an account) is
+    answered from (method, path, "anonymous"), by default 401 as WHOOP
+    answers it.  Every request is recorded in .requests as (method, path).
+    With tls=(certfile, keyfile) it speaks https.
     """
 
     def __init__(self, tls=None):
@@ -99,8 +102,13 @@ class FakeWhoop:
                     self.rfile.read(length)
                 path = self.path.split("?")[0]
                 outer.requests.append((self.command, path))
-                status, headers, body = outer.routes.get(
-                    (self.command, path), (404, {}, b'{"error":"not_found"}'))
+                if path.startswith("/api/") and self.headers.get("Authorization") is None:
+                    status, headers, body = outer.routes.get(
+                        (self.command, path, "anonymous"),
+                        (401, {}, b'{"error":"unauthorized"}'))
+                else:
+                    status, headers, body = outer.routes.get(
+                        (self.command, path), (404, {}, b'{"error":"not_found"}'))
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -281,6 +289,46 @@ class PrivilegeTest(unittest.TestCase):
                         user=MALLORY)
         self.assertEqual(err.sqlstate, "42501")
 
+    def test_refused_user_mapping_statements_are_not_logged(self):
+        # PostgreSQL refuses these before the validator runs; the statement
+        # holds the secret, its message does not
+        psql("create server if not exists sim_private foreign data wrapper whoop_fdw")
+        attempts = [
+            (ALICE, "create user mapping for current_user server sim "
+                    "options (client_id 'c', client_secret '%s')", "already exists"),
+            (ALICE, "create user mapping for whoop_sec_nobody server sim "
+                    "options (client_id 'c', client_secret '%s')", "does not exist"),
+            (ALICE, "create user mapping for current_user server no_such_server "
+                    "options (client_id 'c', client_secret '%s')", "does not exist"),
+            (ALICE, "alter user mapping for current_user server sim "
+                    "options (add client_secret '%s')", "provided more than once"),
+            (ALICE, "alter user mapping for current_user server sim "
+                    "options (set client_typo '%s')", "not found"),
+            (EVE, "create user mapping for current_user server sim_private "
+                  "options (client_id 'c', client_secret '%s')", "permission denied"),
+        ]
+        secrets = []
+        for number, (role, template, message) in enumerate(attempts):
+            secret = "refused-mapping-secret-%d" % number
+            secrets.append(secret)
+            with self.subTest(statement=template):
+                err = sql_error(template % secret, user=role)
+                self.assertIn(message, err.output)
+                self.assertNotIn(secret, err.output)
+        # the next statement of a session is logged as usual
+        psql("\\set ON_ERROR_STOP off\n"
+             "create user mapping for current_user server sim options "
+             "(client_id 'c', client_secret 'refused-mapping-secret-session');\n"
+             "select 1/0 as whoop_statement_after_a_mapping;\n", user=ALICE, check=False)
+        secrets.append("refused-mapping-secret-session")
+        with open(os.environ["WHOOP_SERVER_LOG"], errors="replace") as f:
+            log = f.read()
+        self.assertIn('user mapping for "%s" already exists for server "sim"' % ALICE, log)
+        self.assertIn("permission denied for foreign server sim_private", log)
+        self.assertIn("STATEMENT:  select 1/0 as whoop_statement_after_a_mapping", log)
+        for secret in secrets:
+            self.assertNotIn(secret, log)
+
     def test_zz_errors_and_log_leak_nothing(self):
         # runs last: provoke errors whose statements carry secrets
         unspent = self.sim.accounts()["athletes"][0]
@@ -411,9 +459,20 @@ class HostileTest(unittest.TestCase):
                     err = self.link_error()
                     self.assertIn("HTTP %d" % status, err.output)
                     self.assertNotIn("root:", err.output)
+                    # the check of api_url (no token), the grant, the profile
                     self.assertEqual(self.fake.requests,
-                                     [("POST", "/oauth/token"),
+                                     [("GET", "/api/v2/user/profile/basic"),
+                                      ("POST", "/oauth/token"),
                                       ("GET", "/api/v2/user/profile/basic")])
+                    # nor is the check's redirect followed, and no grant is spent then
+                    del self.fake.requests[:]
+                    self.fake.routes[("GET", "/api/v2/user/profile/basic", "anonymous")] = (
+                        status, {"Location": target}, b"{}")
+                    err = self.link_error()
+                    self.assertIn("does not answer like the WHOOP API", err.output)
+                    self.assertIn("HTTP %d" % status, err.output)
+                    self.assertEqual(self.fake.requests, [("GET", "/api/v2/user/profile/basic")])
+                    del self.fake.routes[("GET", "/api/v2/user/profile/basic", "anonymous")]
         # the token endpoint's redirect neither
         self.fake.routes[("POST", "/oauth/token")] = (
             307, {"Location": self.elsewhere.base() + "/oauth/token"}, b"{}")
@@ -448,7 +507,36 @@ class HostileTest(unittest.TestCase):
         err = self.link_error()
         self.assertEqual(err.sqlstate, "HV00A")
         self.assertIn("invalid access_token", err.output)
-        self.assertEqual(self.fake.requests, [("POST", "/oauth/token")])
+        self.assertEqual(self.fake.requests, [("GET", "/api/v2/user/profile/basic"),
+                                              ("POST", "/oauth/token")])
+
+    def test_invalid_json_names_endpoint_and_offset(self):
+        self.fake.routes[("GET", "/api/v2/user/profile/basic")] = (
+            200, {}, b'{"user_id": 7,, "email": "m@example.com"}')
+        err = self.link_error()
+        self.assertEqual(err.sqlstate, "HV00A")
+        self.assertIn("invalid JSON in WHOOP response from GET /v2/user/profile/basic",
+                      err.output)
+        self.assertRegex(err.output, r"byte offset \d+ of \d+")
+
+    def test_web_page_at_api_url_costs_no_grant(self):
+        page = b"<!DOCTYPE html><html><body>Welcome to our shop</body></html>"
+        self.fake.routes[("GET", "/api/v2/user/profile/basic", "anonymous")] = (200, {}, page)
+        err = self.link_error()
+        self.assertEqual(err.sqlstate, "HV00N")
+        self.assertIn('api_url of server "hostile" does not answer like the WHOOP API', err.output)
+        self.assertIn("answered HTTP 200, where the WHOOP API answers 401", err.output)
+        self.assertIn("HINT:  Check the server's api_url", err.output)
+        self.assertEqual(self.fake.requests, [("GET", "/api/v2/user/profile/basic")])
+
+    def test_web_page_at_oauth_url_names_oauth_url(self):
+        page = b"<!DOCTYPE html><html><body>Welcome to our shop</body></html>"
+        for status in (200, 404):
+            with self.subTest(status=status):
+                self.fake.routes[("POST", "/oauth/token")] = (status, {}, page)
+                err = self.link_error()
+                self.assertIn("HINT:  Check the server's oauth_url", err.output)
+                self.assertNotIn("Welcome", err.output)
 
     def test_absurd_rate_limit_reset_fails_fast_and_keeps_the_account(self):
         # link member 4242 with a token that is already within the refresh margin
@@ -649,23 +737,29 @@ class TlsTest(unittest.TestCase):
         try:
             fake = FakeWhoop(tls=make_certificate(directory))
             fake.routes[("POST", "/oauth/token")] = (200, {}, TOKEN_ANSWER)
+            # a plain loopback API that answers the check of api_url, so that
+            # the token endpoint is reached over TLS too
+            plain = FakeWhoop()
             try:
                 for host in ("127.0.0.1", "localhost"):
-                    with self.subTest(host=host):
-                        psql("drop server if exists tls cascade;"
-                             "create server tls foreign data wrapper whoop_fdw options "
-                             "(api_url %s, oauth_url %s, max_retries '0', timeout_ms '5000');"
-                             "create user mapping for current_user server tls options "
-                             "(client_id 'c', client_secret 'tls-secret')"
-                             % (quote_literal(fake.base("https", host) + "/api"),
-                                quote_literal(fake.base("https", host) + "/oauth")))
-                        err = sql_error("select whoop.add_account('tls', 'x')")
-                        self.assertEqual(err.sqlstate, "HV00N")
-                        self.assertIn("could not reach the WHOOP token endpoint", err.output)
-                        self.assertRegex(err.output, r"SSL peer certificate|certificate")
-                        self.assertEqual(fake.requests, [])
+                    for api, refused in ((fake.base("https", host), "the WHOOP API"),
+                                         (plain.base(), "the WHOOP token endpoint")):
+                        with self.subTest(host=host, refused=refused):
+                            psql("drop server if exists tls cascade;"
+                                 "create server tls foreign data wrapper whoop_fdw options "
+                                 "(api_url %s, oauth_url %s, max_retries '0', timeout_ms '5000');"
+                                 "create user mapping for current_user server tls options "
+                                 "(client_id 'c', client_secret 'tls-secret')"
+                                 % (quote_literal(api + "/api"),
+                                    quote_literal(fake.base("https", host) + "/oauth")))
+                            err = sql_error("select whoop.add_account('tls', 'x')")
+                            self.assertEqual(err.sqlstate, "HV00N")
+                            self.assertIn("could not reach %s" % refused, err.output)
+                            self.assertRegex(err.output, r"SSL peer certificate|certificate")
+                            self.assertEqual(fake.requests, [])
             finally:
                 fake.stop()
+                plain.stop()
                 psql("drop server if exists tls cascade")
         finally:
             shutil.rmtree(directory, ignore_errors=True)
