@@ -32,7 +32,12 @@ const int	whoop_webhook_type_count = lengthof(whoop_webhook_types);
 
 static const char *const body_members[] = {"user_id", "id", "type", "trace_id"};
 
+/* 18 replaced the pg_attribute_noreturn() suffix by a pg_noreturn specifier */
+#if PG_VERSION_NUM >= 180000
+static pg_noreturn void malformed(const char *detail);
+#else
 static void malformed(const char *detail) pg_attribute_noreturn();
+#endif
 static bool uuid_text(const char *text, int len, char *canonical);
 
 /*
