@@ -61,7 +61,7 @@ def build(scratch, destdir):
     os.makedirs(src)
     for name in ("Makefile", "whoop_fdw.control"):
         shutil.copy(os.path.join(ROOT, name), src)
-    for name in ("fdw", "extension"):
+    for name in ("fdw", "extension", "webhookd"):
         shutil.copytree(os.path.join(ROOT, name), os.path.join(src, name),
                         ignore=shutil.ignore_patterns("*.o", "*.so", "*.bc"))
     for cmd in (["make", "-s", "-C", src, "COPT=" + SANITIZE],
