@@ -247,6 +247,16 @@ comment on function whoop_internal.sync_endpoint(name, bigint, text, timestamptz
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
+create function whoop_internal.assert_outside_transaction_block(caller text)
+returns void
+language c
+as 'MODULE_PATHNAME', 'whoop_assert_outside_transaction_block';
+
+comment on function whoop_internal.assert_outside_transaction_block(text) is
+    'raises SQLSTATE 25001 with a hint when called inside a transaction block: for procedures that commit, such as whoop.run_pipeline()';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
 create or replace procedure whoop.sync(server name default null, user_id bigint default null,
                             endpoint text default null, full boolean default false,
                             run_id bigint default null)
@@ -270,6 +280,7 @@ declare
     failed text[] := '{}';
     synced_any boolean := false;
 begin
+    perform whoop_internal.assert_outside_transaction_block('whoop.sync()');
     if sync.full is null then
         raise exception 'full must be true or false, not NULL'
             using errcode = 'null_value_not_allowed',

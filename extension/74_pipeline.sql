@@ -63,15 +63,6 @@ $$;
 comment on function whoop_internal.pipeline_run_alive(integer, timestamptz, timestamptz) is
     'whether the backend that started a pipeline run is still executing that run''s statement (security definer: sees every session)';
 
---upgrade 1.0--1.1 begin
-create function whoop_internal.assert_outside_transaction_block(caller text)
-returns void
-language c
-as 'MODULE_PATHNAME', 'whoop_assert_outside_transaction_block';
-
-comment on function whoop_internal.assert_outside_transaction_block(text) is
-    'raises SQLSTATE 25001 with a hint when called inside a transaction block: for procedures that commit, such as whoop.run_pipeline()';
---upgrade 1.0--1.1 end
 
 -- No SET clause (search_path) here: a procedure with one cannot COMMIT.
 -- Every name below is schema-qualified or from pg_catalog.

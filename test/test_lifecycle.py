@@ -184,6 +184,10 @@ class Arguments(unittest.TestCase):
         self.assertRefused("begin; call whoop.run_pipeline(); commit", "25001",
                            "whoop.run_pipeline() cannot run inside a transaction block")
 
+    def test_sync_inside_a_transaction_block(self):
+        self.assertRefused("begin; call whoop.sync(); commit", "25001",
+                           "whoop.sync() cannot run inside a transaction block")
+
     def test_linking_functions_refuse_null_arguments(self):
         for sql, argument in (
                 ("select whoop.connect_account(null, 'c', 'https://localhost/cb')", "server"),
