@@ -83,20 +83,29 @@ summary=()
 for v in $versions; do
 	t0=$(date +%s)
 	if [ "$v" = "$here" ]; then
-		where=${WHOOP_CHROOT_SUITE:+the $WHOOP_CHROOT_SUITE chroot}
-		where=${where:-this machine}
-		echo "==== PostgreSQL $v on $where ($("${PG_CONFIG:-pg_config}" --bindir))"
+		where=${WHOOP_CHROOT_SUITE:+in the $WHOOP_CHROOT_SUITE chroot}
+		where=${where:-on this machine}
+		echo "==== PostgreSQL $v $where ($("${PG_CONFIG:-pg_config}" --bindir))"
 		run_here "$@" 2>&1 | tee "$logs/pg$v.log"
 		[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 	else
-		where="a Debian $(bash test/pg_chroot.sh suite "$v" 2>/dev/null || echo '(none)') chroot"
-		echo "==== PostgreSQL $v in $where"
+		if suite=$(bash test/pg_chroot.sh suite "$v" 2>/dev/null); then
+			where="in a Debian $suite chroot"
+		else
+			where="nowhere: no Debian release ships it"
+		fi
+		echo "==== PostgreSQL $v $where"
 		run_chroot "$v" "$@" 2>&1 | tee "$logs/pg$v.log"
 		[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 	fi
 	summary+=("$v|$(( $(date +%s) - t0 ))|$where")
 done
-[ ${#summary[@]} -gt 1 ] || exit $status
+if [ ${#summary[@]} -eq 1 ]; then
+	# the version's own last line is the total, unless it never got that far
+	tail -n 1 "$logs/pg${summary[0]%%|*}.log" | grep -Eq '^[0-9]+ passed, [0-9]+ failed$' ||
+		{ echo "0 passed, 1 failed"; status=1; }
+	exit $status
+fi
 
 passed=0
 failed=0
