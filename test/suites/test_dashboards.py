@@ -31,16 +31,13 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness
+from harness import psql, rows, scalar
 
-import harness  # noqa: E402
-from harness import psql, rows, scalar  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = harness.ROOT
 DASHBOARD = os.path.join(ROOT, "grafana", "dashboards", "whoop.json")
 DATASOURCE_YAML = os.path.join(ROOT, "grafana", "provisioning", "datasources", "whoop.yaml")
 PROVIDER_YAML = os.path.join(ROOT, "grafana", "provisioning", "dashboards", "whoop.yaml")

@@ -22,16 +22,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness
+from harness import psql, rows, scalar
 
-import harness  # noqa: E402
-from harness import psql, rows, scalar  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = harness.ROOT
 SOURCE = "whoop-fdw"
 DB = "pkg_installed"
 

@@ -27,13 +27,11 @@ FILTER makes Postgres skip moving-aggregate mode).
 import math
 import os
 import random
-import sys
 import time
 import unittest
 from decimal import Decimal
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
+import harness
 
 DB = "rolling_test"
 VAR_TOL = 1e-10

@@ -45,7 +45,7 @@ import harness
 from harness import psql, scalar
 from test_webhook import event_body, now_ms, sign
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = harness.ROOT
 BINARY = os.path.join(ROOT, "webhookd", "whoop-webhookd")
 DB = "webhookd"
 ROLE = "whoop_test_webhookd"

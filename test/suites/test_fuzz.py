@@ -14,7 +14,7 @@ import re
 import subprocess
 import unittest
 
-FUZZ_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz")
+FUZZ_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz")
 SECONDS = int(os.environ.get("WHOOP_FUZZ_SECONDS", "25"))
 
 

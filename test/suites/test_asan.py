@@ -1,6 +1,6 @@
 """test_asan.py -- pg_regress and the parsing and privilege suites against an ASan/UBSan build.
 
-Runs test/check_asan.py --quick: whoop_fdw built with gcc
+Runs test/asan/check_asan.py --quick: whoop_fdw built with gcc
 -fsanitize=address,undefined, loaded into a server with the ASan runtime
 preloaded; first two deliberate bugs must be reported (so a clean run means
 something), then pg_regress, test_fdw's ScanTest and test_security run
@@ -15,7 +15,8 @@ import subprocess
 import sys
 import unittest
 
-TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+CHECK_ASAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "asan", "check_asan.py")
 
 
 class AsanTest(unittest.TestCase):
@@ -24,8 +25,7 @@ class AsanTest(unittest.TestCase):
         env = dict(os.environ)
         for key in ("PGHOST", "PGPORT", "WHOOP_TEST_DB", "WHOOP_SERVER_LOG"):
             env.pop(key, None)
-        proc = subprocess.run([sys.executable, os.path.join(TEST_DIR, "check_asan.py"),
-                               "--quick"], capture_output=True, text=True, env=env,
+        proc = subprocess.run([sys.executable, CHECK_ASAN, "--quick"], capture_output=True, text=True, env=env,
                               timeout=1800)
         out = proc.stdout + proc.stderr
         summary = re.search(r"check-asan: (\d+) passed, (\d+) failed, (\d+) sanitizer reports",

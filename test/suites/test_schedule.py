@@ -8,15 +8,11 @@ that it really runs the pipeline.  Two small extra clusters cover pg_cron
 absent and pg_cron living in the extension's own database.
 """
 
-import os
-import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import harness  # noqa: E402
-from harness import psql, scalar, rows  # noqa: E402
-from test_warehouse import install_extension, query  # noqa: E402
+import harness
+from harness import psql, scalar, rows
+from test_warehouse import install_extension, query
 
 DB = "wh_schedule"
 JOB = "whoop_pipeline_" + DB

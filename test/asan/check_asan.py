@@ -40,9 +40,10 @@ import sys
 import tempfile
 import time
 
-TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+ASAN_DIR = os.path.dirname(os.path.abspath(__file__))
+TEST_DIR = os.path.dirname(ASAN_DIR)
 ROOT = os.path.dirname(TEST_DIR)
-sys.path.insert(0, TEST_DIR)
+sys.path[:0] = [TEST_DIR, os.path.join(TEST_DIR, "lib")]
 
 import harness  # noqa: E402
 import runner  # noqa: E402
@@ -80,7 +81,7 @@ def build_shim(scratch):
     """build_shim compiles asan_gettext_shim.c (see there why it is needed)."""
     shim = os.path.join(scratch, "asan_gettext_shim.so")
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", shim,
-                    os.path.join(TEST_DIR, "asan_gettext_shim.c")], check=True)
+                    os.path.join(ASAN_DIR, "asan_gettext_shim.c")], check=True)
     return shim
 
 
@@ -91,7 +92,7 @@ def check_canaries(scratch, reports, log):
     canary = os.path.join(scratch, "asan_canary.so")
     include = harness.pg_config("--includedir-server")
     subprocess.run(["gcc", "-shared", "-fPIC", "-I" + include, "-o", canary,
-                    os.path.join(TEST_DIR, "asan_canary.c")] + SANITIZE.split(), check=True)
+                    os.path.join(ASAN_DIR, "asan_canary.c")] + SANITIZE.split(), check=True)
     harness.psql("create database asan_probe", dbname="postgres")
     for function, argument, expected in (("asan_canary_overflow", 8, "heap-buffer-overflow"),
                                          ("asan_canary_signed_overflow", 2147483647,
@@ -135,7 +136,7 @@ def check_backend(module):
 
 def run_suites(names, env):
     """run_suites runs unittest names (module or module.Class) in one process."""
-    proc = subprocess.run([sys.executable, "-m", "unittest", "-v"] + names, cwd=TEST_DIR,
+    proc = subprocess.run([sys.executable, "-m", "unittest", "-v"] + names, cwd=runner.SUITES_DIR,
                           env=env, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     sys.stdout.write(out)

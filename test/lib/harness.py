@@ -1,13 +1,14 @@
 """harness.py -- shared plumbing for whoop_fdw's integration suites.
 
-Standard library only.  Every suite is a unittest module (test/test_*.py);
-test/runner.py runs one module and records its pass/fail counts for the
-totals line.  The pieces here:
+Standard library only.  Every suite is a unittest module
+(test/suites/test_*.py); test/runner.py runs one module and records its
+pass/fail counts for the totals line.  The pieces here:
 
-  Simulator   start test/whoop_sim.py on a free loopback port, talk to its
-              /_sim/ control plane
+  Simulator   start the simulator package (test/whoop_sim/) on a free
+              loopback port, talk to its /_sim/ control plane
   Database    run SQL through psql against the cluster the runner started
               (libpq environment: PGHOST, PGPORT, PGUSER, PGPASSWORD ...)
+  Cluster     a throwaway cluster (the runner's, and suites' own)
 """
 
 import json
@@ -20,9 +21,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-TEST_DIR = os.path.dirname(os.path.abspath(__file__))
-SIMULATOR = os.path.join(TEST_DIR, "whoop_sim.py")
+LIB_DIR = os.path.dirname(os.path.abspath(__file__))
+TEST_DIR = os.path.dirname(LIB_DIR)
+ROOT = os.path.dirname(TEST_DIR)
 PYTHON = sys.executable or "python3"
+# the simulator is the package test/whoop_sim: every Python this process
+# starts (simulators, suites, the demo) finds it and the helpers here
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [TEST_DIR, LIB_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                           if p and p not in (TEST_DIR, LIB_DIR)])
+SIMULATOR = [PYTHON, "-m", "whoop_sim"]    # the command that starts a simulator
 
 
 class Simulator:
@@ -45,7 +53,7 @@ class Simulator:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [PYTHON, SIMULATOR, "--port", "0"] + self.args,
+            SIMULATOR + ["--port", "0"] + self.args,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.strip().isdigit():
@@ -125,7 +133,7 @@ class Simulator:
     def fault(self, **spec):
         return self.control("POST", "faults", spec)
 
-    # -- small conveniences over the control plane (see whoop_sim.py) --------
+    # -- small conveniences over the control plane (see whoop_sim/control.py) --
 
     def chaos(self, **spec):
         return self.control("POST", "chaos", spec)
@@ -416,3 +424,4 @@ def link_simulator(sim, server="sim", options=None, import_into="api",
 
 def quote_literal(value):
     return "'" + str(value).replace("'", "''") + "'"
+

@@ -11,16 +11,13 @@ changes nothing.
 import datetime as dt
 import json
 import os
-import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import harness  # noqa: E402
-import warehouse_crosscheck  # noqa: E402
-import warehouse_fixture as fx  # noqa: E402
-from harness import psql, rows, scalar  # noqa: E402
-from test_warehouse import Compare, install_extension, query, refresh, METRICS, MARTS  # noqa: E402
+import harness
+import warehouse_crosscheck
+import warehouse_fixture as fx
+from harness import psql, rows, scalar
+from test_warehouse import Compare, install_extension, query, refresh, METRICS, MARTS
 
 DB = "wh_warehouse_sim"
 SIM_NOW = "2026-06-30T12:00:00Z"

@@ -13,7 +13,7 @@ import os
 import re
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FDW = os.path.join(ROOT, "fdw")
 HEADER = os.path.join(FDW, "whoop_fdw.h")
 

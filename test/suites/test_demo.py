@@ -2,7 +2,7 @@
 plain text unless it goes to a terminal.
 
 Cheap on purpose (a few seconds, no cluster, no simulator): two copies of
-test/demo.py stand for two clones, a sleeping process for a demo's
+test/demo/demo.py stand for two clones, a sleeping process for a demo's
 simulator and an empty directory for its cluster.  `demo.py stop` in one
 clone must leave the other clone's demo alone and end its own; a pid that
 no longer has the recorded start time is not signalled.  The headings are
@@ -21,22 +21,24 @@ import sys
 import tempfile
 import unittest
 
-TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+TEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_DIR = os.path.join(TEST_DIR, "demo")
 ESC = b"\x1b"
 
 
 def make_clone(root, name):
-    """make_clone: a directory with test/demo.py and test/harness.py, like a clone of the repository."""
+    """make_clone: a directory with test/demo/demo.py and test/lib/harness.py, like a clone
+    of the repository; returns its test/."""
     test_dir = os.path.join(root, name, "test")
-    os.makedirs(test_dir)
-    for f in ("demo.py", "harness.py"):
-        shutil.copy(os.path.join(TEST_DIR, f), test_dir)
+    for f in ("demo/demo.py", "lib/harness.py"):
+        os.makedirs(os.path.join(test_dir, os.path.dirname(f)), exist_ok=True)
+        shutil.copy(os.path.join(TEST_DIR, f), os.path.join(test_dir, f))
     return test_dir
 
 
 def run_demo(test_dir, *args):
     """run_demo runs a clone's demo.py with its output in a pipe; returns (exit code, output bytes)."""
-    proc = subprocess.run([sys.executable, os.path.join(test_dir, "demo.py")] + list(args),
+    proc = subprocess.run([sys.executable, os.path.join(test_dir, "demo", "demo.py")] + list(args),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     return proc.returncode, proc.stdout
 
@@ -50,7 +52,7 @@ class DemoState(unittest.TestCase):
         # clone A's "simulator" and "cluster directory"
         self.sim = subprocess.Popen(["sleep", "300"], start_new_session=True)
         self.cluster_dir = tempfile.mkdtemp(prefix="cluster.", dir=self.root)
-        spec = importlib.util.spec_from_file_location("demo_clone_a", os.path.join(self.a, "demo.py"))
+        spec = importlib.util.spec_from_file_location("demo_clone_a", os.path.join(self.a, "demo", "demo.py"))
         self.demo = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.demo)
 
@@ -117,11 +119,11 @@ def heading(tty, no_color=None):
     if no_color is not None:
         env["NO_COLOR"] = no_color
     if not tty:
-        return subprocess.run(cmd, cwd=TEST_DIR, env=env, stdout=subprocess.PIPE, check=True,
+        return subprocess.run(cmd, cwd=DEMO_DIR, env=env, stdout=subprocess.PIPE, check=True,
                               timeout=60).stdout
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen(cmd, cwd=TEST_DIR, env=env, stdout=slave)
+        proc = subprocess.Popen(cmd, cwd=DEMO_DIR, env=env, stdout=slave)
         os.close(slave)
         out = b""
         while True:

@@ -15,19 +15,15 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import harness  # noqa: E402
-import warehouse_crosscheck  # noqa: E402
-import warehouse_fixture as fx  # noqa: E402
-from harness import psql, scalar, rows  # noqa: E402
+import harness
+import warehouse_crosscheck
+import warehouse_fixture as fx
+from harness import psql, scalar, rows
 
 DB = "wh_warehouse"
-TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 D = dt.date
 
 MARTS = ["dim_user", "dim_date", "fact_daily_recovery", "fact_daily_strain"]

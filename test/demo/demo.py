@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """demo.py -- the main job (make demo): a WHOOP warehouse from scratch.
 
-Started by test/demo.sh after the packages, the build and `make install`.
+Started by test/demo/demo.sh after the packages, the build and `make install`.
 It starts a throwaway PostgreSQL cluster (pg_cron preloaded) and the bundled
 WHOOP simulator (one athlete, two years, up to today), creates the
 extension, links the account the way a real user does (authorize URL ->
@@ -32,8 +32,8 @@ import sys
 import time
 import urllib.request
 
-TEST_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TEST_DIR)
+TEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TEST_DIR, "lib"))
 
 import harness  # noqa: E402
 
@@ -109,9 +109,9 @@ def main():
     # the simulator outlives this script: its output goes to a file, not a pipe
     sim_out = os.path.join(cluster.dir, "simulator.out")
     with open(sim_out, "w") as out:
-        sim = subprocess.Popen([sys.executable, harness.SIMULATOR, "--port", "0", "--seed", "7",
-                                "--athletes", "1", "--days", "730", "--now", now,
-                                "--rate-per-minute", "0", "--rate-per-day", "0"],
+        sim = subprocess.Popen(harness.SIMULATOR + ["--port", "0", "--seed", "7",
+                                                    "--athletes", "1", "--days", "730", "--now", now,
+                                                    "--rate-per-minute", "0", "--rate-per-day", "0"],
                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     if not harness.wait_until(lambda: open(sim_out).readline().strip().isdigit(), timeout=60):
         raise RuntimeError("the simulator did not start: " + open(sim_out).read()[-2000:])

@@ -16,7 +16,7 @@ import unittest
 import harness
 from harness import psql, rows, scalar, SQLError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT
 
 
 def sim_requests(sim, prefix=None):

@@ -31,8 +31,7 @@ import unittest
 import chaos_lib
 import harness
 
-TEST_DIR = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(TEST_DIR)
+ROOT = harness.ROOT
 RELEASED_1_0 = "b3239757c9fb344cd33108967cdefe3d28f97a25"
 PG_CONFIG = os.environ.get("PG_CONFIG", "pg_config")
 

@@ -31,15 +31,12 @@ Figures go to stdout (lines starting "FIGURE") for the README.
 
 import os
 import signal
-import sys
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import harness  # noqa: E402
-from chaos_lib import DB, Session, digest_differences  # noqa: E402
+import harness
+from chaos_lib import DB, Session, digest_differences
 
 SIM_ARGS = ("--athletes", "3", "--days", "730", "--rate-per-minute", "0",
             "--rate-per-day", "0", "--seed", "42")

@@ -12,21 +12,18 @@ import base64
 import http.client
 import json
 import math
-import os
 import re
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import time
 import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
+import harness
 
 NOW = "2026-06-30T12:00:00Z"
 
@@ -1616,8 +1613,8 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(err, "")
 
     def test_real_time_clock_without_now(self):
-        proc = subprocess.Popen([harness.PYTHON, harness.SIMULATOR, "--port", "0", "--days", "10",
-                                 "--quiet"], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(harness.SIMULATOR + ["--port", "0", "--days", "10", "--quiet"],
+                                stdout=subprocess.PIPE, text=True)
         try:
             port = int(proc.stdout.readline())
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -1631,8 +1628,8 @@ class ProcessTest(unittest.TestCase):
             proc.stdout.close()
 
     def test_bad_arguments(self):
-        proc = subprocess.run([harness.PYTHON, harness.SIMULATOR, "--port", "0",
-                               "--now", "yesterday"], capture_output=True, text=True, timeout=20)
+        proc = subprocess.run(harness.SIMULATOR + ["--port", "0", "--now", "yesterday"],
+                              capture_output=True, text=True, timeout=20)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("--now", proc.stderr)
 

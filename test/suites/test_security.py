@@ -39,7 +39,7 @@ ALICE = "whoop_sec_alice"
 MALLORY = "whoop_sec_mallory"
 EVE = "whoop_sec_eve"
 DB = "security"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT
 
 # statements whose errors the server log and the clients saw
 SECRETS_USED = []
