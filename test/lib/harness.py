@@ -9,6 +9,9 @@ pass/fail counts for the totals line.  The pieces here:
   Database    run SQL through psql against the cluster the runner started
               (libpq environment: PGHOST, PGPORT, PGUSER, PGPASSWORD ...)
   Cluster     a throwaway cluster (the runner's, and suites' own)
+  SimulatorSuite
+              the base class of a suite's test class that needs a
+              simulator, a fresh database and the athletes linked
 """
 
 import json
@@ -17,6 +20,7 @@ import re
 import subprocess
 import sys
 import time
+import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -425,3 +429,43 @@ def link_simulator(sim, server="sim", options=None, import_into="api",
 def quote_literal(value):
     return "'" + str(value).replace("'", "''") + "'"
 
+
+class SimulatorSuite(unittest.TestCase):
+    """SimulatorSuite is the setup the integration suites share, once per class.
+
+    setUpClass starts a simulator with SIM_ARGS (cls.sim); with a DB, it
+    (re)creates that database with EXTENSIONS, makes it the one psql(),
+    rows() and scalar() use, and links the simulator's athletes through
+    link_simulator(cls.sim, **LINK) (their user_ids in cls.users; LINK None
+    links nobody).  A class that must do more calls super().setUpClass()
+    first.  Everything is undone after the class -- also when setUpClass
+    fails half-way, through class cleanups: DB is dropped, psql() gets its
+    previous database back and the simulator stops.
+    """
+
+    SIM_ARGS = ()
+    DB = None
+    EXTENSIONS = ("whoop_fdw",)
+    LINK = {}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sim = Simulator(*cls.SIM_ARGS).start()
+        cls.addClassCleanup(cls.sim.stop)
+        cls.users = []
+        if cls.DB is None:
+            return
+        cls.addClassCleanup(cls._drop_database, os.environ.get("WHOOP_TEST_DB"))
+        fresh_database(cls.DB, cls.EXTENSIONS)
+        if cls.LINK is not None:
+            cls.users = link_simulator(cls.sim, **cls.LINK)
+
+    @classmethod
+    def _drop_database(cls, previous):
+        """_drop_database drops the class's database and restores psql()'s default."""
+        psql("drop database if exists %s with (force)" % cls.DB, dbname="postgres")
+        if previous is None:
+            os.environ.pop("WHOOP_TEST_DB", None)
+        else:
+            os.environ["WHOOP_TEST_DB"] = previous

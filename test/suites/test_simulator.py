@@ -192,18 +192,13 @@ def rec_key(kind, r):
     return r["cycle_id"] if kind == "recovery" else r["id"]
 
 
-class SimTestCase(unittest.TestCase):
-    """One simulator per class (started in setUpClass) with SIM_ARGS."""
-    SIM_ARGS = ()
+class SimTestCase(harness.SimulatorSuite):
+    """One simulator per class with SIM_ARGS, no database; its accounts as acc."""
 
     @classmethod
     def setUpClass(cls):
-        cls.sim = harness.Simulator(*cls.SIM_ARGS).start()
+        super().setUpClass()
         cls.acc = cls.sim.accounts()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
 
     def token(self, athlete=0):
         return self.sim.token(athlete)

@@ -33,19 +33,16 @@ def sync(*args):
     return harness.psql_full("call whoop.sync(%s)" % ", ".join(args))
 
 
-class SyncTest(unittest.TestCase):
+class SyncTest(harness.SimulatorSuite):
+
+    SIM_ARGS = ("--athletes", "2", "--days", "90", "--rate-per-minute", "0", "--rate-per-day", "0")
+    DB = "sync_test"
+    LINK = {"import_into": None}
 
     @classmethod
     def setUpClass(cls):
-        cls.sim = harness.Simulator("--athletes", "2", "--days", "90",
-                                    "--rate-per-minute", "0", "--rate-per-day", "0").start()
-        harness.fresh_database("sync_test")
-        cls.users = harness.link_simulator(cls.sim, import_into=None)
+        super().setUpClass()
         cls.first = sync()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
 
     def setUp(self):
         self.sim.reset()

@@ -122,27 +122,16 @@ class SimulatorData(Compare, unittest.TestCase):
         self.assertEqual(digest(), before)
 
 
-class PipelineEndToEnd(unittest.TestCase):
+class PipelineEndToEnd(harness.SimulatorSuite):
     """CALL whoop.run_pipeline() through the FDW and the sync, on the simulator."""
 
+    SIM_ARGS = ("--athletes", "2", "--days", "120", "--now", SIM_NOW,
+                "--rate-per-minute", "0", "--rate-per-day", "0")
     DB = "wh_pipeline_e2e"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = harness.Simulator("--athletes", "2", "--days", "120", "--now", SIM_NOW,
-                                    "--rate-per-minute", "0", "--rate-per-day", "0").start()
-        cls.saved_db = os.environ.get("WHOOP_TEST_DB")
-        install_extension(cls.DB)
-        cls.users = harness.link_simulator(cls.sim, import_into=None)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
-        psql("drop database if exists %s with (force)" % cls.DB, dbname="postgres")
-        if cls.saved_db:
-            os.environ["WHOOP_TEST_DB"] = cls.saved_db
+    LINK = {"import_into": None}
 
     def setUp(self):
+        # the module's other classes work in the module's database
         os.environ["WHOOP_TEST_DB"] = self.DB
 
     def run_pipeline(self):
