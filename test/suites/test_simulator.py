@@ -1,4 +1,4 @@
-"""test_simulator.py -- the WHOOP API simulator (test/whoop_sim.py) itself.
+"""test_simulator.py -- the WHOOP API simulator (the package test/whoop_sim/) itself.
 
 Record shapes against WHOOP's OpenAPI schema (required fields and types are
 hard-coded below), paging and filtering, OAuth and token rotation, rate
