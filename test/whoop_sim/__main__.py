@@ -48,7 +48,8 @@ from .times import parse_iso
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="WHOOP API simulator (see the module docstring)")
+    p = argparse.ArgumentParser(prog="python3 -m whoop_sim",
+                                description="WHOOP API simulator (see whoop_sim/__main__.py)")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--athletes", type=int, default=1)
