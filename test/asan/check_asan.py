@@ -62,9 +62,11 @@ def build(scratch, destdir):
     os.makedirs(src)
     for name in ("Makefile", "whoop_fdw.control"):
         shutil.copy(os.path.join(ROOT, name), src)
-    for name in ("fdw", "extension"):
+    # make builds whoop-webhookd too (all: webhookd), so its sources come along
+    for name in ("fdw", "extension", "webhookd"):
         shutil.copytree(os.path.join(ROOT, name), os.path.join(src, name),
-                        ignore=shutil.ignore_patterns("*.o", "*.so", "*.bc"))
+                        ignore=shutil.ignore_patterns("*.o", "*.so", "*.bc", "whoop-webhookd",
+                                                      "whoop-webhookd.service"))
     for cmd in (["make", "-s", "-C", src, "COPT=" + SANITIZE],
                 ["make", "-s", "-C", src, "install", "DESTDIR=" + destdir]):
         proc = subprocess.run(cmd, capture_output=True, text=True)
