@@ -122,13 +122,13 @@ test:
 	bash test/run_tests.sh
 
 demo:
-	bash test/demo.sh
+	bash test/demo/demo.sh
 
 demo-stop:
-	bash test/demo.sh stop
+	bash test/demo/demo.sh stop
 
 bench:
-	bash test/run_benchmarks.sh
+	bash test/bench/run_benchmarks.sh
 
 fuzz:
 	bash test/install_deps.sh clang libclang-rt-dev
@@ -136,4 +136,4 @@ fuzz:
 
 check-asan:
 	bash test/install_deps.sh clang libclang-rt-dev openssl
-	/usr/bin/python3 test/check_asan.py
+	/usr/bin/python3 test/asan/check_asan.py

@@ -8,7 +8,7 @@
  * Dependencies point one way, downward.  The files stand in layers, top
  * down; a file uses functions and variables of files on lower lines only,
  * never of its neighbours on the same line or of anything above, so there
- * is no cycle (test/test_layering.py checks this against the code):
+ * is no cycle (test/suites/test_layering.py checks this against the code):
  *
  *	whoop_fdw.c account.c procedure.c webhook.c -- FDW callbacks; SQL functions
  *	fetch.c pushdown.c		-- an API call with its token; request planning

@@ -1,7 +1,7 @@
 -- Rolling window aggregates: rolling_avg, rolling_variance, rolling_stddev,
 -- momentum, ewma.
 -- Small fixed cases; results are rounded or compared with tolerances so the
--- output is stable.  The large accuracy runs are in test/test_rolling.py.
+-- output is stable.  The large accuracy runs are in test/suites/test_rolling.py.
 set client_min_messages = warning;
 create extension if not exists whoop_fdw;
 set extra_float_digits = -3;  -- 12 significant digits: stable, readable output

@@ -15,7 +15,7 @@ select view_name, status, error from whoop.refresh() order by refresh_order;
 delete from whoop.raw_cycle where id = 40049;
 select count(*) filter (where status = 'ok') as ok from whoop.refresh();
 -- Quality checks (freshness and future days depend on the clock and on what
--- earlier suites synced: left out here, tested in test/test_warehouse.py).
+-- earlier suites synced: left out here, tested in test/suites/test_warehouse.py).
 select check_name, object_name, failing_rows, status, detail
 from whoop.check_quality() where check_name not in ('sync_freshness', 'no_future_days');
 select count(distinct run_id) >= 1 as kept_in_history from whoop.quality_log;

@@ -8,8 +8,10 @@
 # WHOOP_PG_VERSIONS (default "15 17 18"), the same inside a cached Debian
 # chroot that has that version (test/pg_chroot.sh), without the suites that
 # need a browser, clang or the sanitizers (CHROOT_LEAVE_OUT: they test the
-# parsers and the page rendering, not the server), and without the Debian
-# package build, which is tested for the host's version.
+# parsers and the page rendering, not the server), without the Debian
+# package build, which is tested for the host's version, and without
+# test_demo, which tests the demo script alone and needs a pseudo-terminal
+# the chroots do not mount.
 #
 # Arguments name suites to run on each version (default: all).  Every suite's
 # summary line names its version ("pg17 test_fdw: ..."); the last line
@@ -19,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 versions=${WHOOP_PG_VERSIONS:-15 17 18}
-CHROOT_LEAVE_OUT="test_dashboards.HtmlInChromium test_fuzz test_asan test_package"
+CHROOT_LEAVE_OUT="test_dashboards.HtmlInChromium test_fuzz test_asan test_package test_demo"
 started=$(date +%s)
 
 # chromium renders the HTML report in test_dashboards; python3-yaml lets it

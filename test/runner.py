@@ -3,11 +3,11 @@
 
 Started by test/run_tests.sh after the build and install.  It creates a
 throwaway cluster (pg_cron preloaded), starts a WHOOP simulator for the
-pg_regress suite, runs pg_regress on sql/ and then every test/test_*.py
-module (each in its own process, against the same cluster), stops all it
-started -- also on failure -- and prints a summary line per suite, named by
-the PostgreSQL major version under test ("pg17 test_fdw: 41 passed, 0
-failed (12 s)"), and as its last line
+pg_regress suite, runs pg_regress on sql/ and then every
+test/suites/test_*.py module (each in its own process, against the same
+cluster), stops all it started -- also on failure -- and prints a summary
+line per suite, named by the PostgreSQL major version under test ("pg17
+test_fdw: 41 passed, 0 failed (12 s)"), and as its last line
 
     N passed, N failed
 
@@ -33,7 +33,11 @@ import unittest
 
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TEST_DIR)
-sys.path.insert(0, TEST_DIR)
+SUITES_DIR = os.path.join(TEST_DIR, "suites")
+# a suite imports the helpers in lib/ and may import another suite
+# (test_schedule takes test_warehouse's); harness puts lib/ and test/ (the
+# simulator package) into PYTHONPATH for every Python started from here
+sys.path[:0] = [SUITES_DIR, os.path.join(TEST_DIR, "lib")]
 
 import harness  # noqa: E402
 
@@ -111,7 +115,7 @@ def main(argv):
     wanted = set(argv)
     skipped = left_out()
     modules = sorted(os.path.basename(p)[:-3]
-                     for p in glob.glob(os.path.join(TEST_DIR, "test_*.py")))
+                     for p in glob.glob(os.path.join(SUITES_DIR, "test_*.py")))
     version = "pg%d" % harness.PG_MAJOR
     totals = {"passed": 0, "failed": 0}
     lines = []
@@ -137,7 +141,7 @@ def main(argv):
                 results = tmp.name
             os.unlink(results)
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--module",
-                                   name, results], env=env, cwd=TEST_DIR)
+                                   name, results], env=env, cwd=SUITES_DIR)
             if os.path.exists(results):
                 counts = json.load(open(results))
                 os.unlink(results)

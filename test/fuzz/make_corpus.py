@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make_corpus.py -- seed corpus and dictionaries for the fuzz targets, from the simulator.
 
-Starts the WHOOP simulator (test/whoop_sim.py, fixed seed and clock) and
+Starts the WHOOP simulator (test/whoop_sim/, fixed seed and clock) and
 records what a client really receives:
 
   corpus/fuzz_page/    pages of every collection endpoint (small pages, with
@@ -32,7 +32,7 @@ import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 import harness  # noqa: E402
 

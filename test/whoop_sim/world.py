@@ -1,0 +1,203 @@
+"""world.py -- the simulator's world: the athletes, the simulator clock,
+their generation (in forked helpers for many athletes), paging cursors and
+record lookups."""
+
+import bisect
+import gc
+import hashlib
+import hmac
+import os
+import pickle
+import signal
+import tempfile
+import time
+import urllib.parse
+
+from .catalog import rng
+from .physiology import Athlete
+from .times import DAY
+
+PARALLEL_FROM = 24               # athletes: from here helper processes generate (--jobs)
+
+
+class World:
+    def __init__(self, seed, athletes, days, now_ms, frozen, no_body, jobs=2):
+        self.seed = seed
+        self.jobs = jobs
+        self.frozen = frozen
+        self.now_fixed = now_ms
+        self.offset = 0.0      # real-time mode: sim now = real now + offset
+        self.real0 = now_ms
+        self.now0_e = int(now_ms // DAY)
+        self.first_e = self.now0_e - days + 1
+        r = rng(seed, "users")
+        ids = r.sample(range(100_000, 40_000_000), athletes)
+        self.athletes = []
+        self.by_user = {}
+        for i, uid in enumerate(ids):
+            has_body = not ((i + 1) in no_body or uid in no_body)
+            a = Athlete(self, i, uid, has_body)
+            self.athletes.append(a)
+            self.by_user[uid] = a
+        self.horizon_e = None
+        self.secret = hashlib.sha256(("whoop-sim:%s" % seed).encode()).digest()
+        self.ensure()
+
+    def now(self):
+        if self.frozen:
+            return self.now_fixed
+        return int(time.time() * 1000 + self.offset)
+
+    def set_now(self, ms):
+        if self.frozen:
+            self.now_fixed = int(ms)
+        else:
+            self.offset = ms - time.time() * 1000
+        self.ensure()
+
+    def ensure(self):
+        """ensure generates every athlete up to two days past now."""
+        target = int(self.now() // DAY) + 2
+        if self.horizon_e is not None and target <= self.horizon_e:
+            return
+        gc_was = gc.isenabled()
+        gc.disable()     # millions of young objects: the cyclic GC only costs here
+        try:
+            if self.horizon_e is None and self.jobs > 1 and len(self.athletes) >= PARALLEL_FROM:
+                self.generate_forked(target)
+            for a in self.athletes:
+                a.ensure(target)
+        finally:
+            if gc_was:
+                gc.freeze()
+                gc.enable()
+        self.horizon_e = target
+
+    def generate_forked(self, target):
+        """generate_forked splits the athletes into `jobs` chunks: forked
+        helper processes generate all but the first (this process does that
+        one meanwhile) and hand their athletes over in a pickle.  The data is
+        the same as generating in order: each athlete is independent."""
+        if not hasattr(os, "fork"):
+            return
+        n = len(self.athletes)
+        chunks = [self.athletes[n * i // self.jobs:n * (i + 1) // self.jobs]
+                  for i in range(self.jobs)]
+        kids = []
+        try:
+            for chunk in chunks[1:]:
+                fd, path = tempfile.mkstemp(prefix="whoop_sim.")
+                try:
+                    pid = os.fork()
+                except OSError:     # no helper: ensure() generates the rest here
+                    os.close(fd)
+                    os.unlink(path)
+                    break
+                if pid == 0:
+                    code = 1
+                    try:
+                        for a in chunk:
+                            a.ensure(target)
+                        with os.fdopen(fd, "wb") as f:
+                            pickle.dump([a.export() for a in chunk], f,
+                                        protocol=pickle.HIGHEST_PROTOCOL)
+                        code = 0
+                    finally:
+                        os._exit(code)
+                os.close(fd)
+                kids.append((pid, path, chunk))
+            for a in chunks[0]:
+                a.ensure(target)
+            while kids:
+                pid, path, chunk = kids[0]
+                _, status = os.waitpid(pid, 0)
+                kids.pop(0)
+                if status == 0:     # else the athletes are generated here, in ensure()
+                    with open(path, "rb") as f:
+                        for a, data in zip(chunk, pickle.load(f)):
+                            a.load(data)
+                os.unlink(path)
+        finally:        # interrupted (SIGTERM): no orphans, no files left
+            for pid, path, chunk in kids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:
+                    pass
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    def find(self, kind, key):
+        """find looks a record up by id across athletes (control plane)."""
+        for a in self.athletes:
+            rec = a.by_id[kind].get(key)
+            if rec is not None:
+                return rec
+        return None
+
+    # paging cursor -----------------------------------------------------
+    def make_token(self, kind, uid, key):
+        msg = "%s.%d" % (key[0], key[1])
+        mac = hmac.new(self.secret, ("%s|%s|%s" % (kind, uid, msg)).encode(),
+                       hashlib.sha256).hexdigest()[:12]
+        raw = ("%s.%s" % (msg, mac)).encode()
+        return urllib.parse.quote(__import__("base64").urlsafe_b64encode(raw).decode().rstrip("="))
+
+    def read_token(self, kind, uid, tok):
+        import base64
+        try:
+            t = tok.strip()
+            raw = base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)).decode("ascii")
+            a, b, mac = raw.split(".")
+            msg = "%d.%d" % (int(a), int(b))
+            if msg != "%s.%s" % (a, b):
+                raise ValueError
+            good = hmac.new(self.secret, ("%s|%s|%s" % (kind, uid, msg)).encode(),
+                            hashlib.sha256).hexdigest()[:12]
+            if not hmac.compare_digest(good, mac):
+                raise ValueError
+            return (int(a), int(b))
+        except Exception:
+            raise ValueError("invalid nextToken")
+
+    def page(self, ath, kind, start_ms, end_ms, cursor, limit, now):
+        idx = ath.indexes[kind]
+        keys, recs, span = idx.keys, idx.recs, idx.span
+        hi = bisect.bisect_left(keys, (end_ms,))
+        if cursor is not None:
+            hi = min(hi, bisect.bisect_left(keys, cursor))
+        out = []
+        i = hi - 1
+        while i >= 0 and len(out) <= limit:
+            rec = recs[i]
+            i -= 1
+            v = rec.view(now)
+            if start_ms is not None:
+                overlaps = rec.open_at(now) or rec.end > start_ms
+                if not overlaps:
+                    if rec.sort_start + span <= start_ms:
+                        break
+                    continue
+            if v is None:
+                continue
+            out.append((rec, v))
+        nxt = None
+        if len(out) > limit:
+            last = out[limit - 1][0]
+            nxt = self.make_token(kind, ath.user_id, (last.sort_start, last.tb))
+            out = out[:limit]
+        return [v for _, v in out], nxt
+
+    def visible(self, kind, uid, now):
+        aths = [self.by_user[uid]] if uid is not None else self.athletes
+        rows = []
+        for a in aths:
+            idx = a.indexes[kind]
+            for rec in idx.recs:
+                v = rec.view(now)
+                if v is not None:
+                    rows.append(((rec.sort_start, rec.tb, a.user_id), v))
+        rows.sort(key=lambda x: x[0], reverse=True)
+        return [v for _, v in rows]
