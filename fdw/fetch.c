@@ -10,7 +10,11 @@
  *	  a body that is no JSON at all, such as a web page, points at api_url);
  *	- 404: NULL when the caller expects it (by-id lookups, a member without
  *	  a body measurement), else an error;
- *	- 401: the token is refreshed once and the request sent again;
+ *	- 401: the request is sent again with a newer token.  When that token
+ *	  is one another session had just fetched, an expiry may already have
+ *	  ended it too: a second 401 then gets one more token (refreshed here
+ *	  unless yet another session was quicker).  A 401 to a token this
+ *	  backend refreshed itself is final;
  *	- anything else: an error at once.
  *
  * Before a code or refresh token is spent on linking an account, the API is
@@ -32,7 +36,8 @@ typedef struct ApiRead
 	int64		user_id;
 	bool		own_token;		/* the account's token: a 401 may refresh it */
 	bool		missing_ok;
-	const char *rejected;		/* the token WHOOP answered 401 to */
+	int			renewals;		/* newer tokens this read has asked for */
+	bool		refreshed;		/* one of them this backend refreshed itself */
 } ApiRead;
 
 static WhoopVerdict classify_read(WhoopSend *send, const WhoopHttpResponse *response);
@@ -78,12 +83,15 @@ classify_read(WhoopSend *send, const WhoopHttpResponse *response)
 
 	if (response->status == 200 || (response->status == 404 && api->missing_ok))
 		return WHOOP_TAKE;
-	if (response->status == 401 && api->own_token && api->rejected == NULL)
+	if (response->status == 401 && api->own_token && !api->refreshed && api->renewals < 2)
 	{
-		/* expired or revoked under us: refresh once and send again */
-		api->rejected = send->request.bearer;
+		/* expired or revoked under us: a newer token, and send again */
+		uint64		refreshes = whoop_oauth_refreshes();
+
+		api->renewals++;
 		send->request.bearer = whoop_access_token(api->server, api->user_id,
-												  api->rejected);
+												  send->request.bearer);
+		api->refreshed = whoop_oauth_refreshes() != refreshes;
 		return WHOOP_RESEND;
 	}
 	if (response->status == 401)
@@ -128,7 +136,7 @@ whoop_fetch(const WhoopServer *server, int64 user_id, const char *bearer,
 			const char *path_and_query, bool missing_ok,
 			MemoryContext doc_context, WhoopFetchStats *stats)
 {
-	ApiRead		api = {server, user_id, bearer == NULL, missing_ok, NULL};
+	ApiRead		api = {server, user_id, bearer == NULL, missing_ok, 0, false};
 	WhoopSend	send = {0};
 	WhoopHttpResponse response;
 	WhoopJsonDoc *doc;

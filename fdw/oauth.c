@@ -193,6 +193,20 @@ check_account(const WhoopServer *server, const WhoopStoredAccount *account)
 				 errhint("Authorize with the \"offline\" scope, which " WHOOP_SQL_AUTHORIZE_URL " requests.")));
 }
 
+/* refreshes this backend has asked WHOOP for (whoop_oauth_refreshes) */
+static uint64 backend_refreshes = 0;
+
+/*
+ * whoop_oauth_refreshes returns how many refreshes this backend has asked
+ * WHOOP for, so a caller can tell a token it refreshed itself from one
+ * another session had just fetched.
+ */
+uint64
+whoop_oauth_refreshes(void)
+{
+	return backend_refreshes;
+}
+
 /*
  * whoop_access_token returns an access token for an account (palloc'd in
  * the caller's context).  REJECTED, if not NULL, is a token WHOOP has just
@@ -263,6 +277,7 @@ refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 	WhoopTokens *tokens;
 	char	   *role;
 
+	backend_refreshes++;
 	grant.form = whoop_oauth_form(client, "refresh_token", "refresh_token",
 								  account->refresh_token, NULL);
 	grant.user_id = account->user_id;

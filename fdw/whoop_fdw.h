@@ -475,6 +475,7 @@ typedef struct WhoopGrant
 
 extern char *whoop_access_token(const WhoopServer *server, int64 user_id,
 								const char *rejected_token);
+extern uint64 whoop_oauth_refreshes(void);
 extern WhoopTokens *whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant);
 extern void whoop_oauth_forget(const WhoopServer *server, int64 user_id);
 extern char *whoop_oauth_form(const WhoopClient *client, const char *grant_type,

@@ -33,19 +33,11 @@ def api_count(stats, key, status=None):
     return entry.get(str(status), 0)
 
 
-class ScanTest(unittest.TestCase):
+class ScanTest(harness.SimulatorSuite):
     """Scans, columns and pushdown on two athletes x 120 days."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = harness.Simulator("--athletes", "2", "--days", "120",
-                                    "--rate-per-minute", "0", "--rate-per-day", "0").start()
-        harness.fresh_database("fdw_scan")
-        cls.users = harness.link_simulator(cls.sim)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
+    SIM_ARGS = ("--athletes", "2", "--days", "120", "--rate-per-minute", "0", "--rate-per-day", "0")
+    DB = "fdw_scan"
 
     def setUp(self):
         self.sim.reset()
@@ -396,7 +388,7 @@ class ScanTest(unittest.TestCase):
         self.assertEqual(a, b)
 
 
-class TextTest(unittest.TestCase):
+class TextTest(harness.SimulatorSuite):
     """Non-ASCII text, as WHOOP sends it (raw UTF-8, not \\u escapes), arrives
     intact: a profile name and a workout's sport and unknown field with 2-, 3-
     and 4-byte characters, through the foreign tables, the accounts, the raw
@@ -407,22 +399,20 @@ class TextTest(unittest.TestCase):
     SPORT = "pétanque"
     ROUTE = "箱根駅伝コース 🌅"
 
+    SIM_ARGS = ("--athletes", "2", "--days", "30", "--rate-per-minute", "0", "--rate-per-day", "0")
+    DB = "fdw_text"
+    LINK = None             # linked below, once the simulator holds the text
+
     @classmethod
     def setUpClass(cls):
-        cls.sim = harness.Simulator("--athletes", "2", "--days", "30",
-                                    "--rate-per-minute", "0", "--rate-per-day", "0").start()
+        super().setUpClass()
         cls.user = cls.sim.accounts()["athletes"][0]["user_id"]
         cls.sim.touch("profile", cls.user, {"first_name": cls.FIRST, "last_name": cls.LAST})
         cls.workout = [w for w in cls.sim.records("workout", cls.user)
                        if w["score_state"] == "SCORED"][0]["id"]
         cls.sim.touch("workout", cls.workout, {"sport_name": cls.SPORT,
                                                "route_name": cls.ROUTE})
-        harness.fresh_database("fdw_text")
         harness.link_simulator(cls.sim)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
 
     def assertText(self, query, expected):
         """assertText: QUERY's one text value is EXPECTED, character for
@@ -465,21 +455,14 @@ class TextTest(unittest.TestCase):
                         "where user_id = %d and s = '%s'" % (self.user, self.SPORT), self.SPORT)
 
 
-class AccountTest(unittest.TestCase):
+class AccountTest(harness.SimulatorSuite):
     """Linking, OAuth rotation, serialized refresh, durable tokens."""
 
-    @classmethod
-    def setUpClass(cls):
-        # the third athlete is linked only by the disconnect test: revoking
-        # access at WHOOP ends every token of that member for the app
-        cls.sim = harness.Simulator("--athletes", "3", "--days", "30",
-                                    "--rate-per-minute", "0", "--rate-per-day", "0").start()
-        harness.fresh_database("fdw_accounts")
-        cls.users = harness.link_simulator(cls.sim, athletes=2)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
+    SIM_ARGS = ("--athletes", "3", "--days", "30", "--rate-per-minute", "0", "--rate-per-day", "0")
+    DB = "fdw_accounts"
+    # the third athlete is linked only by the disconnect test: revoking
+    # access at WHOOP ends every token of that member for the app
+    LINK = {"athletes": 2}
 
     def setUp(self):
         self.sim.reset()
@@ -776,22 +759,18 @@ class AccountTest(unittest.TestCase):
         psql("drop server empty cascade")
 
 
-class FaultTest(unittest.TestCase):
+class FaultTest(harness.SimulatorSuite):
     """Retries, backoff, timeouts, cancel and bad bodies."""
+
+    # a rate-limit "minute" lasts a second, so a 429 says: retry in ~1 s
+    SIM_ARGS = ("--athletes", "1", "--days", "60", "--rate-minute-seconds", "1")
+    DB = "fdw_faults"
+    LINK = {"options": {"max_retries": "2", "timeout_ms": "2000"}}
 
     @classmethod
     def setUpClass(cls):
-        # a rate-limit "minute" lasts a second, so a 429 says: retry in ~1 s
-        cls.sim = harness.Simulator("--athletes", "1", "--days", "60",
-                                    "--rate-minute-seconds", "1").start()
-        harness.fresh_database("fdw_faults")
-        cls.users = harness.link_simulator(cls.sim, options={"max_retries": "2",
-                                                             "timeout_ms": "2000"})
+        super().setUpClass()
         cls.total = int(scalar("select count(*) from api.cycle"))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
 
     def setUp(self):
         self.sim.reset()
@@ -906,20 +885,12 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(result["error"].sqlstate, "57014")
 
 
-class RateLimitTest(unittest.TestCase):
+class RateLimitTest(harness.SimulatorSuite):
     """Pacing keeps a long scan under the per-minute limit (a minute lasts 1 s here)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = harness.Simulator("--athletes", "3", "--days", "1100",
-                                    "--rate-per-minute", "100", "--rate-per-day", "0",
-                                    "--rate-minute-seconds", "1").start()
-        harness.fresh_database("fdw_ratelimit")
-        cls.users = harness.link_simulator(cls.sim)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
+    SIM_ARGS = ("--athletes", "3", "--days", "1100", "--rate-per-minute", "100",
+                "--rate-per-day", "0", "--rate-minute-seconds", "1")
+    DB = "fdw_ratelimit"
 
     def test_long_scan_sees_no_429(self):
         self.sim.reset()
@@ -935,19 +906,11 @@ class RateLimitTest(unittest.TestCase):
         self.assertEqual(api_count(self.sim.stats(), "GET /v2/activity/sleep", 429), 0)
 
 
-class MemoryTest(unittest.TestCase):
+class MemoryTest(harness.SimulatorSuite):
     """No growth per page or per row: a 50,000-record scan stays flat."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = harness.Simulator("--athletes", "26", "--days", "2000",
-                                    "--rate-per-minute", "0", "--rate-per-day", "0").start()
-        harness.fresh_database("fdw_memory")
-        cls.users = harness.link_simulator(cls.sim)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
+    SIM_ARGS = ("--athletes", "26", "--days", "2000", "--rate-per-minute", "0", "--rate-per-day", "0")
+    DB = "fdw_memory"
 
     def peak_rss_during(self, sql):
         proc = subprocess.Popen(["psql", "-X", "-At", "-d", "fdw_memory"], stdin=subprocess.PIPE,
