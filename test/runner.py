@@ -47,13 +47,15 @@ def left_out():
     return set(os.environ.get("WHOOP_LEAVE_OUT", "").split())
 
 
-def without_classes(suite, classes):
-    """without_classes drops the tests of the named module.Class from a suite."""
+def without_classes(suite, names):
+    """without_classes drops the tests of the named module.Class (or the one
+    test module.Class.method) from a suite."""
     kept = unittest.TestSuite()
     for test in suite:
         if isinstance(test, unittest.TestSuite):
-            kept.addTests(without_classes(test, classes))
-        elif "%s.%s" % (type(test).__module__, type(test).__name__) not in classes:
+            kept.addTests(without_classes(test, names))
+        elif ("%s.%s" % (type(test).__module__, type(test).__name__) not in names
+              and test.id() not in names):
             kept.addTest(test)
     return kept
 
