@@ -49,7 +49,7 @@ if [ ${#others[@]} -gt 0 ] && ! command -v debootstrap >/dev/null; then
 	bash test/install_deps.sh "${extras[@]}" debootstrap || { echo "0 passed, 1 failed"; exit 1; }
 fi
 
-logs=$(mktemp -d -p /tmp whoop_fdw_tests.XXXXXX)
+logs=$(mktemp -d --suffix=.whoop_fdw_tests -p /tmp)
 destdir=$(mktemp -d --suffix=.whoop_fdw_install -p /tmp)
 trap 'rm -rf "$destdir" "$logs"' EXIT
 # a chroot run cleans up after Ctrl-C and exits; so does the whole command
