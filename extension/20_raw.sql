@@ -5,6 +5,11 @@
 -- harmless.  Profile and body measurement have no ids or timestamps of their
 -- own: they are kept as snapshot histories, a new row whenever a value changes
 -- (that history feeds the SCD2 user dimension).
+--
+-- Sleeps, workouts and recoveries can be deleted at WHOOP (a webhook says
+-- so, or a sync's listing no longer returns them).  They stay here as
+-- tombstones, deleted_at set, for audit: every staging view, and so every
+-- fact and metric, ignores them, and no later fetch brings them back.
 
 create table whoop.raw_cycle (
     id              bigint primary key,
@@ -28,7 +33,8 @@ create table whoop.raw_recovery (
     created_at      timestamptz not null,
     updated_at      timestamptz not null,
     record          jsonb not null,
-    _extracted_at   timestamptz not null default now()
+    _extracted_at   timestamptz not null default now(),
+    deleted_at      timestamptz
 );
 create index on whoop.raw_recovery (user_id);
 
@@ -44,9 +50,13 @@ create table whoop.raw_sleep (
     created_at      timestamptz not null,
     updated_at      timestamptz not null,
     record          jsonb not null,
-    _extracted_at   timestamptz not null default now()
+    _extracted_at   timestamptz not null default now(),
+    deleted_at      timestamptz
 );
 create index on whoop.raw_sleep (user_id, start);
+--upgrade 1.0--1.1: alter table whoop.raw_recovery add column deleted_at timestamptz;
+--upgrade 1.0--1.1: alter table whoop.raw_sleep add column deleted_at timestamptz;
+--upgrade 1.0--1.1: alter table whoop.raw_workout add column deleted_at timestamptz;
 create index on whoop.raw_sleep (cycle_id);
 
 create table whoop.raw_workout (
@@ -60,7 +70,8 @@ create table whoop.raw_workout (
     created_at      timestamptz not null,
     updated_at      timestamptz not null,
     record          jsonb not null,
-    _extracted_at   timestamptz not null default now()
+    _extracted_at   timestamptz not null default now(),
+    deleted_at      timestamptz
 );
 create index on whoop.raw_workout (user_id, start);
 
@@ -122,3 +133,12 @@ comment on column whoop.raw_workout._extracted_at is 'when whoop.sync() last wro
 comment on column whoop.raw_profile.observed_at is 'when whoop.sync() first saw this version of the profile';
 comment on column whoop.raw_body_measurement.observed_at is
     'when whoop.sync() first saw this version of the measurement';
+
+--upgrade 1.0--1.1 begin
+comment on column whoop.raw_recovery.deleted_at is
+    'when the recovery was found deleted at WHOOP (its sleep deleted); NULL while it exists. Tombstones stay for audit and are ignored by every view';
+comment on column whoop.raw_sleep.deleted_at is
+    'when the sleep was found deleted at WHOOP (webhook sleep.deleted, or missing from a sync''s listing); NULL while it exists. Tombstones stay for audit and are ignored by every view';
+comment on column whoop.raw_workout.deleted_at is
+    'when the workout was found deleted at WHOOP (webhook workout.deleted, or missing from a sync''s listing); NULL while it exists. Tombstones stay for audit and are ignored by every view';
+--upgrade 1.0--1.1 end

@@ -12,8 +12,10 @@ create table whoop.sync_state (
     last_success_at timestamptz,
     last_attempt_at timestamptz,
     last_error      text,
-    primary key (server_name, user_id, endpoint)
+    primary key (server_name, user_id, endpoint),
+    pending_since   timestamptz
 );
+--upgrade 1.0--1.1: alter table whoop.sync_state add column pending_since timestamptz;
 
 create table whoop.sync_log (
     id              bigint generated always as identity primary key,
@@ -73,6 +75,10 @@ comment on table whoop.sync_state is
 comment on column whoop.sync_state.high_water_mark is
     'largest updated_at synced so far; the next sync fetches from this mark minus the update window';
 comment on column whoop.sync_state.last_success_at is 'when this endpoint last synced without error';
+--upgrade 1.0--1.1 begin
+comment on column whoop.sync_state.pending_since is
+    'set when a webhook event says this endpoint of the member changed (a sleep or workout event marks the member''s cycles); the next sync of the endpoint clears it';
+--upgrade 1.0--1.1 end
 comment on table whoop.sync_log is 'one row per account and endpoint per whoop.sync() call';
 comment on column whoop.sync_log.run_id is 'the whoop.run_pipeline() run that called the sync, if any';
 comment on column whoop.sync_log.fetch_from is 'the updated_at bound the fetch used (NULL = everything)';
@@ -131,22 +137,19 @@ comment on function whoop_internal.sync_source(name, text) is
     'the foreign table whoop.sync() reads an endpoint of a server through, imported on first use with the update window (server option update_window, else 14 days)';
 
 --upgrade 1.0--1.1 begin
-create or replace function whoop_internal.sync_endpoint(
-    server name, user_id bigint, endpoint text, fetch_from timestamptz,
-    out rows_seen integer, out rows_inserted integer,
-    out rows_updated integer, out max_updated_at timestamptz)
-language plpgsql
+-- The statement that writes one endpoint's fetched records (a CTE named
+-- fetched, with the foreign table's columns) into the raw layer; whoop.sync()
+-- and whoop.apply_webhooks() both use it, so a record is written the same
+-- way whoever fetched it.  A row changes only for a newer updated_at, and a
+-- tombstone is never replaced: a late fetch must not bring back a record
+-- WHOOP deleted.  A recovery tombstone gives way only to another recovery
+-- (another sleep) of the same cycle.
+create function whoop_internal.raw_upsert(endpoint text)
+returns text
+language sql immutable
 set search_path = pg_catalog, pg_temp
-as $$
-declare
-    source regclass := whoop_internal.sync_source(server, endpoint);
-    -- the records the fetch brings: one account, changed since fetch_from
-    fetched text := format('select * from %s where user_id = $1 %s', source,
-                           case when fetch_from is null then ''
-                                else 'and updated_at >= $2' end);
-    upsert text;
-begin
-    upsert := case endpoint
+as $f$
+    select case endpoint
         when 'cycle' then $q$
             insert into whoop.raw_cycle as r
                 (id, user_id, start, "end", timezone_offset, score_state,
@@ -171,8 +174,9 @@ begin
                 sleep_id = excluded.sleep_id, user_id = excluded.user_id,
                 score_state = excluded.score_state, created_at = excluded.created_at,
                 updated_at = excluded.updated_at, record = excluded.record,
-                _extracted_at = excluded._extracted_at
-            where excluded.updated_at > r.updated_at
+                _extracted_at = excluded._extracted_at, deleted_at = null
+            where case when r.deleted_at is null then excluded.updated_at > r.updated_at
+                       else excluded.sleep_id is distinct from r.sleep_id end
             returning xmax = 0 as inserted $q$
         when 'sleep' then $q$
             insert into whoop.raw_sleep as r
@@ -188,7 +192,7 @@ begin
                 score_state = excluded.score_state, created_at = excluded.created_at,
                 updated_at = excluded.updated_at, record = excluded.record,
                 _extracted_at = excluded._extracted_at
-            where excluded.updated_at > r.updated_at
+            where excluded.updated_at > r.updated_at and r.deleted_at is null
             returning xmax = 0 as inserted $q$
         when 'workout' then $q$
             insert into whoop.raw_workout as r
@@ -203,7 +207,7 @@ begin
                 score_state = excluded.score_state, created_at = excluded.created_at,
                 updated_at = excluded.updated_at, record = excluded.record,
                 _extracted_at = excluded._extracted_at
-            where excluded.updated_at > r.updated_at
+            where excluded.updated_at > r.updated_at and r.deleted_at is null
             returning xmax = 0 as inserted $q$
         -- snapshots: a new row only when the values differ from the latest one
         when 'profile' then $q$
@@ -225,7 +229,30 @@ begin
                   (select b.record from whoop.raw_body_measurement b
                    where b.user_id = f.user_id order by b.observed_at desc limit 1)
             returning true as inserted $q$
-    end;
+        end
+$f$;
+
+comment on function whoop_internal.raw_upsert(text) is
+    'the INSERT ... ON CONFLICT that writes the records of CTE "fetched" into an endpoint''s raw table: only newer updated_at, never over a tombstone; returns inserted per written row';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.sync_endpoint(
+    server name, user_id bigint, endpoint text, fetch_from timestamptz,
+    out rows_seen integer, out rows_inserted integer,
+    out rows_updated integer, out max_updated_at timestamptz)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    source regclass := whoop_internal.sync_source(server, endpoint);
+    -- the records the fetch brings: one account, changed since fetch_from
+    fetched text := format('select * from %s where user_id = $1 %s', source,
+                           case when fetch_from is null then ''
+                                else 'and updated_at >= $2' end);
+    upsert text;
+begin
+    upsert := whoop_internal.raw_upsert(endpoint);
 
     execute format($q$
         with fetched as materialized (%s),

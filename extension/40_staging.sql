@@ -112,7 +112,8 @@ comment on column whoop.stg_cycle.kcal is 'energy expended over the cycle, kcal 
 comment on column whoop.stg_cycle.average_heart_rate is 'mean heart rate over the cycle, bpm';
 comment on column whoop.stg_cycle.max_heart_rate is 'highest heart rate over the cycle, bpm';
 
-create view whoop.stg_sleep as
+--upgrade 1.0--1.1 begin
+create or replace view whoop.stg_sleep as
 select
     s.id as sleep_id,
     s.cycle_id,
@@ -168,7 +169,9 @@ left join lateral (
     from (select s.record -> 'score' as sc) x,
          lateral (select x.sc -> 'stage_summary' as st, x.sc -> 'sleep_needed' as sn) y
     where s.score_state = 'SCORED'
-) sc on true;
+) sc on true
+where s.deleted_at is null;
+--upgrade 1.0--1.1 end
 
 comment on view whoop.stg_sleep is
     'WHOOP sleeps and naps, typed, durations in hours; score columns only for SCORED sleeps';
@@ -198,7 +201,8 @@ comment on column whoop.stg_sleep.sleep_performance_percentage is 'hours asleep 
 comment on column whoop.stg_sleep.sleep_consistency_percentage is 'similarity of sleep/wake times to the previous days, %';
 comment on column whoop.stg_sleep.sleep_efficiency_percentage is 'time asleep relative to time in bed, %';
 
-create view whoop.stg_recovery as
+--upgrade 1.0--1.1 begin
+create or replace view whoop.stg_recovery as
 select
     r.cycle_id,
     r.sleep_id,
@@ -222,7 +226,9 @@ left join lateral (
            (r.record #>> '{score,spo2_percentage}')::double precision as spo2_percentage,
            (r.record #>> '{score,skin_temp_celsius}')::double precision as skin_temp_celsius
     where r.score_state = 'SCORED'
-) s on true;
+) s on true
+where r.deleted_at is null;
+--upgrade 1.0--1.1 end
 
 comment on view whoop.stg_recovery is
     'WHOOP recoveries (one per cycle, from its main sleep), typed; score columns only for SCORED recoveries';
@@ -236,7 +242,8 @@ comment on column whoop.stg_recovery.hrv_rmssd_milli is 'heart rate variability 
 comment on column whoop.stg_recovery.spo2_percentage is 'blood oxygen saturation, %; NULL when not measured';
 comment on column whoop.stg_recovery.skin_temp_celsius is 'skin temperature, °C; NULL on straps that do not measure it';
 
-create view whoop.stg_workout as
+--upgrade 1.0--1.1 begin
+create or replace view whoop.stg_workout as
 select
     w.id as workout_id,
     w.user_id,
@@ -294,7 +301,9 @@ left join lateral (
     from (select w.record -> 'score' as sc) x,
          lateral (select x.sc -> 'zone_durations' as z) y
     where w.score_state = 'SCORED'
-) s on true;
+) s on true
+where w.deleted_at is null;
+--upgrade 1.0--1.1 end
 
 comment on view whoop.stg_workout is
     'WHOOP workouts, typed, with the cycle they belong to; score columns only for SCORED workouts';
@@ -326,15 +335,16 @@ comment on column whoop.stg_workout.zone_5_minutes is 'minutes in heart-rate zon
 -- (travel, shift work): the one with the longer main sleep is the day's
 -- primary cycle (no main sleep counts as shortest), then the later start,
 -- then the higher id (only so that the choice is total).
-create view whoop.stg_cycle_day as
+--upgrade 1.0--1.1 begin
+create or replace view whoop.stg_cycle_day as
 with main_sleep as (
     select distinct on (s.cycle_id)
         s.cycle_id, s.id as sleep_id, s."end", s.timezone_offset,
         s."end" - s.start as length
     from whoop.raw_sleep s
     join whoop.raw_cycle c on c.id = s.cycle_id and c.user_id = s.user_id
-    left join whoop.raw_recovery r on r.cycle_id = s.cycle_id
-    where not s.nap
+    left join whoop.raw_recovery r on r.cycle_id = s.cycle_id and r.deleted_at is null
+    where not s.nap and s.deleted_at is null
     order by s.cycle_id, (s.id = r.sleep_id) is true desc, s."end" - s.start desc,
              s."end" desc, s.id
 ),
@@ -359,6 +369,7 @@ select
                        order by main_sleep_length desc nulls last, start desc, cycle_id desc) = 1
         as is_primary
 from dated;
+--upgrade 1.0--1.1 end
 
 comment on view whoop.stg_cycle_day is
     'the WHOOP day of every cycle (local date its main sleep ended, else of start + 12 h) and whether it is the day''s primary cycle';

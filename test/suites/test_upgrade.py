@@ -124,13 +124,20 @@ def token_table(db):
                      "to_regclass('whoop.account'))::text")
 
 
-def durable_state(db):
+def durable_state(db, columns=None):
     """durable_state: what an update must never lose -- every raw row and
-    sync mark exactly, and every account with its tokens."""
-    state = {}
+    sync mark exactly, and every account with its tokens.  COLUMNS (the
+    'columns' of an earlier state) digests only the columns that state had:
+    columns an update adds are compared apart (they start NULL)."""
+    state = {"columns": {}}
     for t in chaos_lib.RAW_TABLES + ["sync_state", "sync_log"]:
-        state[t] = db.scalar("select count(*) || ':' || md5(coalesce(string_agg(t::text, "
-                             "E'\\n' order by t::text), '')) from whoop.%s t" % t)
+        cols = db.rows("select attname from pg_attribute where attrelid = 'whoop.%s'::regclass "
+                       "and attnum > 0 and not attisdropped order by attnum" % t)
+        cols = columns[t] if columns else [c[0] for c in cols]
+        state["columns"][t] = cols
+        row = "row(%s)::text" % ", ".join('t."%s"' % c for c in cols)
+        state[t] = db.scalar("select count(*) || ':' || md5(coalesce(string_agg(%s, "
+                             "E'\\n' order by %s), '')) from whoop.%s t" % (row, row, t))
     state["account"] = db.rows("select server_name, user_id, owner, status, refresh_token, "
                                "access_token, token_version from %s order by 1, 2"
                                % token_table(db))
@@ -177,7 +184,7 @@ class UpgradeFrom10(unittest.TestCase):
         # the package upgrade: 1.1's module and scripts replace 1.0's
         make(ROOT, "install", destdir=cls.destdir)
         cls.update_output = cls.old.psql("alter extension whoop_fdw update")
-        cls.after = durable_state(cls.old)
+        cls.after = durable_state(cls.old, cls.before["columns"])
         cls.version = cls.old.scalar(
             "select extversion from pg_extension where extname = 'whoop_fdw'")
 
@@ -233,6 +240,20 @@ class UpgradeFrom10(unittest.TestCase):
         for t in chaos_lib.RAW_TABLES + ["sync_state", "sync_log"]:
             with self.subTest(table=t):
                 self.assertEqual(self.after[t], self.before[t])
+
+    def test_columns_the_update_adds_start_null(self):
+        added = 0
+        for t, before in self.before["columns"].items():
+            for (c,) in self.old.rows(
+                    "select attname from pg_attribute where attrelid = 'whoop.%s'::regclass "
+                    "and attnum > 0 and not attisdropped order by attnum" % t):
+                if c in before:
+                    continue
+                added += 1
+                with self.subTest(table=t, column=c):
+                    self.assertEqual(self.old.scalar(
+                        'select count(*) from whoop.%s where "%s" is not null' % (t, c)), "0")
+        self.assertGreater(added, 0)
 
     def test_no_account_or_token_lost(self):
         self.assertEqual(len(self.after["account"]), 2)
