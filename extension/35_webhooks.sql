@@ -6,9 +6,11 @@
 -- (whoop-webhookd, outside the server) passes each request's signature
 -- headers and raw body to whoop.receive_webhook(), which checks the
 -- signature with the app's client secret and queues the event durably,
--- once per trace_id, before the receiver answers 2XX.  Applying queued
--- events (fetching the records, tombstones for deletions) is not part of
--- this version: the scheduled sync picks up updated records as before.
+-- once per trace_id, before the receiver answers 2XX.  whoop.apply_webhooks()
+-- applies the queue later (a pg_cron job of its own, and a step of
+-- whoop.run_pipeline()): it fetches the records the events name by id,
+-- tombstones deleted ones, and retries failed fetches with backoff until a
+-- bound, after which an event is a dead letter until whoop.requeue_webhooks().
 
 --upgrade 1.0--1.1 begin
 create table whoop.webhook_events (
@@ -23,9 +25,18 @@ create table whoop.webhook_events (
     record_id   uuid not null,
     signed_at   timestamptz not null,
     received_at timestamptz not null default pg_catalog.now(),
-    status      text not null default 'queued' check (status in ('queued')),
+    status      text not null default 'queued' check (status in ('queued', 'applied', 'dead')),
+    attempts    integer not null default 0,
+    next_attempt_at timestamptz,
+    applied_at  timestamptz,
+    outcome     text check (outcome in ('upserted', 'unchanged', 'not found', 'tombstoned',
+                                        'not stored', 'superseded')),
+    last_error  text,
+    run_id      bigint,
     unique (server_name, trace_id)
 );
+-- the applier's scan: due events of one account, oldest first
+create index on whoop.webhook_events (server_name, user_id, id) where status = 'queued';
 
 -- the events are data, not schema: a dump keeps them
 select pg_catalog.pg_extension_config_dump('whoop.webhook_events', '');
@@ -50,7 +61,19 @@ comment on column whoop.webhook_events.signed_at is
 comment on column whoop.webhook_events.received_at is
     'when the event was queued';
 comment on column whoop.webhook_events.status is
-    '''queued'': received, not applied (applying events is not part of this version)';
+    '''queued'': received, not applied yet (or waiting for a retry, see next_attempt_at); ''applied'': its effect is in the raw layer (see outcome); ''dead'': gave up after too many failed attempts, or the account is gone (see last_error; whoop.requeue_webhooks() queues it again)';
+comment on column whoop.webhook_events.attempts is
+    'failed attempts to apply the event so far (whoop.requeue_webhooks() sets it back to 0)';
+comment on column whoop.webhook_events.next_attempt_at is
+    'after a failed attempt: the event is not tried again before this time (backoff: 30 s doubling per attempt, at most 1 hour); NULL = due now';
+comment on column whoop.webhook_events.applied_at is
+    'when whoop.apply_webhooks() applied the event (applied_at - received_at is its lag)';
+comment on column whoop.webhook_events.outcome is
+    'what applying did: upserted (fetched and written), unchanged (fetched, nothing newer; or a tombstone that stays one), not found (the by-id fetch answered 404: the record is gone), tombstoned (deleted_at set, or set already), not stored (a deletion of a record never stored: nothing to do), superseded (an update followed by a deletion of the same record in one batch: the deletion won)';
+comment on column whoop.webhook_events.last_error is
+    'the error of the last failed attempt, followed by its HINT when it has one (kept after a later success)';
+comment on column whoop.webhook_events.run_id is
+    'the whoop.run_pipeline() run whose webhooks step last tried the event; NULL when whoop.apply_webhooks() was called alone (e.g. by its pg_cron job)';
 
 create function whoop.receive_webhook(server name, signature text, "timestamp" text, body bytea)
 returns text
@@ -61,4 +84,430 @@ as 'MODULE_PATHNAME', 'whoop_receive_webhook';
 
 comment on function whoop.receive_webhook(name, text, text, bytea) is
     'checks a WHOOP webhook (X-WHOOP-Signature, X-WHOOP-Signature-Timestamp, raw body) and queues its event in whoop.webhook_events; returns queued or duplicate; refusals raise errors with their own SQLSTATE';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+-- An event of an account that is gone (disconnected, or its server dropped)
+-- can never be applied: there is no token to fetch with.  It becomes a dead
+-- letter at once, saying why, rather than waiting for retries that cannot
+-- succeed (or lingering unseen: the applier takes only events of accounts
+-- that exist).
+create function whoop_internal.bury_webhook_events()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    update whoop.webhook_events e
+       set status = 'dead', next_attempt_at = null,
+           last_error = format('the WHOOP account %s of server "%s" was disconnected or its server dropped; '
+                               'link it again and call whoop.requeue_webhooks() to apply the event',
+                               old.user_id, old.server_name)
+     where e.server_name = old.server_name and e.user_id = old.user_id and e.status = 'queued';
+    return null;
+end
+$$;
+
+comment on function whoop_internal.bury_webhook_events() is
+    'trigger function: the queued webhook events of an account that is deleted (disconnected, or its server dropped) become dead letters';
+
+create trigger account_bury_webhook_events
+    after delete on whoop_internal.account
+    for each row execute function whoop_internal.bury_webhook_events();
+
+comment on trigger account_bury_webhook_events on whoop_internal.account is
+    'the queued webhook events of an account that is gone become dead letters';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+-- One by-id fetch of an endpoint's records written into the raw layer in
+-- the same statement, as whoop.sync() writes a listing: the FDW sends one GET
+-- per id, and a 404 yields no row.  Returns the keys fetched and the keys
+-- written (as text: uuids of sleeps and workouts, cycle ids of recoveries).
+-- The written ones are the rows whose _extracted_at is this transaction's
+-- now(): the upsert stamps every row it writes so, and nothing else writes
+-- these rows in the applier's transaction.
+create function whoop_internal.fetch_records_by_id(
+    server name, user_id bigint, endpoint text, ids uuid[], cycle_ids bigint[],
+    out fetched text[], out written text[])
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    key text := case endpoint when 'recovery' then 'cycle_id' else 'id' end;
+begin
+    execute format($q$
+        with fetched as materialized (
+                 select * from %s where user_id = $1 and %I = any(%s)),
+             written as (%s)
+        select coalesce(array_agg(f.%I::text), '{}'),
+               (select count(*) from written)
+        from fetched f
+        $q$, whoop_internal.sync_source(server, endpoint), key,
+        case endpoint when 'recovery' then '$3' else '$2' end,
+        whoop_internal.raw_upsert(endpoint), key)
+    into fetched
+    using user_id, ids, cycle_ids;
+    execute format('select coalesce(array_agg(r.%I::text), ''{}'') from whoop.%I r '
+                   'where r.%I::text = any($1) and r._extracted_at = now()',
+                   key, 'raw_' || endpoint, key)
+    into written
+    using fetched;
+end
+$$;
+
+comment on function whoop_internal.fetch_records_by_id(name, bigint, text, uuid[], bigint[]) is
+    'fetches one account''s sleeps or workouts by id (ids), or recoveries by cycle id (cycle_ids), and upserts them into the raw layer in one statement; returns the keys fetched (a 404 is missing) and the keys written';
+
+-- Applies one account's events in the caller's transaction: either all of
+-- their effects and status changes commit, or none do.  Deletions first,
+-- and they win over updates of the same record in the batch (WHOOP never
+-- reuses an id); every record is fetched at most once however many events
+-- name it.
+create function whoop_internal.apply_webhook_events(server name, user_id bigint, event_ids bigint[],
+                                                    run_id bigint)
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    del_workout uuid[];
+    del_sleep uuid[];
+    del_recovery uuid[];
+    upd_workout uuid[];
+    upd_sleep uuid[];
+    upd_recovery uuid[];
+    mark_cycles boolean;
+    missing uuid[];
+    cycles bigint[];
+    fetched text[];
+    written text[];
+    outcomes jsonb := '{}';
+    applied integer;
+begin
+    select coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'workout.deleted'), '{}'),
+           coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'sleep.deleted'), '{}'),
+           coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'recovery.deleted'), '{}'),
+           coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'workout.updated'), '{}'),
+           coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'sleep.updated'), '{}'),
+           coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'recovery.updated'), '{}'),
+           coalesce(bool_or(e.event_type !~ '^recovery\.'), false)
+      into del_workout, del_sleep, del_recovery, upd_workout, upd_sleep, upd_recovery, mark_cycles
+    from whoop.webhook_events e
+    where e.id = any (event_ids);
+
+    -- Deletions: tombstones, no request.  A deleted sleep takes its
+    -- recovery with it.
+    select outcomes || coalesce(jsonb_object_agg('workout.deleted:' || d,
+                                                  case when w.id is null then 'not stored' else 'tombstoned' end), '{}')
+      into outcomes
+    from unnest(del_workout) d
+    left join whoop.raw_workout w on w.id = d and w.user_id = apply_webhook_events.user_id;
+    update whoop.raw_workout w set deleted_at = now()
+     where w.id = any (del_workout) and w.user_id = apply_webhook_events.user_id and w.deleted_at is null;
+
+    select outcomes || coalesce(jsonb_object_agg('sleep.deleted:' || d,
+                                                  case when s.id is null then 'not stored' else 'tombstoned' end), '{}')
+      into outcomes
+    from unnest(del_sleep) d
+    left join whoop.raw_sleep s on s.id = d and s.user_id = apply_webhook_events.user_id;
+    update whoop.raw_sleep s set deleted_at = now()
+     where s.id = any (del_sleep) and s.user_id = apply_webhook_events.user_id and s.deleted_at is null;
+
+    select outcomes || coalesce(jsonb_object_agg('recovery.deleted:' || d,
+                                                  case when exists (select from whoop.raw_recovery v
+                                                                    where v.sleep_id = d
+                                                                      and v.user_id = apply_webhook_events.user_id)
+                                                       then 'tombstoned' else 'not stored' end), '{}')
+      into outcomes
+    from unnest(del_recovery) d;
+    update whoop.raw_recovery v set deleted_at = now()
+     where v.sleep_id = any (del_recovery || del_sleep) and v.user_id = apply_webhook_events.user_id
+       and v.deleted_at is null;
+
+    -- Updates of records deleted in the same batch fetch nothing.
+    select outcomes || coalesce(jsonb_object_agg(k || ':' || d, 'superseded'), '{}')
+      into outcomes
+    from (select 'workout.updated' k, d from unnest(upd_workout) d where d = any (del_workout)
+          union all
+          select 'sleep.updated', d from unnest(upd_sleep) d where d = any (del_sleep)
+          union all
+          select 'recovery.updated', d from unnest(upd_recovery) d where d = any (del_recovery || del_sleep)) x;
+    upd_workout := array(select unnest(upd_workout) except select unnest(del_workout));
+    upd_sleep := array(select unnest(upd_sleep) except select unnest(del_sleep));
+    upd_recovery := array(select unnest(upd_recovery) except select unnest(del_recovery || del_sleep));
+
+    -- Updates: one GET per record; a tombstone stays one (the upsert
+    -- never writes over it), a 404 is 'not found' (the .deleted event, or
+    -- the sync's reconciliation, makes the tombstone).
+    if cardinality(upd_workout) > 0 then
+        select f.fetched, f.written into fetched, written
+        from whoop_internal.fetch_records_by_id(server, user_id, 'workout', upd_workout, null) f;
+        select outcomes || jsonb_object_agg('workout.updated:' || d,
+                                            case when d::text = any (written) then 'upserted'
+                                                 when d::text = any (fetched) then 'unchanged'
+                                                 else 'not found' end)
+          into outcomes
+        from unnest(upd_workout) d;
+    end if;
+    if cardinality(upd_sleep) > 0 then
+        select f.fetched, f.written into fetched, written
+        from whoop_internal.fetch_records_by_id(server, user_id, 'sleep', upd_sleep, null) f;
+        select outcomes || jsonb_object_agg('sleep.updated:' || d,
+                                            case when d::text = any (written) then 'upserted'
+                                                 when d::text = any (fetched) then 'unchanged'
+                                                 else 'not found' end)
+          into outcomes
+        from unnest(upd_sleep) d;
+    end if;
+
+    -- A recovery is named by its sleep: the sleep's cycle (the sleep
+    -- fetched first when it is not stored) leads to GET /v2/cycle/{id}/recovery.
+    if cardinality(upd_recovery) > 0 then
+        missing := array(select d from unnest(upd_recovery) d
+                         where not exists (select from whoop.raw_sleep s where s.id = d));
+        if cardinality(missing) > 0 then
+            perform whoop_internal.fetch_records_by_id(server, user_id, 'sleep', missing, null);
+        end if;
+        cycles := array(select distinct s.cycle_id from whoop.raw_sleep s
+                        where s.id = any (upd_recovery) and s.user_id = apply_webhook_events.user_id
+                          and s.cycle_id is not null);
+        fetched := '{}';
+        written := '{}';
+        if cardinality(cycles) > 0 then
+            select f.fetched, f.written into fetched, written
+            from whoop_internal.fetch_records_by_id(server, user_id, 'recovery', null, cycles) f;
+        end if;
+        select outcomes || jsonb_object_agg('recovery.updated:' || d,
+                                            case when s.cycle_id::text = any (written) then 'upserted'
+                                                 when s.cycle_id::text = any (fetched) then 'unchanged'
+                                                 else 'not found' end)
+          into outcomes
+        from unnest(upd_recovery) d
+        left join whoop.raw_sleep s on s.id = d and s.user_id = apply_webhook_events.user_id;
+    end if;
+
+    -- A sleep or workout changes the strain and sleep figures of its
+    -- cycle, which has no event of its own: the next sync fetches the
+    -- member's cycles.
+    if mark_cycles then
+        insert into whoop.sync_state as s (server_name, user_id, endpoint, pending_since)
+        values (server, user_id, 'cycle', now())
+        on conflict (server_name, user_id, endpoint)
+        do update set pending_since = coalesce(s.pending_since, excluded.pending_since);
+    end if;
+
+    update whoop.webhook_events e
+       set status = 'applied', applied_at = clock_timestamp(), next_attempt_at = null,
+           outcome = outcomes ->> (e.event_type || ':' || e.record_id),
+           run_id = apply_webhook_events.run_id
+     where e.id = any (event_ids);
+    get diagnostics applied = row_count;
+    return applied;
+end
+$$;
+
+comment on function whoop_internal.apply_webhook_events(name, bigint, bigint[], bigint) is
+    'applies the given webhook events of one account in the caller''s transaction (fetches by id, upserts, tombstones, marks the member''s cycles pending) and marks them applied with their outcome; raises when a fetch fails';
+--upgrade 1.0--1.1 end
+
+-- No SET clause (search_path) here: a procedure with one cannot COMMIT.
+-- Every name below is schema-qualified or from pg_catalog.
+--
+-- Each account's batch of events is one transaction: its effects and its
+-- status changes commit together, so a crash at any point loses no event
+-- and applies none twice (and applying again is harmless: upserts keep the
+-- newer version, tombstones stay).  FOR UPDATE SKIP LOCKED keeps two
+-- appliers (the pg_cron job and a pipeline) off each other's events.
+--upgrade 1.0--1.1 begin
+create procedure whoop.apply_webhooks(server name default null, max_events integer default 1000,
+                                      run_id bigint default null)
+language plpgsql
+as $$
+declare
+    max_attempts constant integer := 8;
+    target record;
+    ids bigint[];
+    tried bigint[] := '{}';
+    applied integer := 0;
+    failed integer := 0;
+    died integer := 0;
+    n integer;
+    message text;
+    hint text;
+    dead_letters text[] := '{}';
+begin
+    perform whoop_internal.assert_outside_transaction_block('whoop.apply_webhooks()');
+    if max_events is null or max_events < 1 then
+        raise exception 'max_events must be a positive number, not %', coalesce(max_events::text, 'NULL')
+            using errcode = 'invalid_parameter_value',
+                  hint = 'Leave it out to apply up to 1000 events per call.';
+    end if;
+    if server is not null and not exists (
+            select from pg_foreign_server s
+            join pg_foreign_data_wrapper w on w.oid = s.srvfdw
+            where s.srvname = server and w.fdwname = 'whoop_fdw') then
+        raise exception 'server "%" does not exist or does not use whoop_fdw', server
+            using errcode = 'undefined_object',
+                  hint = 'Name a server of the whoop_fdw wrapper, or pass NULL for all of them.';
+    end if;
+
+    -- The foreign tables the fetches read are imported on first use.  Two
+    -- appliers importing the same one at once would collide in the catalog
+    -- (the second fails on a duplicate type name), so they are made here,
+    -- one applier at a time, and committed before any fetch.
+    perform pg_advisory_xact_lock(hashtext('whoop_internal.sync_source'));
+    perform whoop_internal.sync_source(s.server_name, ep.endpoint)
+    from (select distinct e.server_name
+          from whoop.webhook_events e
+          where e.status = 'queued'
+            and (apply_webhooks.server is null or e.server_name = apply_webhooks.server)
+            and exists (select from whoop.accounts a
+                        where a.server_name = e.server_name and a.user_id = e.user_id)) s,
+         (values ('sleep'), ('workout'), ('recovery')) ep (endpoint);
+    commit;
+
+    loop
+        exit when cardinality(tried) >= max_events;
+        -- the account of the oldest due event this role may apply
+        select e.server_name, e.user_id into target
+        from whoop.webhook_events e
+        where e.status = 'queued'
+          and (e.next_attempt_at is null or e.next_attempt_at <= now())
+          and (apply_webhooks.server is null or e.server_name = apply_webhooks.server)
+          and e.id <> all (tried)
+          and exists (select from whoop.accounts a
+                      where a.server_name = e.server_name and a.user_id = e.user_id)
+        order by e.id
+        limit 1
+        for update of e skip locked;
+        exit when not found;
+
+        select array_agg(x.id order by x.id) into ids
+        from (select e.id
+              from whoop.webhook_events e
+              where e.server_name = target.server_name and e.user_id = target.user_id
+                and e.status = 'queued'
+                and (e.next_attempt_at is null or e.next_attempt_at <= now())
+                and e.id <> all (tried)
+              order by e.id
+              limit max_events - cardinality(tried)
+              for update of e skip locked) x;
+        tried := tried || ids;
+
+        begin
+            applied := applied
+                       + whoop_internal.apply_webhook_events(target.server_name, target.user_id, ids,
+                                                             apply_webhooks.run_id);
+        exception when others then
+            get stacked diagnostics message = message_text, hint = pg_exception_hint;
+            -- the hint says what to do (e.g. link the account again)
+            if hint <> '' then
+                message := message || ' HINT: ' || hint;
+            end if;
+            update whoop.webhook_events e
+               set attempts = e.attempts + 1,
+                   status = case when e.attempts + 1 >= max_attempts then 'dead' else 'queued' end,
+                   next_attempt_at = case when e.attempts + 1 >= max_attempts then null
+                                          else now() + least(interval '1 hour',
+                                                             interval '30 seconds' * power(2, e.attempts)) end,
+                   last_error = message,
+                   run_id = apply_webhooks.run_id
+             where e.id = any (ids);
+            failed := failed + cardinality(ids);
+            select count(*) into n from whoop.webhook_events e where e.id = any (ids) and e.status = 'dead';
+            if n > 0 then
+                died := died + n;
+                dead_letters := dead_letters || format('%s/%s: %s events: %s', target.server_name,
+                                                       target.user_id, n, message);
+            end if;
+        end;
+        commit;
+    end loop;
+
+    if died > 0 then
+        raise warning 'whoop.apply_webhooks: % webhook events failed % times and are dead letters',
+                      died, max_attempts
+            using detail = array_to_string(dead_letters, E'\n'),
+                  hint = 'Fix the cause, then SELECT whoop.requeue_webhooks(); see whoop.webhook_status and whoop.webhook_events (status = ''dead'').';
+    elsif failed > 0 then
+        raise notice 'whoop.apply_webhooks: % events applied, % failed and will be retried', applied, failed
+            using hint = 'See whoop.webhook_events.last_error and next_attempt_at.';
+    end if;
+end
+$$;
+
+comment on procedure whoop.apply_webhooks(name, integer, bigint) is
+    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles for the next sync; one transaction per account; a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING). run_id: the pipeline run calling it. Call it outside a transaction block';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+create function whoop.requeue_webhooks(server name default null)
+returns bigint
+language sql
+set search_path = pg_catalog, pg_temp
+as $$
+    with requeued as (
+        update whoop.webhook_events e
+           set status = 'queued', attempts = 0, next_attempt_at = null
+         where e.status = 'dead'
+           and (requeue_webhooks.server is null or e.server_name = requeue_webhooks.server)
+           and exists (select from whoop.accounts a
+                       where a.server_name = e.server_name and a.user_id = e.user_id)
+        returning 1)
+    select count(*) from requeued
+$$;
+
+comment on function whoop.requeue_webhooks(name) is
+    'queues the dead-letter webhook events (of the accounts this role may use, on one server or all) again with their attempts reset, once the cause is fixed; returns how many';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+create view whoop.webhook_status as
+with e as (
+    select e.*, e.applied_at - e.received_at as lag
+    from whoop.webhook_events e
+)
+select e.server_name,
+       count(*) filter (where e.status = 'queued') as queued,
+       count(*) filter (where e.status = 'queued'
+                          and (e.next_attempt_at is null or e.next_attempt_at <= now())) as due,
+       count(*) filter (where e.status = 'queued' and e.next_attempt_at > now()) as retrying,
+       count(*) filter (where e.status = 'dead') as dead,
+       count(*) filter (where e.applied_at >= now() - interval '1 hour') as applied_last_hour,
+       count(*) filter (where e.applied_at >= now() - interval '1 day') as applied_last_day,
+       now() - min(e.received_at) filter (where e.status = 'queued') as oldest_queued_age,
+       percentile_cont(0.5) within group (order by e.lag)
+           filter (where e.applied_at >= now() - interval '1 hour') as lag_median_last_hour,
+       percentile_cont(0.99) within group (order by e.lag)
+           filter (where e.applied_at >= now() - interval '1 hour') as lag_p99_last_hour,
+       percentile_cont(0.5) within group (order by e.lag)
+           filter (where e.applied_at >= now() - interval '1 day') as lag_median_last_day,
+       percentile_cont(0.99) within group (order by e.lag)
+           filter (where e.applied_at >= now() - interval '1 day') as lag_p99_last_day,
+       (select coalesce(jsonb_object_agg(o.outcome, o.n), '{}')
+        from (select x.outcome, count(*) as n
+              from whoop.webhook_events x
+              where x.server_name = e.server_name and x.applied_at >= now() - interval '1 day'
+              group by x.outcome) o) as outcomes_last_day,
+       max(e.received_at) as last_received_at
+from e
+group by e.server_name;
+
+comment on view whoop.webhook_status is
+    'the webhook queue per server: queued events (due now, waiting for a retry), dead letters, events applied in the last hour and day, the oldest queued event''s age, lag (applied_at - received_at: median and 99th percentile) and outcomes';
+comment on column whoop.webhook_status.queued is 'events not applied yet (due and retrying)';
+comment on column whoop.webhook_status.due is 'queued events whoop.apply_webhooks() would take now';
+comment on column whoop.webhook_status.retrying is 'queued events that failed and wait for next_attempt_at';
+comment on column whoop.webhook_status.dead is 'dead letters: see whoop.webhook_events.last_error, then whoop.requeue_webhooks()';
+comment on column whoop.webhook_status.applied_last_hour is 'events applied in the last hour';
+comment on column whoop.webhook_status.applied_last_day is 'events applied in the last 24 hours';
+comment on column whoop.webhook_status.oldest_queued_age is 'how long the oldest queued event has waited (NULL: none queued)';
+comment on column whoop.webhook_status.lag_median_last_hour is 'median of applied_at - received_at over the events applied in the last hour';
+comment on column whoop.webhook_status.lag_p99_last_hour is '99th percentile of applied_at - received_at over the last hour';
+comment on column whoop.webhook_status.lag_median_last_day is 'median of applied_at - received_at over the last 24 hours';
+comment on column whoop.webhook_status.lag_p99_last_day is '99th percentile of applied_at - received_at over the last 24 hours';
+comment on column whoop.webhook_status.outcomes_last_day is 'events applied in the last 24 hours per outcome, e.g. {"upserted": 12, "not found": 1}';
+comment on column whoop.webhook_status.last_received_at is 'when the newest event arrived (a long silence may mean WHOOP stopped delivering)';
 --upgrade 1.0--1.1 end

@@ -1,5 +1,5 @@
--- 74_pipeline.sql: the pipeline -- sync, refresh and quality checks under
--- one run id, each step recorded in whoop.run_log.
+-- 74_pipeline.sql: the pipeline -- queued webhook events, sync, refresh and
+-- quality checks under one run id, each step recorded in whoop.run_log.
 
 ------------------------------------------------------------------------------
 -- The pipeline.
@@ -7,7 +7,7 @@
 create table whoop.run_log (
     id            bigint generated always as identity primary key,
     run_id        bigint not null,
-    step          text not null check (step in ('pipeline', 'sync', 'refresh', 'quality')),
+    step          text not null check (step in ('pipeline', 'webhooks', 'sync', 'refresh', 'quality')),
     status        text not null
                   check (status in ('running', 'ok', 'warn', 'failed', 'skipped', 'aborted')),
     started_at    timestamptz not null,
@@ -22,19 +22,24 @@ create table whoop.run_log (
     unique (run_id, step)
 );
 create index on whoop.run_log (status) where status = 'running';
+--upgrade 1.0--1.1: alter table whoop.run_log drop constraint run_log_step_check, add constraint run_log_step_check check (step in ('pipeline', 'webhooks', 'sync', 'refresh', 'quality'));
 --upgrade 1.0--1.1 begin
 -- history travels with pg_dump, like the run ids it is keyed by
 select pg_catalog.pg_extension_config_dump('whoop.run_log', '');
 select pg_catalog.pg_extension_config_dump('whoop.run_log_id_seq', '');
 --upgrade 1.0--1.1 end
 
+--upgrade 1.0--1.1 begin
 comment on table whoop.run_log is
-    'whoop.run_pipeline() runs: one ''pipeline'' row per run and one row per step (sync, refresh, quality)';
-comment on column whoop.run_log.step is 'pipeline (the run as a whole), sync, refresh or quality';
+    'whoop.run_pipeline() runs: one ''pipeline'' row per run and one row per step (webhooks, sync, refresh, quality)';
+comment on column whoop.run_log.step is 'pipeline (the run as a whole), webhooks, sync, refresh or quality';
+--upgrade 1.0--1.1 end
 comment on column whoop.run_log.status is
     'running; ok; warn (quality warnings); failed (see error); skipped (another run was in progress); aborted (the run ended without finishing, e.g. cancelled)';
+--upgrade 1.0--1.1 begin
 comment on column whoop.run_log.row_count is
-    'sync: rows inserted or updated; refresh: rows in all refreshed views; quality: checks run; pipeline: NULL';
+    'webhooks: events applied; sync: rows inserted or updated; refresh: rows in all refreshed views; quality: checks run; pipeline: NULL';
+--upgrade 1.0--1.1 end
 comment on column whoop.run_log.detail is 'a one-line summary of the step';
 comment on column whoop.run_log.pid is 'backend running the pipeline (with backend_start and query_start: identifies the CALL)';
 comment on column whoop.run_log.backend_start is 'start of that backend';
@@ -137,7 +142,34 @@ begin
     where a.pid = pg_backend_pid();
     commit;
 
-    -- Step 1: sync.  whoop.sync() commits per account and endpoint and logs
+    -- Step 1: the queued webhook events, so that the sync after them finds
+    -- the cycles they marked.  whoop.apply_webhooks() commits per account
+    -- and records failures on the events; like the sync below it cannot be
+    -- wrapped in an exception block.
+    v_started := clock_timestamp();
+    insert into whoop.run_log (run_id, step, status, started_at)
+    values (v_run, 'webhooks', 'running', v_started);
+    commit;
+    call whoop.apply_webhooks(server => server, run_id => v_run);
+    select count(*) filter (where e.status = 'applied'),
+           count(*) filter (where e.status = 'queued'),
+           count(*) filter (where e.status = 'dead'),
+           string_agg(distinct format('%s/%s: %s', e.server_name, e.user_id, e.last_error), '; ')
+               filter (where e.status <> 'applied')
+      into v_ok, v_failed, v_total, v_error
+    from whoop.webhook_events e
+    where e.run_id = v_run;
+    v_status := case when v_failed + v_total > 0 then 'failed' else 'ok' end;
+    update whoop.run_log l
+       set status = v_status, finished_at = clock_timestamp(), row_count = v_ok,
+           detail = format('%s webhook events applied, %s failed and queued for a retry, %s dead letters',
+                           v_ok, v_failed, v_total),
+           error = v_error
+     where l.run_id = v_run and l.step = 'webhooks';
+    v_statuses := v_statuses || v_status;
+    commit;
+
+    -- Step 2: sync.  whoop.sync() commits per account and endpoint and logs
     -- each in whoop.sync_log under our run id; it does not raise for an
     -- endpoint that fails.  It cannot be wrapped in an exception block (no
     -- COMMIT inside a subtransaction): should it raise anyway, this run
@@ -164,7 +196,7 @@ begin
     v_statuses := v_statuses || v_status;
     commit;
 
-    -- Step 2: refresh, after a failed sync too (the views then show what
+    -- Step 3: refresh, after a failed sync too (the views then show what
     -- the raw layer has).
     v_started := clock_timestamp();
     insert into whoop.run_log (run_id, step, status, started_at)
@@ -195,7 +227,7 @@ begin
     v_statuses := v_statuses || v_status;
     commit;
 
-    -- Step 3: quality checks.
+    -- Step 4: quality checks.
     v_started := clock_timestamp();
     insert into whoop.run_log (run_id, step, status, started_at)
     values (v_run, 'quality', 'running', v_started);
@@ -231,7 +263,8 @@ begin
                      else 'ok' end;
     update whoop.run_log l
        set status = v_status, finished_at = clock_timestamp(),
-           detail = format('sync %s, refresh %s, quality %s', v_statuses[1], v_statuses[2], v_statuses[3])
+           detail = format('webhooks %s, sync %s, refresh %s, quality %s',
+                           v_statuses[1], v_statuses[2], v_statuses[3], v_statuses[4])
      where l.run_id = v_run and l.step = 'pipeline';
     commit;
     if v_status <> 'ok' then
@@ -241,5 +274,5 @@ end;
 $$;
 
 comment on procedure whoop.run_pipeline(name, boolean) is
-    'sync -> refresh -> quality checks under one run id, each step recorded in whoop.run_log (committed as it goes); a step that fails does not stop the next; a second pipeline while one runs records itself as skipped and returns with a NOTICE. Call it outside a transaction block';
+    'queued webhook events -> sync -> refresh -> quality checks under one run id, each step recorded in whoop.run_log (committed as it goes); a step that fails does not stop the next; a second pipeline while one runs records itself as skipped and returns with a NOTICE. Call it outside a transaction block';
 --upgrade 1.0--1.1 end

@@ -1,5 +1,5 @@
--- 76_schedule.sql: scheduling the pipeline with pg_cron (optional: nothing
--- here needs pg_cron installed).
+-- 76_schedule.sql: scheduling the pipeline, and the webhook applier, with
+-- pg_cron (optional: nothing here needs pg_cron installed).
 
 --upgrade 1.0--1.1: alter function whoop.pipeline_job_name() set schema whoop_internal;
 --upgrade 1.0--1.1: alter function whoop.cron_call(text) set schema whoop_internal;
@@ -11,6 +11,16 @@ as $$ select 'whoop_pipeline_' || current_database() $$;
 
 comment on function whoop_internal.pipeline_job_name() is
     'name of the pg_cron job of this database''s pipeline (pg_cron serves all databases of a cluster, so the name carries the database)';
+
+--upgrade 1.0--1.1 begin
+create function whoop_internal.webhooks_job_name()
+returns text
+language sql stable
+as $$ select 'whoop_webhooks_' || current_database() $$;
+
+comment on function whoop_internal.webhooks_job_name() is
+    'name of the pg_cron job that applies this database''s webhook events (see pipeline_job_name)';
+--upgrade 1.0--1.1 end
 
 -- cron_call runs a query against pg_cron: here when pg_cron lives in this
 -- database, otherwise through dblink (when installed here) in pg_cron's
@@ -121,6 +131,54 @@ comment on function whoop.unschedule() is
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
+-- The webhook applier has a job of its own: events should not wait for the
+-- next pipeline (hours), and applying a minute's events costs a request or
+-- two each, not a sync.
+create function whoop.schedule_webhooks(cron text default '* * * * *')
+returns bigint
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_query text;
+begin
+    if cron is null or btrim(cron) = '' then
+        raise exception 'a cron schedule is required'
+            using errcode = 'invalid_parameter_value',
+                  hint = 'For example whoop.schedule_webhooks(''* * * * *'') for every minute.';
+    end if;
+    if current_setting('cron.database_name', true) = current_database() then
+        v_query := format('select cron.schedule(%L, %L, %L)::text',
+                          whoop_internal.webhooks_job_name(), cron, 'CALL whoop.apply_webhooks()');
+    else
+        v_query := format('select cron.schedule_in_database(%L, %L, %L, %L)::text',
+                          whoop_internal.webhooks_job_name(), cron, 'CALL whoop.apply_webhooks()',
+                          current_database());
+    end if;
+    return whoop_internal.cron_call(v_query)::bigint;
+end;
+$$;
+
+comment on function whoop.schedule_webhooks(text) is
+    'schedules CALL whoop.apply_webhooks() in this database as pg_cron job whoop_webhooks_<database> (default every minute; pg_cron 1.5 and later also take ''20 seconds''); calling it again replaces the schedule; returns the job id. Needs pg_cron; when pg_cron lives in another database, needs dblink here';
+
+create function whoop.unschedule_webhooks()
+returns boolean
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    return whoop_internal.cron_call(format(
+        'select (select count(cron.unschedule(jobid)) from cron.job where jobname = %L and username = current_user) > 0',
+        whoop_internal.webhooks_job_name()))::boolean;
+end;
+$$;
+
+comment on function whoop.unschedule_webhooks() is
+    'removes this database''s webhook applier job from pg_cron; true if there was one, false if not';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
 -- pg_cron keeps its jobs in its own tables, which DROP EXTENSION whoop_fdw
 -- does not reach: a scheduled pipeline would go on calling a procedure that
 -- no longer exists.  An event trigger cannot run after its own extension is
@@ -132,30 +190,36 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_jobs bigint;
+    v_jobs text;
 begin
     if current_query() !~* 'drop\s+extension\M[^;]*\mwhoop_fdw\M' then
         return;
     end if;
     begin
         v_jobs := whoop_internal.cron_call(format(
-            'select count(*)::text from cron.job where jobname = %L and database = %L',
-            whoop_internal.pipeline_job_name(), current_database()))::bigint;
+            'select string_agg(jobname, '', '' order by jobname) from cron.job '
+            'where jobname in (%L, %L) and database = %L',
+            whoop_internal.pipeline_job_name(), whoop_internal.webhooks_job_name(),
+            current_database()));
     exception when others then
         return;                 -- pg_cron unusable here: there is no job to leave behind
     end;
-    if v_jobs > 0 then
-        raise exception 'whoop_fdw''s pipeline is still scheduled in pg_cron as job "%"',
-                        whoop_internal.pipeline_job_name()
+    if v_jobs is not null then
+        raise exception 'whoop_fdw is still scheduled in pg_cron: job %', v_jobs
             using errcode = 'dependent_objects_still_exist',
                   detail = 'Dropping the extension would leave the job calling a procedure that no longer exists.',
-                  hint = 'Run SELECT whoop.unschedule(); first, then drop the extension.';
+                  hint = format('Run %s first, then drop the extension.',
+                                concat_ws(' and ',
+                                          case when strpos(v_jobs, whoop_internal.pipeline_job_name()) > 0
+                                               then 'SELECT whoop.unschedule();' end,
+                                          case when strpos(v_jobs, whoop_internal.webhooks_job_name()) > 0
+                                               then 'SELECT whoop.unschedule_webhooks();' end));
     end if;
 end
 $$;
 
 comment on function whoop_internal.refuse_drop_while_scheduled() is
-    'event trigger function: refuses DROP EXTENSION whoop_fdw while this database''s pipeline job exists in pg_cron';
+    'event trigger function: refuses DROP EXTENSION whoop_fdw while this database''s pipeline or webhook applier job exists in pg_cron';
 
 create event trigger whoop_refuse_drop_while_scheduled
     on ddl_command_start
@@ -163,5 +227,5 @@ create event trigger whoop_refuse_drop_while_scheduled
     execute function whoop_internal.refuse_drop_while_scheduled();
 
 comment on event trigger whoop_refuse_drop_while_scheduled is
-    'whoop_fdw: DROP EXTENSION whoop_fdw is refused while whoop.schedule()''s pg_cron job exists (whoop.unschedule() first)';
+    'whoop_fdw: DROP EXTENSION whoop_fdw is refused while the pg_cron job of whoop.schedule() or whoop.schedule_webhooks() exists (unschedule first)';
 --upgrade 1.0--1.1 end

@@ -86,3 +86,14 @@ revoke execute on function whoop.receive_webhook(name, text, text, bytea) from p
 grant usage on schema whoop to whoop_webhook;
 grant execute on function whoop.receive_webhook(name, text, text, bytea) to whoop_webhook;
 --upgrade 1.0--1.1 end
+
+-- Applying webhook events writes the raw layer and calls WHOOP: an
+-- operation, like the sync.  The queue's status view is for operators, not
+-- for whoop_reader: like the logs, it is the owner's unless granted.
+--upgrade 1.0--1.1 begin
+revoke execute on procedure whoop.apply_webhooks(name, integer, bigint) from public;
+revoke execute on function whoop.requeue_webhooks(name) from public;
+revoke execute on function whoop.schedule_webhooks(text) from public;
+revoke execute on function whoop.unschedule_webhooks() from public;
+revoke all on whoop.webhook_status from public;
+--upgrade 1.0--1.1 end

@@ -1,0 +1,559 @@
+"""test_webhook_apply.py -- whoop.apply_webhooks(): queued WHOOP webhook events applied.
+
+Events are signed and queued the way WHOOP and whoop-webhookd deliver them
+(through whoop.receive_webhook(), see test_webhook), for simulator athletes
+linked to server "sim"; then whoop.apply_webhooks() applies them against the
+simulator.  The simulator deletes nothing here: a record gone at WHOOP is a
+queued 404 fault on its by-id path.
+
+  ApplyTest        updates fetch by id and upsert (new, re-scored, unchanged),
+                   deletions tombstone (a late update never resurrects, a
+                   deletion of a record never stored is 'not stored'),
+                   recoveries cost 2 requests with the sleep unknown and 1
+                   with it stored, duplicates cost one fetch, a 404 is 'not
+                   found', sleeps and workouts mark the member's cycles,
+                   staging and facts ignore tombstones, the status view
+  RetryTest        a failing fetch is retried with doubling backoff, dead
+                   after 8 attempts with a WARNING, queued again by
+                   whoop.requeue_webhooks(); the events of an account that is
+                   disconnected are dead at once
+  ConcurrencyTest  two appliers at once apply every event exactly once; the
+                   events of accounts the calling role may not use are left
+                   alone
+  PipelineTest     run_pipeline() records a webhooks step before the sync;
+                   schedule_webhooks() makes a pg_cron job that applies
+                   events, and DROP EXTENSION is refused while it exists
+  CrashTest        kill -9 of the backend applying events (held in its fetch)
+                   loses nothing: after the restart every event is applied
+                   exactly once
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+import uuid
+
+import harness
+from harness import psql, rows, scalar, SQLError
+
+SIM_ARGS = ("--athletes", "3", "--days", "12", "--quiet")
+MEMBER_PATH = {"workout": "/v2/activity/workout/%s", "sleep": "/v2/activity/sleep/%s"}
+
+
+def sign(secret, timestamp, body):
+    mac = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+def deliver(secret, user_id, kind, record_id, trace_id=None, env=None):
+    """deliver queues one signed event through whoop.receive_webhook(); returns its trace_id."""
+    trace_id = trace_id or str(uuid.uuid4())
+    body = json.dumps({"user_id": user_id, "id": record_id, "type": kind, "trace_id": trace_id},
+                      separators=(",", ":")).encode()
+    ts = str(int(time.time() * 1000))
+    result = scalar("select whoop.receive_webhook('sim', :'sig', :'ts', decode(:'body', 'base64'))",
+                    variables={"sig": sign(secret, ts, body), "ts": ts,
+                               "body": base64.b64encode(body).decode()}, extra_env=env)
+    assert result == "queued", result
+    return trace_id
+
+
+def event(trace_id, env=None):
+    """event is the queue row of a delivery as a dict."""
+    out = rows("select status, coalesce(outcome, ''), attempts, coalesce(last_error, ''), "
+               "next_attempt_at is not null, applied_at is not null, coalesce(run_id::text, '') "
+               "from whoop.webhook_events where trace_id = '%s'" % trace_id, extra_env=env)
+    s = out[0]
+    return {"status": s[0], "outcome": s[1], "attempts": int(s[2]), "last_error": s[3],
+            "waiting": s[4] == "t", "applied": s[5] == "t", "run_id": s[6]}
+
+
+def apply_and_count(sql="call whoop.apply_webhooks()", env=None):
+    """apply_and_count applies in one session and returns the WHOOP requests it made."""
+    out = psql("%s; select requests from whoop.fetch_stats()" % sql, extra_env=env)
+    return int(out.split()[-1])
+
+
+class WebhookSuite(harness.SimulatorSuite):
+    SIM_ARGS = SIM_ARGS
+    LINK = {"import_into": None, "athletes": 2}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.secret = cls.sim.accounts()["client_secret"]
+
+    def setUp(self):
+        os.environ["WHOOP_TEST_DB"] = self.DB
+        self.sim.reset()
+
+    def deliver(self, user_id, kind, record_id, trace_id=None):
+        return deliver(self.secret, user_id, kind, record_id, trace_id)
+
+    def record(self, kind, user=0, index=0, where=lambda r: True):
+        """record is a simulator record of athlete USER (its INDEX-th match, newest first)."""
+        return [r for r in self.sim.records(kind, self.users[user]) if where(r)][index]
+
+    def gone(self, kind, record_id, count=1):
+        """gone makes the next COUNT by-id fetches of a record answer 404, as for a deleted one."""
+        self.sim.fault(path=MEMBER_PATH[kind] % record_id, kind="status", status=404, count=count)
+
+    def raw(self, table, key, value, columns="updated_at, deleted_at is not null"):
+        out = rows("select %s from whoop.%s where %s = '%s'" % (columns, table, key, value))
+        return out[0] if out else None
+
+
+class ApplyTest(WebhookSuite):
+    DB = "webhook_apply"
+
+    def test_updated_new_then_rescored_then_unchanged(self):
+        w = self.record("workout", 0, 0)
+        first = self.deliver(self.users[0], "workout.updated", w["id"])
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual(event(first)["status"], "applied")
+        self.assertEqual(event(first)["outcome"], "upserted")
+        stored = self.raw("raw_workout", "id", w["id"])
+        self.assertEqual(stored[1], "f")
+        # WHOOP re-scores it: the next event brings the newer version
+        self.sim.clock(advance_seconds=60)
+        self.sim.touch("workout", w["id"], set={"score.strain": 12.5})
+        second = self.deliver(self.users[0], "workout.updated", w["id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(second)["outcome"], "upserted")
+        self.assertGreater(self.raw("raw_workout", "id", w["id"])[0], stored[0])
+        self.assertEqual(scalar("select record->'score'->>'strain' from whoop.raw_workout "
+                                "where id = '%s'" % w["id"]), "12.5")
+        third = self.deliver(self.users[0], "workout.updated", w["id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(third)["outcome"], "unchanged")
+
+    def test_late_update_after_deletion_stays_a_tombstone(self):
+        s = self.record("sleep", 0, 1)
+        self.deliver(self.users[0], "sleep.updated", s["id"])
+        psql("call whoop.apply_webhooks()")
+        before = self.raw("raw_sleep", "id", s["id"])
+        deleted = self.deliver(self.users[0], "sleep.deleted", s["id"])
+        self.assertEqual(apply_and_count(), 0)            # a deletion costs no request
+        self.assertEqual(event(deleted)["outcome"], "tombstoned")
+        self.assertEqual(self.raw("raw_sleep", "id", s["id"]), [before[0], "t"])
+        # a late update whose fetch still answers -- even with a newer version -- changes nothing
+        self.sim.clock(advance_seconds=60)
+        self.sim.touch("sleep", s["id"], set={"score.respiratory_rate": 15.5})
+        late = self.deliver(self.users[0], "sleep.updated", s["id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(late)["outcome"], "unchanged")
+        self.assertEqual(self.raw("raw_sleep", "id", s["id"]), [before[0], "t"])
+        # and one whose fetch answers 404, as WHOOP's would
+        self.gone("sleep", s["id"])
+        later = self.deliver(self.users[0], "sleep.updated", s["id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(later)["outcome"], "not found")
+        self.assertEqual(self.raw("raw_sleep", "id", s["id"]), [before[0], "t"])
+
+    def test_deletion_before_the_record_is_stored(self):
+        w = self.record("workout", 1, 2)
+        deleted = self.deliver(self.users[1], "workout.deleted", w["id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(deleted)["status"], "applied")
+        self.assertEqual(event(deleted)["outcome"], "not stored")
+        self.assertIsNone(self.raw("raw_workout", "id", w["id"]))
+        # the update that arrives after it finds the record gone
+        self.gone("workout", w["id"])
+        late = self.deliver(self.users[1], "workout.updated", w["id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(late)["outcome"], "not found")
+        self.assertIsNone(self.raw("raw_workout", "id", w["id"]))
+
+    def test_deletion_wins_over_an_update_in_the_same_batch(self):
+        w = self.record("workout", 1, 3)
+        self.deliver(self.users[1], "workout.updated", w["id"])
+        psql("call whoop.apply_webhooks()")
+        updated = self.deliver(self.users[1], "workout.updated", w["id"])
+        deleted = self.deliver(self.users[1], "workout.deleted", w["id"])
+        self.assertEqual(apply_and_count(), 0)
+        self.assertEqual(event(updated)["outcome"], "superseded")
+        self.assertEqual(event(deleted)["outcome"], "tombstoned")
+        self.assertEqual(self.raw("raw_workout", "id", w["id"])[1], "t")
+
+    def test_recovery_costs_two_requests_with_the_sleep_unknown_one_with_it_stored(self):
+        recoveries = [r for r in self.sim.records("recovery", self.users[1]) if r.get("sleep_id")]
+        unknown, known = recoveries[0], recoveries[1]
+        first = self.deliver(self.users[1], "recovery.updated", unknown["sleep_id"])
+        self.assertEqual(apply_and_count(), 2)
+        self.assertEqual(event(first)["outcome"], "upserted")
+        self.assertIsNotNone(self.raw("raw_sleep", "id", unknown["sleep_id"]))
+        self.assertEqual(self.raw("raw_recovery", "cycle_id", unknown["cycle_id"],
+                                  "sleep_id::text, deleted_at is not null"),
+                         [unknown["sleep_id"], "f"])
+        self.deliver(self.users[1], "sleep.updated", known["sleep_id"])
+        psql("call whoop.apply_webhooks()")
+        second = self.deliver(self.users[1], "recovery.updated", known["sleep_id"])
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual(event(second)["outcome"], "upserted")
+        self.assertEqual(self.raw("raw_recovery", "cycle_id", known["cycle_id"], "cycle_id")[0],
+                         str(known["cycle_id"]))
+
+    def test_recovery_and_sleep_deletions_tombstone(self):
+        recoveries = [r for r in self.sim.records("recovery", self.users[0]) if r.get("sleep_id")]
+        a, b = recoveries[2], recoveries[3]
+        for r in (a, b):
+            self.deliver(self.users[0], "recovery.updated", r["sleep_id"])
+        psql("call whoop.apply_webhooks()")
+        gone_recovery = self.deliver(self.users[0], "recovery.deleted", a["sleep_id"])
+        gone_sleep = self.deliver(self.users[0], "sleep.deleted", b["sleep_id"])
+        self.assertEqual(apply_and_count(), 0)
+        self.assertEqual(event(gone_recovery)["outcome"], "tombstoned")
+        self.assertEqual(event(gone_sleep)["outcome"], "tombstoned")
+        # recovery.deleted: the recovery only; sleep.deleted: the sleep and its recovery
+        self.assertEqual(self.raw("raw_recovery", "cycle_id", a["cycle_id"], "deleted_at is not null"), ["t"])
+        self.assertEqual(self.raw("raw_sleep", "id", a["sleep_id"], "deleted_at is not null"), ["f"])
+        self.assertEqual(self.raw("raw_recovery", "cycle_id", b["cycle_id"], "deleted_at is not null"), ["t"])
+        self.assertEqual(self.raw("raw_sleep", "id", b["sleep_id"], "deleted_at is not null"), ["t"])
+        unknown = self.deliver(self.users[0], "recovery.deleted", str(uuid.uuid4()))
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(unknown)["outcome"], "not stored")
+
+    def test_duplicates_in_one_batch_cost_one_fetch(self):
+        w = self.record("workout", 0, 4)
+        traces = [self.deliver(self.users[0], "workout.updated", w["id"]) for _ in range(3)]
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual({event(t)["outcome"] for t in traces}, {"upserted"})
+        by_id = [r for r in self.sim.request_log() if r["path"].endswith(w["id"])]
+        self.assertEqual(len(by_id), 1, by_id)
+
+    def test_sleeps_and_workouts_mark_the_members_cycles_recoveries_do_not(self):
+        psql("delete from whoop.sync_state where endpoint = 'cycle'")
+        r = [r for r in self.sim.records("recovery", self.users[1]) if r.get("sleep_id")][5]
+        self.deliver(self.users[1], "recovery.updated", r["sleep_id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(scalar("select count(*) from whoop.sync_state where endpoint = 'cycle'"), "0")
+        self.deliver(self.users[0], "workout.updated", self.record("workout", 0, 5)["id"])
+        psql("call whoop.apply_webhooks()")
+        pending = rows("select user_id, pending_since is not null from whoop.sync_state "
+                       "where endpoint = 'cycle'")
+        self.assertEqual(pending, [[str(self.users[0]), "t"]])
+        since = scalar("select pending_since from whoop.sync_state where endpoint = 'cycle'")
+        # a later event keeps the first mark: the cycles have been pending since then
+        self.deliver(self.users[0], "sleep.deleted", str(uuid.uuid4()))
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(scalar("select pending_since from whoop.sync_state where endpoint = 'cycle'"), since)
+
+    def test_status_view(self):
+        self.deliver(self.users[0], "workout.deleted", str(uuid.uuid4()))
+        psql("call whoop.apply_webhooks()")
+        view = harness.rows("select server_name, queued, due, retrying, dead, applied_last_hour > 0, "
+                            "applied_last_day >= applied_last_hour, oldest_queued_age is null, "
+                            "lag_median_last_hour >= interval '0', "
+                            "lag_p99_last_day >= lag_median_last_day, "
+                            "(outcomes_last_day->>'not stored')::int > 0, "
+                            "(select sum(v::int) from jsonb_each_text(outcomes_last_day) x(k, v)) "
+                            "= applied_last_day "
+                            "from whoop.webhook_status")
+        self.assertEqual(view, [["sim", "0", "0", "0", "0", "t", "t", "t", "t", "t", "t", "t"]])
+
+
+class FactsTest(WebhookSuite):
+    DB = "webhook_facts"
+
+    def test_staging_and_facts_ignore_tombstones(self):
+        psql("call whoop.sync(); select count(*) from whoop.refresh()")
+        workout, cycle = rows(
+            "select x.workout_id, x.cycle_id from whoop.stg_workout x "
+            "join whoop.fact_daily_strain f on f.cycle_id = x.cycle_id "
+            "where x.user_id = %d and x.score_state = 'SCORED' order by x.start desc limit 1"
+            % self.users[1])[0]
+        in_facts = "select workout_count from whoop.fact_daily_strain where cycle_id = %s" % cycle
+        count_before = int(scalar(in_facts))
+        self.deliver(self.users[1], "workout.deleted", workout)
+        psql("call whoop.apply_webhooks(); select count(*) from whoop.refresh()")
+        self.assertEqual(scalar("select count(*) from whoop.stg_workout where workout_id = '%s'" % workout), "0")
+        self.assertEqual(scalar("select count(*) from whoop.raw_workout where id = '%s' "
+                                "and deleted_at is not null" % workout), "1")
+        self.assertEqual(int(scalar(in_facts)), count_before - 1)
+
+
+class RetryTest(WebhookSuite):
+    DB = "webhook_retry"
+
+    def test_backoff_dead_letter_and_requeue(self):
+        w = self.record("workout", 0, 0)
+        # WHOOP answers 400 to every fetch of it until the faults run out
+        self.sim.fault(path=MEMBER_PATH["workout"] % w["id"], kind="status", status=400, count=100)
+        trace = self.deliver(self.users[0], "workout.updated", w["id"])
+        psql("call whoop.apply_webhooks()")
+        e = event(trace)
+        self.assertEqual((e["status"], e["attempts"], e["waiting"]), ("queued", 1, True))
+        self.assertIn("400", e["last_error"])
+        self.assertEqual(scalar("select next_attempt_at > now() + interval '20 seconds' and "
+                                "next_attempt_at <= now() + interval '30 seconds' "
+                                "from whoop.webhook_events where trace_id = '%s'" % trace), "t")
+        # not due yet: another call leaves it alone
+        self.assertEqual(apply_and_count(), 0)
+        self.assertEqual(event(trace)["attempts"], 1)
+        waits = []
+        for attempt in range(2, 9):
+            psql("update whoop.webhook_events set next_attempt_at = now() where trace_id = '%s'" % trace)
+            out = harness.psql_full("call whoop.apply_webhooks()")
+            if attempt < 8:
+                waits.append(float(scalar(
+                    "select extract(epoch from next_attempt_at - now()) from whoop.webhook_events "
+                    "where trace_id = '%s'" % trace)))
+        # the wait doubles: 60 s, 120 s, ... 32 min
+        for n, wait in enumerate(waits):
+            self.assertLessEqual(wait, 30 * 2 ** (n + 1))
+            self.assertGreater(wait, 30 * 2 ** (n + 1) - 10)
+        e = event(trace)
+        self.assertEqual((e["status"], e["attempts"], e["waiting"]), ("dead", 8, False))
+        self.assertIn("WARNING:  whoop.apply_webhooks: 1 webhook events failed 8 times and are dead letters", out)
+        self.assertIn("whoop.requeue_webhooks()", out)
+        self.assertEqual(scalar("select dead from whoop.webhook_status"), "1")
+        # fixed: queued again, applied
+        self.sim.reset()
+        self.assertEqual(scalar("select whoop.requeue_webhooks()"), "1")
+        self.assertEqual(scalar("select whoop.requeue_webhooks()"), "0")
+        psql("call whoop.apply_webhooks()")
+        e = event(trace)
+        self.assertEqual((e["status"], e["outcome"], e["attempts"]), ("applied", "upserted", 0))
+
+    def test_one_failing_account_does_not_hold_up_another(self):
+        bad = self.record("sleep", 0, 2)
+        good = self.record("sleep", 1, 2)
+        self.sim.fault(path=MEMBER_PATH["sleep"] % bad["id"], kind="status", status=400, count=1)
+        t_bad = self.deliver(self.users[0], "sleep.updated", bad["id"])
+        t_good = self.deliver(self.users[1], "sleep.updated", good["id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(t_bad)["status"], "queued")
+        self.assertEqual(event(t_good)["status"], "applied")
+
+    def test_events_of_a_disconnected_account_are_dead_at_once(self):
+        athlete = self.sim.accounts()["athletes"][2]
+        user = int(scalar("select whoop.add_account('sim', '%s')" % athlete["refresh_token"]))
+        trace = self.deliver(user, "workout.updated", str(uuid.uuid4()))
+        psql("select whoop.disconnect_account('sim', %d)" % user)
+        e = event(trace)
+        self.assertEqual(e["status"], "dead")
+        self.assertIn("was disconnected", e["last_error"])
+        self.assertEqual(scalar("select whoop.requeue_webhooks()"), "0")   # no account to apply it with
+
+    def test_arguments(self):
+        for sql, state in (("call whoop.apply_webhooks(max_events => 0)", "22023"),
+                           ("call whoop.apply_webhooks(server => 'nosuch')", "42704"),
+                           ("begin; call whoop.apply_webhooks(); commit;", "25001")):
+            with self.subTest(sql=sql):
+                with self.assertRaises(SQLError) as cm:
+                    psql(sql)
+                self.assertEqual(cm.exception.sqlstate, state, cm.exception.output)
+
+    def test_max_events_bounds_a_call(self):
+        traces = [self.deliver(self.users[1], "workout.deleted", str(uuid.uuid4())) for _ in range(3)]
+        psql("call whoop.apply_webhooks(max_events => 2)")
+        self.assertEqual([event(t)["status"] for t in traces], ["applied", "applied", "queued"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(traces[2])["status"], "applied")
+
+
+OTHER = "whoop_test_apply_other"
+
+
+class ConcurrencyTest(WebhookSuite):
+    DB = "webhook_concurrency"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        psql("drop role if exists %s; create role %s login" % (OTHER, OTHER), dbname="postgres")
+        cls.addClassCleanup(psql, "drop role if exists %s" % OTHER, dbname="postgres")
+        psql("grant usage on schema whoop to %s; "
+             "grant execute on procedure whoop.apply_webhooks(name, integer, bigint) to %s; "
+             "grant execute on function whoop.requeue_webhooks(name) to %s; "
+             "grant select, update on whoop.webhook_events to %s" % ((OTHER,) * 4))
+        cls.addClassCleanup(psql, "drop owned by %s" % OTHER)
+
+    def test_two_appliers_apply_every_event_exactly_once(self):
+        workouts = [self.record("workout", u, i) for u in (0, 1) for i in range(4)]
+        traces = [self.deliver(self.users[u], "workout.updated", w["id"])
+                  for w, u in zip(workouts, [0] * 4 + [1] * 4)]
+        # every fetch is slow, so the two calls overlap
+        self.sim.fault(path="/v2/activity/workout/{id}", kind="delay", delay_ms=500, count=8)
+        procs = [subprocess.Popen(["psql", "-X", "-q", "-d", self.DB, "-v", "ON_ERROR_STOP=1", "-c",
+                                   "call whoop.apply_webhooks(max_events => 4)", "-c",
+                                   "call whoop.apply_webhooks()"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+        self.assertEqual({event(t)["status"] for t in traces}, {"applied"},
+                         [event(t) for t in traces])
+        self.assertEqual({event(t)["outcome"] for t in traces}, {"upserted"})
+        fetched = [r["path"].rsplit("/", 1)[-1] for r in self.sim.request_log()
+                   if "/v2/activity/workout/" in r["path"]]
+        self.assertEqual(sorted(fetched), sorted(w["id"] for w in workouts))
+
+    def test_events_of_accounts_the_role_may_not_use_are_left_alone(self):
+        trace = self.deliver(self.users[0], "workout.deleted", str(uuid.uuid4()))
+        psql("call whoop.apply_webhooks()", user=OTHER)
+        self.assertEqual(event(trace)["status"], "queued")
+        psql("update whoop.webhook_events set status = 'dead' where trace_id = '%s'" % trace)
+        self.assertEqual(psql("select whoop.requeue_webhooks()", user=OTHER).strip(), "0")
+        self.assertEqual(scalar("select whoop.requeue_webhooks()"), "1")
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(event(trace)["status"], "applied")
+
+    def test_operations_are_not_public(self):
+        self.assertEqual(rows(
+            "select p.oid::regprocedure, has_function_privilege('public', p.oid, 'execute') from pg_proc p "
+            "where p.oid in ('whoop.apply_webhooks(name, integer, bigint)'::regprocedure, "
+            "'whoop.requeue_webhooks(name)'::regprocedure, 'whoop.schedule_webhooks(text)'::regprocedure, "
+            "'whoop.unschedule_webhooks()'::regprocedure) order by 1::text"),
+            [["whoop.apply_webhooks(name,integer,bigint)", "f"], ["whoop.requeue_webhooks(name)", "f"],
+             ["whoop.schedule_webhooks(text)", "f"], ["whoop.unschedule_webhooks()", "f"]])
+        self.assertEqual(scalar("select has_table_privilege('whoop_reader', 'whoop.webhook_status', 'select')"),
+                         "f")
+
+
+class PipelineTest(WebhookSuite):
+    DB = "webhook_pipeline"
+    JOB = "whoop_webhooks_webhook_pipeline"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        psql("create extension if not exists pg_cron", dbname="postgres")
+
+    def tearDown(self):
+        psql("select cron.unschedule(jobid) from cron.job where database = '%s'" % self.DB,
+             dbname="postgres")
+
+    def jobs(self):
+        return rows("select jobname, schedule, command, username from cron.job where database = '%s'"
+                    % self.DB, dbname="postgres")
+
+    def test_pipeline_applies_events_before_the_sync(self):
+        w = self.record("workout", 0, 0)
+        trace = self.deliver(self.users[0], "workout.updated", w["id"])
+        psql("call whoop.run_pipeline()")
+        run = scalar("select max(run_id) from whoop.run_log where step = 'pipeline'")
+        steps = {r[0]: r[1:] for r in rows(
+            "select step, status, row_count, detail, id from whoop.run_log where run_id = %s" % run)}
+        self.assertEqual(set(steps), {"pipeline", "webhooks", "sync", "refresh", "quality"})
+        self.assertEqual(steps["webhooks"][:3], ["ok", "1", "1 webhook events applied, 0 failed and "
+                                                 "queued for a retry, 0 dead letters"])
+        self.assertLess(int(steps["webhooks"][3]), int(steps["sync"][3]))
+        self.assertTrue(steps["pipeline"][2].startswith("webhooks ok, sync ok, refresh ok, quality "),
+                        steps["pipeline"])
+        self.assertEqual(event(trace)["run_id"], run)
+        # a failing fetch fails the step, and the run goes on
+        bad = self.record("workout", 1, 0)
+        self.sim.fault(path=MEMBER_PATH["workout"] % bad["id"], kind="status", status=400, count=1)
+        self.deliver(self.users[1], "workout.updated", bad["id"])
+        psql("call whoop.run_pipeline()")
+        run = scalar("select max(run_id) from whoop.run_log where step = 'pipeline'")
+        steps = {r[0]: r[1:] for r in rows(
+            "select step, status, row_count, coalesce(error, '') from whoop.run_log where run_id = %s" % run)}
+        self.assertEqual(steps["webhooks"][:2], ["failed", "0"])
+        self.assertIn("%d" % self.users[1], steps["webhooks"][2])
+        self.assertEqual(steps["sync"][0], "ok")
+
+    def test_schedule_webhooks_job_runs_and_blocks_drop_extension(self):
+        psql("create extension if not exists dblink")
+        first = scalar("select whoop.schedule_webhooks()")
+        self.assertEqual(scalar("select whoop.schedule_webhooks()"), first)
+        self.assertEqual(self.jobs(), [[self.JOB, "* * * * *", "CALL whoop.apply_webhooks()", "postgres"]])
+        with self.assertRaises(SQLError) as cm:
+            psql("drop extension whoop_fdw cascade")
+        self.assertEqual(cm.exception.sqlstate, "2BP01")
+        self.assertIn(self.JOB, cm.exception.output)
+        self.assertIn("HINT:  Run SELECT whoop.unschedule_webhooks(); first", cm.exception.output)
+        # the job applies what arrives
+        trace = self.deliver(self.users[1], "workout.deleted", str(uuid.uuid4()))
+        self.assertTrue(harness.wait_until(lambda: event(trace)["status"] == "applied",
+                                           timeout=150, interval=2), "no job run within 150 s")
+        self.assertEqual(scalar("select whoop.unschedule_webhooks()"), "t")
+        self.assertEqual(scalar("select whoop.unschedule_webhooks()"), "f")
+        self.assertEqual(self.jobs(), [])
+
+
+class CrashTest(unittest.TestCase):
+    """In a cluster of its own: the postmaster restarts every backend after a kill -9."""
+
+    DB = "webhook_crash"
+
+    @classmethod
+    def setUpClass(cls):
+        # synchronous_commit on, the production default: a commit survives the crash
+        cls.cluster = harness.Cluster(settings={"synchronous_commit": "on"}).init().start()
+        cls.addClassCleanup(cls.cluster.destroy)
+        cls.sim = harness.Simulator(*SIM_ARGS).start()
+        cls.addClassCleanup(cls.sim.stop)
+        cls.env = dict(cls.cluster.env(), PGDATABASE=cls.DB)
+        psql("create database %s" % cls.DB, extra_env=cls.env, dbname="postgres")
+        psql("create extension whoop_fdw", extra_env=cls.env)
+        saved = {k: os.environ.get(k) for k in list(cls.env) + ["WHOOP_TEST_DB"]}
+        os.environ.update(cls.env)
+        os.environ["WHOOP_TEST_DB"] = cls.DB
+        try:
+            cls.users = harness.link_simulator(cls.sim, import_into=None, athletes=2)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def sql(self, query, **kw):
+        return psql(query, extra_env=self.env, dbname=self.DB, **kw)
+
+    def test_kill_9_mid_fetch_loses_nothing(self):
+        secret = self.sim.accounts()["client_secret"]
+        saved = os.environ.get("WHOOP_TEST_DB")
+        os.environ["WHOOP_TEST_DB"] = self.DB
+        self.addCleanup(lambda: os.environ.__setitem__("WHOOP_TEST_DB", saved) if saved
+                        else os.environ.pop("WHOOP_TEST_DB", None))
+        traces = []
+        for i, user in enumerate(self.users):
+            for w in self.sim.records("workout", user)[:3]:
+                traces.append(deliver(secret, user, "workout.updated", w["id"], env=self.env))
+            traces.append(deliver(secret, user, "workout.deleted", str(uuid.uuid4()), env=self.env))
+        # the first account's batch commits; the second's fetch is held
+        self.sim.fault(path="/v2/activity/workout/{id}", kind="delay", delay_ms=60000, after=3, count=1)
+        proc = subprocess.Popen(["psql", "-X", "-q", "-d", self.DB, "-c", "call whoop.apply_webhooks()"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, **self.env))
+        self.assertTrue(harness.wait_until(
+            lambda: any(r.get("fault") == "delay" for r in self.sim.request_log()), timeout=60),
+            "the applier never reached the held fetch")
+        pid = int(self.sql("select pid from pg_stat_activity where query ilike 'call whoop.apply_webhooks%' "
+                           "and state = 'active'").strip())
+        os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        self.assertNotEqual(proc.returncode, 0)
+
+        def up():
+            try:
+                return self.sql("select 1", timeout=10).strip() == "1"
+            except Exception:
+                return False
+        self.assertTrue(harness.wait_until(up, timeout=90), "the cluster did not come back")
+        with open(self.cluster.log, errors="replace") as f:
+            self.assertIn("was terminated by signal 9", f.read())
+        statuses = dict(rows("select trace_id, status from whoop.webhook_events", extra_env=self.env))
+        self.assertEqual(sorted(statuses.values()), ["applied"] * 4 + ["queued"] * 4,
+                         [(r["path"], r.get("fault")) for r in self.sim.request_log()])
+        self.sim.reset()
+        self.sql("call whoop.apply_webhooks()")
+        self.assertEqual({event(t, env=self.env)["status"] for t in traces}, {"applied"})
+        self.assertEqual({event(t, env=self.env)["attempts"] for t in traces}, {0})
+        # the second account's three workouts were fetched once more, nothing else
+        self.assertEqual(len([r for r in self.sim.request_log() if "/v2/activity/workout/" in r["path"]]), 3)
+        self.assertEqual(self.sql("select count(*) from whoop.raw_workout").strip(), "6")
+
+
+if __name__ == "__main__":
+    unittest.main()
