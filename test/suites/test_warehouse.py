@@ -893,7 +893,8 @@ class Pipeline(unittest.TestCase):
     def test_run_log_and_a_second_run_changes_nothing(self):
         psql("call whoop.run_pipeline()")
         run, steps = self.last_run()
-        self.assertEqual(set(steps), {"pipeline", "sync", "refresh", "quality"})
+        self.assertEqual(set(steps), {"pipeline", "webhooks", "sync", "refresh", "quality"})
+        self.assertEqual(steps["webhooks"]["status"], "ok")           # nothing queued
         self.assertEqual(steps["sync"]["status"], "ok")
         self.assertEqual(steps["refresh"]["status"], "ok")
         self.assertEqual(steps["refresh"]["detail"], "11 of 11 materialized views refreshed")
@@ -948,7 +949,7 @@ class Pipeline(unittest.TestCase):
                                 % running), "running")
         psql("call whoop.run_pipeline()")
         statuses = dict(rows("select step, status from whoop.run_log where run_id = %d" % running))
-        self.assertEqual(statuses, {"pipeline": "aborted", "sync": "ok", "refresh": "aborted"})
+        self.assertEqual(statuses, {"pipeline": "aborted", "webhooks": "ok", "sync": "ok", "refresh": "aborted"})
         run, steps = self.last_run()
         self.assertEqual(steps["refresh"]["status"], "ok")
 
