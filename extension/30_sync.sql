@@ -299,11 +299,13 @@ declare
 begin
     if reconciled then
         max_deletions := (whoop_internal.sync_settings(server)).max_sync_deletions;
-        -- sync_source gives every table it imports an update window
+        -- Without an update window (a server option dropped after the
+        -- import) nothing bounds the listing: the updated_at bound fetched
+        -- everything then too, so everything is reconciled.
         listed_from := fetch_from - whoop_internal.update_window(source);
         -- the records WHOOP has: one account, starting in the window
         fetched := format('select * from %s where user_id = $1 %s', source,
-                          case when fetch_from is null then ''
+                          case when listed_from is null then ''
                                else 'and start >= $2' end);
         tombstone := format($q$,
              vanished as materialized (

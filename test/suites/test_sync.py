@@ -379,6 +379,23 @@ class ReconcileTest(harness.SimulatorSuite):
                          [r["query"].get("start") for r in asked])
 
 
+    def test_06_without_an_update_window_all_history_is_reconciled(self):
+        user = self.users[1]
+        real = scalar("select id from whoop.raw_workout where user_id = %d and deleted_at is null "
+                      "order by start desc offset 2 limit 1" % user)
+        old = fake_copy(self.sim, "raw_workout", real, 40)
+        # a table imported while the server had a window the server then dropped
+        psql("alter foreign table whoop_source.sim__workout options (drop update_window)")
+        try:
+            self.assertNotIn("WARNING", sync("user_id => %d" % user, "endpoint => 'workout'"))
+        finally:
+            psql("alter foreign table whoop_source.sim__workout options (add update_window '14 days')")
+        self.assertEqual(scalar("select deleted_at is not null from whoop.raw_workout where id = '%s'"
+                                % old), "t")
+        self.assertEqual(last_log(user, "workout", "rows_deleted"), "1")
+        self.assertEqual(int(last_log(user, "workout", "rows_seen")),
+                         len(self.sim.records("workout", user)))
+
 class PollingTest(harness.SimulatorSuite):
 
     SIM_ARGS = ("--athletes", "2", "--days", "30", "--rate-per-minute", "0", "--rate-per-day", "0")
