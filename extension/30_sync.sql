@@ -34,9 +34,13 @@ create table whoop.sync_log (
     requests        integer,
     high_water_mark_before timestamptz,
     high_water_mark_after  timestamptz,
-    error           text
+    error           text,
+    rows_deleted    integer,
+    deletions_refused integer
 );
 create index on whoop.sync_log (run_id);
+--upgrade 1.0--1.1: alter table whoop.sync_log add column rows_deleted integer;
+--upgrade 1.0--1.1: alter table whoop.sync_log add column deletions_refused integer;
 
 -- the marks must travel with the raw rows they describe
 select pg_catalog.pg_extension_config_dump('whoop.sync_state', '');
@@ -77,13 +81,19 @@ comment on column whoop.sync_state.high_water_mark is
 comment on column whoop.sync_state.last_success_at is 'when this endpoint last synced without error';
 --upgrade 1.0--1.1 begin
 comment on column whoop.sync_state.pending_since is
-    'set when a webhook event says this endpoint of the member changed (a sleep or workout event marks the member''s cycles); the next sync of the endpoint clears it';
+    'set when a webhook event says this endpoint of the member changed (a sleep or workout event marks the member''s cycles, which a sync then fetches even within cycle_poll_interval); the next successful sync of the endpoint clears it';
 --upgrade 1.0--1.1 end
 comment on table whoop.sync_log is 'one row per account and endpoint per whoop.sync() call';
 comment on column whoop.sync_log.run_id is 'the whoop.run_pipeline() run that called the sync, if any';
 comment on column whoop.sync_log.fetch_from is 'the updated_at bound the fetch used (NULL = everything)';
 comment on column whoop.sync_log.requests is 'HTTP requests the fetch made to WHOOP';
 comment on column whoop.sync_log.error is 'the error of a failed fetch, followed by its HINT (what to do: e.g. link the account again) when it has one';
+--upgrade 1.0--1.1 begin
+comment on column whoop.sync_log.rows_deleted is
+    'sleeps or workouts tombstoned because WHOOP no longer lists them in the reconciled window (a sleep''s recovery goes with it, not counted); NULL for the endpoints that are not reconciled';
+comment on column whoop.sync_log.deletions_refused is
+    'records that vanished from the listing but were not tombstoned, because more than the server option max_sync_deletions vanished at once (0: none refused); the endpoint still counts as ok: its rows were upserted and its mark advanced';
+--upgrade 1.0--1.1 end
 
 create schema whoop_source;
 comment on schema whoop_source is
@@ -237,40 +247,113 @@ comment on function whoop_internal.raw_upsert(text) is
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
-create or replace function whoop_internal.sync_endpoint(
+create function whoop_internal.sync_settings(server name,
+    out max_sync_deletions integer, out cycle_poll_interval interval,
+    out profile_poll_interval interval)
+language c stable strict
+as 'MODULE_PATHNAME', 'whoop_sync_settings';
+
+comment on function whoop_internal.sync_settings(name) is
+    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day)';
+
+create function whoop_internal.update_window(source regclass)
+returns interval
+language c stable strict
+as 'MODULE_PATHNAME', 'whoop_table_update_window_sql';
+
+comment on function whoop_internal.update_window(regclass) is
+    'the update window of a whoop_fdw foreign table (its option, else its server''s; NULL when neither has one), exactly as the pushdown applies it';
+--upgrade 1.0--1.1 end
+
+-- 1.0's sync_endpoint returned fewer columns
+--upgrade 1.0--1.1: drop function whoop_internal.sync_endpoint(name, bigint, text, timestamptz);
+
+--upgrade 1.0--1.1 begin
+-- Sleeps and workouts are reconciled: WHOOP deletes them (a deleted record
+-- is gone from the lists and 404 by id), and a webhook that says so may
+-- never arrive.  The fetch lists every record that starts in the update
+-- window -- the request the updated_at bound made before, so it costs
+-- nothing -- and a stored record of the member starting in that window that
+-- the listing lacks was deleted: it gets a tombstone, and a sleep's
+-- recovery with it.  All of it is one statement: a failed fetch writes
+-- nothing, and a record another session (the webhook applier) stores while
+-- the listing runs is invisible to the statement, so not tombstoned.  A
+-- listing that lacks more than max_sync_deletions records is not trusted
+-- (a WHOOP outage answering short pages must not empty the history):
+-- nothing is tombstoned and deletions_refused says how many were lacking.
+create function whoop_internal.sync_endpoint(
     server name, user_id bigint, endpoint text, fetch_from timestamptz,
     out rows_seen integer, out rows_inserted integer,
-    out rows_updated integer, out max_updated_at timestamptz)
+    out rows_updated integer, out max_updated_at timestamptz,
+    out rows_deleted integer, out deletions_refused integer)
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
     source regclass := whoop_internal.sync_source(server, endpoint);
-    -- the records the fetch brings: one account, changed since fetch_from
-    fetched text := format('select * from %s where user_id = $1 %s', source,
-                           case when fetch_from is null then ''
-                                else 'and updated_at >= $2' end);
-    upsert text;
+    reconciled boolean := endpoint in ('sleep', 'workout');
+    listed_from timestamptz;
+    max_deletions integer;
+    fetched text;
+    tombstone text := '';
 begin
-    upsert := whoop_internal.raw_upsert(endpoint);
+    if reconciled then
+        max_deletions := (whoop_internal.sync_settings(server)).max_sync_deletions;
+        -- Without an update window (a server option dropped after the
+        -- import) nothing bounds the listing: the updated_at bound fetched
+        -- everything then too, so everything is reconciled.
+        listed_from := fetch_from - whoop_internal.update_window(source);
+        -- the records WHOOP has: one account, starting in the window
+        fetched := format('select * from %s where user_id = $1 %s', source,
+                          case when listed_from is null then ''
+                               else 'and start >= $2' end);
+        tombstone := format($q$,
+             vanished as materialized (
+                 select r.id from whoop.%1$I r
+                 where r.user_id = $1 and r.deleted_at is null
+                   and ($2::timestamptz is null or r.start >= $2)
+                   and not exists (select from fetched f where f.id = r.id)),
+             tombstoned as (
+                 update whoop.%1$I r set deleted_at = now()
+                 from vanished v
+                 where r.id = v.id and (select count(*) from vanished) <= $3
+                 returning r.id)$q$, 'raw_' || endpoint);
+        if endpoint = 'sleep' then
+            tombstone := tombstone || $q$,
+             recovery_tombstoned as (
+                 update whoop.raw_recovery c set deleted_at = now()
+                 where c.sleep_id in (select t.id from tombstoned t)
+                   and c.deleted_at is null)$q$;
+        end if;
+    else
+        -- the records the fetch brings: one account, changed since fetch_from
+        fetched := format('select * from %s where user_id = $1 %s', source,
+                          case when fetch_from is null then ''
+                               else 'and updated_at >= $2' end);
+        listed_from := fetch_from;
+    end if;
 
     execute format($q$
         with fetched as materialized (%s),
-             written as (%s)
+             written as (%s)%s
         select (select count(*) from fetched)::integer,
                (select count(*) from written where inserted)::integer,
                (select count(*) from written where not inserted)::integer,
-               %s
-        $q$, fetched, upsert,
+               %s, %s
+        $q$, fetched, whoop_internal.raw_upsert(endpoint), tombstone,
         case when endpoint in ('profile', 'body_measurement') then 'null::timestamptz'
-             else '(select max(updated_at) from fetched)' end)
-    into rows_seen, rows_inserted, rows_updated, max_updated_at
-    using user_id, fetch_from;
+             else '(select max(updated_at) from fetched)' end,
+        case when reconciled
+             then '(select count(*) from tombstoned)::integer,
+                   (select case when count(*) > $3 then count(*) else 0 end from vanished)::integer'
+             else 'null::integer, null::integer' end)
+    into rows_seen, rows_inserted, rows_updated, max_updated_at, rows_deleted, deletions_refused
+    using user_id, listed_from, max_deletions;
 end
 $$;
 
 comment on function whoop_internal.sync_endpoint(name, bigint, text, timestamptz) is
-    'fetches one endpoint of one account changed since fetch_from (NULL: everything) and upserts it into the raw layer; one statement, so a failure writes nothing';
+    'fetches one endpoint of one account changed since fetch_from (NULL: everything) and upserts it into the raw layer; sleeps and workouts: lists the whole update window before fetch_from and tombstones stored records it lacks (a sleep''s recovery too), none when more than max_sync_deletions would go; one statement, so a failure writes nothing';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
@@ -293,6 +376,8 @@ declare
     all_endpoints constant text[] :=
         array['profile', 'body_measurement', 'cycle', 'recovery', 'sleep', 'workout'];
     target record;
+    settings record;
+    state record;
     ep text;
     mark timestamptz;
     fetch_from timestamptz;
@@ -305,6 +390,7 @@ declare
     failures integer := 0;
     attempts integer := 0;
     failed text[] := '{}';
+    refusals text[] := '{}';
     synced_any boolean := false;
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.sync()');
@@ -334,8 +420,23 @@ begin
         order by a.server_name, a.user_id
     loop
         synced_any := true;
+        settings := whoop_internal.sync_settings(target.server_name);
         foreach ep in array all_endpoints loop
             continue when sync.endpoint is not null and ep <> sync.endpoint;
+            -- A plain incremental sync polls what rarely changes less often:
+            -- the profile and body measurement, and (when the server says so)
+            -- the cycles of a member no webhook has marked.  full => true and
+            -- an explicit endpoint always fetch.
+            if not sync.full and sync.endpoint is null then
+                select s.last_success_at, s.pending_since into state
+                from whoop.sync_state s
+                where s.server_name = target.server_name and s.user_id = target.user_id
+                  and s.endpoint = ep;
+                continue when ep in ('profile', 'body_measurement')
+                    and state.last_success_at > clock_timestamp() - settings.profile_poll_interval;
+                continue when ep = 'cycle' and state.pending_since is null
+                    and state.last_success_at > clock_timestamp() - settings.cycle_poll_interval;
+            end if;
             attempts := attempts + 1;
             started := clock_timestamp();
             select * into stats_before from whoop.fetch_stats();
@@ -361,18 +462,29 @@ begin
                    set high_water_mark = greatest(s.high_water_mark, result.max_updated_at),
                        last_success_at = clock_timestamp(),
                        last_attempt_at = clock_timestamp(),
-                       last_error = null
+                       last_error = null,
+                       -- a webhook's mark set after this fetch began stays
+                       pending_since = case when s.pending_since <= started then null
+                                            else s.pending_since end
                  where s.server_name = target.server_name and s.user_id = target.user_id
                    and s.endpoint = ep;
                 insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
                                             finished_at, status, full_resync, fetch_from,
                                             rows_seen, rows_inserted, rows_updated, requests,
-                                            high_water_mark_before, high_water_mark_after)
+                                            high_water_mark_before, high_water_mark_after,
+                                            rows_deleted, deletions_refused)
                 values (run_id, target.server_name, target.user_id, ep, started,
                         clock_timestamp(), 'ok', sync.full, fetch_from,
                         result.rows_seen, result.rows_inserted, result.rows_updated,
                         stats_after.requests - stats_before.requests,
-                        mark, greatest(mark, result.max_updated_at));
+                        mark, greatest(mark, result.max_updated_at),
+                        result.rows_deleted, result.deletions_refused);
+                if result.deletions_refused > 0 then
+                    refusals := refusals || format('%s/%s/%s: %s records vanished, max_sync_deletions is %s',
+                                                   target.server_name, target.user_id, ep,
+                                                   result.deletions_refused,
+                                                   settings.max_sync_deletions);
+                end if;
             exception when others then
                 get stacked diagnostics message = message_text, hint = pg_exception_hint;
                 -- the hint says what to do (e.g. link the account again)
@@ -406,6 +518,13 @@ begin
             using detail = format('Role "%s" may use no linked WHOOP account that matches.', current_user),
                   hint = 'Link one with whoop.connect_account() or whoop.add_account(); whoop.accounts lists the accounts this role may use.';
     end if;
+    if cardinality(refusals) > 0 then
+        raise warning 'whoop.sync: tombstoned none of the records that vanished from % account endpoints',
+            cardinality(refusals)
+            using detail = 'More records vanished from WHOOP''s listing at once than the server option max_sync_deletions allows, which looks more like a short listing than deletions:'
+                           || E'\n' || array_to_string(refusals, E'\n'),
+                  hint = 'If WHOOP really deleted them, raise max_sync_deletions (ALTER SERVER ... OPTIONS (ADD max_sync_deletions ''100''), or SET if the server has it) and sync again. See whoop.sync_log.deletions_refused.';
+    end if;
     if failures > 0 then
         raise warning 'whoop.sync: % of % account endpoints failed', failures, attempts
             using detail = array_to_string(failed, E'\n'),
@@ -415,5 +534,5 @@ end
 $$;
 
 comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
-    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint; full => true refetches all history';
+    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; full => true refetches and reconciles all history';
 --upgrade 1.0--1.1 end

@@ -61,6 +61,9 @@ static const WhoopOption whoop_options[] = {
 	{"max_retries", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 20},
 	{"page_size", ForeignServerRelationId, WHOOP_OPTION_INT, 1, WHOOP_MAX_PAGE_SIZE},
 	{"update_window", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
+	{"max_sync_deletions", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 1000000},
+	{"cycle_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
+	{"profile_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"client_id", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"client_secret", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"endpoint", ForeignTableRelationId, WHOOP_OPTION_ENDPOINT},
@@ -72,6 +75,8 @@ static const WhoopOption whoop_options[] = {
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_RETRIES 4
+#define DEFAULT_MAX_SYNC_DELETIONS 10
+#define DEFAULT_PROFILE_POLL_INTERVAL_US USECS_PER_DAY
 
 static void check_option_value(const WhoopOption *option, DefElem *def);
 static char *valid_option_names(Oid context);
@@ -367,6 +372,9 @@ whoop_get_server(Oid serverid)
 	server->max_retries = DEFAULT_MAX_RETRIES;
 	server->page_size = WHOOP_MAX_PAGE_SIZE;
 	server->update_window_us = -1;
+	server->max_sync_deletions = DEFAULT_MAX_SYNC_DELETIONS;
+	server->cycle_poll_interval_us = -1;
+	server->profile_poll_interval_us = DEFAULT_PROFILE_POLL_INTERVAL_US;
 
 	foreach(cell, fs->options)
 	{
@@ -387,6 +395,12 @@ whoop_get_server(Oid serverid)
 			server->page_size = atoi(value);
 		else if (strcmp(def->defname, "update_window") == 0)
 			server->update_window_us = whoop_parse_interval_us(value, def->defname);
+		else if (strcmp(def->defname, "max_sync_deletions") == 0)
+			server->max_sync_deletions = atoi(value);
+		else if (strcmp(def->defname, "cycle_poll_interval") == 0)
+			server->cycle_poll_interval_us = whoop_parse_interval_us(value, def->defname);
+		else if (strcmp(def->defname, "profile_poll_interval") == 0)
+			server->profile_poll_interval_us = whoop_parse_interval_us(value, def->defname);
 	}
 	server->api_url = strip_trailing_slash(server->api_url);
 	server->oauth_url = strip_trailing_slash(server->oauth_url);

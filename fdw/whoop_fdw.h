@@ -84,6 +84,9 @@ typedef struct WhoopServer
 	int			max_retries;
 	int			page_size;
 	int64		update_window_us;	/* -1: not declared */
+	int			max_sync_deletions; /* per account and endpoint and sync */
+	int64		cycle_poll_interval_us; /* -1: cycles every sync */
+	int64		profile_poll_interval_us;	/* 0: profile every sync */
 } WhoopServer;
 
 /* OAuth client credentials from a user mapping. */

@@ -4,19 +4,33 @@ Record shapes against WHOOP's OpenAPI schema (required fields and types are
 hard-coded below), paging and filtering, OAuth and token rotation, rate
 limits, every fault kind, chaos, the control plane, determinism, internal
 consistency of the generated physiology and multi-athlete separation.
+Webhooks, received by a Receiver in this process (http, or https with
+certificates made by openssl): signature and body, the events of touches,
+deletions, merges and clock moves, retries on WHOOP's schedule (scaled by
+RETRY_SCALE so that an hour of retries takes a fifth of a second), the
+duplicate/drop/reorder knobs, grants, a real-time clock; waits are bounded
+waits on a condition, never on time.
 
 Run alone:  cd test && /usr/bin/python3 -m unittest -v test_simulator
 """
 
 import base64
+import hashlib
+import hmac
 import http.client
+import http.server
 import json
 import math
+import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
+import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -1249,6 +1263,553 @@ class ControlTest(SimTestCase):
         self.sim.clock()
         self.sim.accounts()
         self.assertEqual(self.sim.stats()["requests"], {})
+
+
+# --------------------------------------------------------------------------
+# webhooks
+
+RETRY_SCALE = 20_000        # WHOOP's 66 minutes of retries in 0.2 s
+RETRY_MINUTES = (1, 5, 10, 20, 30)
+EVENT_KINDS = ("sleep", "recovery", "workout")
+
+
+class Receiver:
+    """Receiver is a webhook endpoint on 127.0.0.1 (plain http, or https with
+    cert and key) that keeps every POST and answers each with the next status
+    of its script (200 once the script is spent), after the next delay."""
+
+    def __init__(self, cert=None, key=None):
+        rx = self
+        self.cond = threading.Condition()
+        self.posts, self.script, self.delays = [], [], []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with rx.cond:
+                    rx.posts.append({"path": self.path, "headers": dict(self.headers),
+                                     "body": body})
+                    status = rx.script.pop(0) if rx.script else 200
+                    delay = rx.delays.pop(0) if rx.delays else 0
+                    rx.cond.notify_all()
+                time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass        # a client that gave up on a slow answer: expected
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                         daemon=True).start()
+        self.url = "%s://127.0.0.1:%d/whoop/sim" % ("https" if cert else "http",
+                                                    self.server.server_address[1])
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset(self, script=(), delays=()):
+        with self.cond:
+            self.posts, self.script, self.delays = [], list(script), list(delays)
+
+    def events(self):
+        """events: the bodies received so far, decoded, in arrival order."""
+        with self.cond:
+            return [json.loads(p["body"]) for p in self.posts]
+
+    def wait_for(self, n, timeout=30):
+        """wait_for returns the posts once there are at least n (bounded wait)."""
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.posts) >= n, timeout)
+            return list(self.posts)
+
+
+def signature_ok(secret, post):
+    """signature_ok checks a delivery as WHOOP documents it."""
+    ts = post["headers"]["X-WHOOP-Signature-Timestamp"]
+    want = base64.b64encode(hmac.new(secret.encode(), ts.encode() + post["body"],
+                                     hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(want, post["headers"]["X-WHOOP-Signature"])
+
+
+def event_of(kind, r):
+    """event_of: the (type, id) a record's .updated names (a recovery by its sleep)."""
+    return (kind + ".updated", r["sleep_id"] if kind == "recovery" else r["id"])
+
+
+def make_cert(directory, name):
+    """make_cert makes a self-signed certificate for 127.0.0.1; returns (cert, key)."""
+    cert, key = (os.path.join(directory, name + ext) for ext in (".pem", ".key"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+class HookTestCase(SimTestCase):
+    """A receiver per class and a fresh subscription to it per test."""
+    SIM_ARGS = ("--athletes", "2", "--days", "60", "--rate-per-minute", "0")
+    CERT = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.rx = Receiver(*(cls.CERT or ()))
+        cls.addClassCleanup(cls.rx.stop)
+        cls.uids = [a["user_id"] for a in cls.acc["athletes"]]
+
+    def setUp(self):
+        self.rx.reset()
+        self.subscribe()
+
+    def tearDown(self):
+        """tearDown unsubscribes and waits out the attempts under way, so that
+        the next test's receiver hears nothing of this one."""
+        self.sim.control("DELETE", "webhooks")
+        self.flush()
+        self.sim.clock(now=NOW)
+
+    def subscribe(self, **settings):
+        spec = dict(url=self.rx.url, retry_scale=RETRY_SCALE)
+        spec.update(settings)
+        return self.sim.control("POST", "webhooks", spec)["subscription"]
+
+    def flush(self):
+        """flush waits until the simulator has nothing left to deliver."""
+        out = self.sim.control("POST", "flush_webhooks", {"timeout_ms": 30_000})
+        self.assertTrue(out["idle"], out)
+        return out
+
+    def log(self):
+        return self.sim.control("GET", "webhooks")
+
+    def received(self):
+        """received: (type, id) of every event that arrived, in arrival order."""
+        return [(e["type"], e["id"]) for e in self.rx.events()]
+
+
+class WebhookTest(HookTestCase):
+    """What is sent for which change, how it is signed, retried and knobbed."""
+
+    def test_delivery_is_signed_and_has_exactly_four_keys(self):
+        w = self.sim.records("workout", self.uids[0])[0]
+        self.sim.touch("workout", w["id"], {"score.strain": 7.5})
+        self.flush()
+        [post] = self.rx.wait_for(1)
+        h = post["headers"]
+        self.assertEqual(post["path"], "/whoop/sim")
+        self.assertEqual(h["Content-Type"], "application/json")
+        self.assertTrue(signature_ok(self.acc["client_secret"], post))
+        self.assertFalse(signature_ok(self.acc["client_secret"] + "x", post))
+        self.assertTrue(re.fullmatch(r"[A-Za-z0-9+/]{43}=", h["X-WHOOP-Signature"]))
+        # wall-clock milliseconds, whatever the simulator's clock says
+        self.assertTrue(h["X-WHOOP-Signature-Timestamp"].isdigit())
+        self.assertLess(abs(int(h["X-WHOOP-Signature-Timestamp"]) - time.time() * 1000), 300_000)
+        body = json.loads(post["body"])
+        self.assertEqual(list(body), ["user_id", "id", "type", "trace_id"])
+        self.assertEqual(post["body"], json.dumps(body).encode())
+        self.assertEqual((body["user_id"], body["id"], body["type"]),
+                         (self.uids[0], w["id"], "workout.updated"))
+        self.assertTrue(UUID_RE.match(body["trace_id"]))
+        log = self.log()
+        [d] = log["deliveries"]
+        self.assertEqual((d["trace_id"], d["type"], d["user_id"], d["id"], d["status"],
+                          d["attempts"], d["last_status_code"], d["knob"], d["changed_at"]),
+                         (body["trace_id"], "workout.updated", self.uids[0], w["id"],
+                          "delivered", 1, 200, None, "2026-06-30T12:00:00.000Z"))
+        self.assertLessEqual(d["changed_at_real_ms"], d["delivered_at_real_ms"])
+        self.assertEqual(log["counters"]["posts"], 1)
+        self.assertEqual(log["counters"]["responses"], {"200": 1})
+
+    def test_touch_emits_the_events_of_the_record(self):
+        uid = self.uids[0]
+        sleeps = self.sim.records("sleep", uid)
+        main = [s for s in sleeps if not s["nap"]][4]
+        nap = [s for s in sleeps if s["nap"]][0]
+        rec = [r for r in self.sim.records("recovery", uid) if r["sleep_id"] != main["id"]][6]
+        self.sim.touch("sleep", main["id"], {"score.respiratory_rate": 15.5})
+        self.sim.touch("recovery", rec["cycle_id"], {"score.recovery_score": 44.0})
+        self.sim.touch("sleep", nap["id"], {"score.respiratory_rate": 14.5})
+        c = self.sim.records("cycle", uid)[3]
+        self.sim.touch("cycle", c["id"], {"score.strain": 5.5})
+        self.sim.touch("profile", uid, {"first_name": "Hooked"})
+        self.sim.touch("body", uid, {"weight_kilogram": 71.25})
+        self.flush()
+        self.assertEqual(sorted(self.received()), sorted([
+            ("sleep.updated", main["id"]), ("recovery.updated", main["id"]),
+            ("recovery.updated", rec["sleep_id"]), ("sleep.updated", nap["id"])]))
+        self.assertEqual({e["user_id"] for e in self.rx.events()}, {uid})
+
+    def test_deleted_workout_is_gone_everywhere(self):
+        uid = self.uids[0]
+        tok = self.token(0)
+        w = self.sim.records("workout", uid)[2]
+        out = self.sim.control("POST", "delete", {"kind": "workout", "id": w["id"]})
+        self.assertEqual(out["deleted"], [{"kind": "workout", "id": w["id"], "user_id": uid,
+                                           "deleted_at": "2026-06-30T12:00:00.000Z"}])
+        self.assertEqual(self.sim.api("/v2/activity/workout/" + w["id"], tok)[0], 404)
+        self.assertNotIn(w["id"], [r["id"] for r in all_pages(self.sim, "workout", tok)[0]])
+        self.assertNotIn(w["id"], [r["id"] for r in self.sim.records("workout")])
+        self.assertIn(w["id"], [r["id"] for r in self.sim.control("GET", "deleted")
+                                ["deleted"]["workout"]])
+        self.flush()
+        self.assertEqual(self.received(), [("workout.deleted", w["id"])])
+        for body, want in (({"kind": "workout", "id": w["id"]}, 404),
+                           ({"kind": "sleep", "id": "6b1d2f59-62a1-4c43-9a7e-2f1f0d3c9e11"}, 404),
+                           ({"kind": "cycle", "id": self.sim.records("cycle")[4]["id"]}, 400),
+                           ({"kind": "recovery",
+                             "id": self.sim.records("recovery")[4]["cycle_id"]}, 400),
+                           ({"kind": "profile", "id": uid}, 400)):
+            self.assertEqual(self.sim.request("POST", "/_sim/delete", body)[0], want, body)
+
+    def test_deleted_sleep_takes_its_recovery(self):
+        uid = self.uids[1]
+        tok = self.token(1)
+        rec = self.sim.records("recovery", uid)[8]
+        cid, sid = rec["cycle_id"], rec["sleep_id"]
+        out = self.sim.control("POST", "delete", {"kind": "sleep", "id": sid})
+        self.assertEqual([(d["kind"], d.get("id"), d.get("cycle_id")) for d in out["deleted"]],
+                         [("sleep", sid, None), ("recovery", None, cid)])
+        for path in ("/v2/activity/sleep/" + sid, "/v2/cycle/%d/recovery" % cid,
+                     "/v2/cycle/%d/sleep" % cid):
+            self.assertEqual(self.sim.api(path, tok)[0], 404, path)
+        self.assertEqual(self.sim.api("/v2/cycle/%d" % cid, tok)[0], 200)     # the cycle stays
+        self.assertNotIn(cid, [r["cycle_id"] for r in all_pages(self.sim, "recovery", tok)[0]])
+        self.assertNotIn(sid, [r["id"] for r in all_pages(self.sim, "sleep", tok)[0]])
+        self.assertNotIn(cid, [r["cycle_id"] for r in self.sim.records("recovery")])
+        gone = self.sim.control("GET", "deleted?user_id=%d" % uid)["deleted"]
+        self.assertIn({"cycle_id": cid, "sleep_id": sid, "user_id": uid,
+                       "deleted_at": "2026-06-30T12:00:00.000Z"}, gone["recovery"])
+        self.flush()
+        self.assertEqual(sorted(self.received()),
+                         [("recovery.deleted", sid), ("sleep.deleted", sid)])
+
+    def test_nap_merged_into_its_sleep(self):
+        uid = self.uids[1]
+        tok = self.token(1)
+        sleeps = self.sim.records("sleep", uid)
+        nap = [s for s in sleeps[5:] if s["nap"]][0]
+        main = [s for s in sleeps if s["cycle_id"] == nap["cycle_id"] and not s["nap"]][0]
+        self.sim.clock(now="2026-06-30T12:30:00Z")
+        out = self.sim.control("POST", "delete", {"kind": "sleep", "id": nap["id"],
+                                                  "merge_into": main["id"]})
+        self.assertEqual(out["deleted"][0]["merged_into"], main["id"])
+        self.assertEqual(len(out["deleted"]), 1)            # a nap has no recovery
+        self.assertEqual(self.sim.api("/v2/activity/sleep/" + nap["id"], tok)[0], 404)
+        got = self.sim.api("/v2/activity/sleep/" + main["id"], tok)[2]
+        self.assertEqual(got, out["record"])
+        self.assertEqual((got["start"], got["end"], got["updated_at"]),
+                         (main["start"], nap["end"], "2026-06-30T12:30:00.000Z"))
+        stages = got["score"]["stage_summary"]
+        self.assertEqual(stages["total_in_bed_time_milli"], ms(nap["end"]) - ms(main["start"]))
+        self.assertEqual(stages["total_rem_sleep_time_milli"],
+                         main["score"]["stage_summary"]["total_rem_sleep_time_milli"]
+                         + nap["score"]["stage_summary"]["total_rem_sleep_time_milli"])
+        self.assertEqual(sum(v for k, v in stages.items() if k.endswith("_time_milli")
+                             and k != "total_in_bed_time_milli"),
+                         stages["total_in_bed_time_milli"])
+        self.assertEqual([r["id"] for r in all_pages(self.sim, "sleep", tok)[0]],
+                         [r["id"] for r in self.sim.records("sleep", uid)])
+        self.assertNotIn(nap["id"], [r["id"] for r in self.sim.records("sleep", uid)])
+        self.flush()
+        self.assertEqual(sorted(self.received()), sorted([
+            ("sleep.deleted", nap["id"]), ("sleep.updated", main["id"]),
+            ("recovery.updated", main["id"])]))
+        for body, want in (({"kind": "sleep", "id": main["id"], "merge_into": main["id"]}, 400),
+                           ({"kind": "sleep", "id": main["id"],
+                             "merge_into": "6b1d2f59-62a1-4c43-9a7e-2f1f0d3c9e11"}, 404),
+                           ({"kind": "workout", "id": self.sim.records("workout", uid)[0]["id"],
+                             "merge_into": main["id"]}, 400),
+                           ({"kind": "sleep",      # another member's
+                             "id": self.sim.records("sleep", self.uids[0])[9]["id"],
+                             "merge_into": main["id"]}, 400)):
+            self.assertEqual(self.sim.request("POST", "/_sim/delete", body)[0], want, body)
+
+    def test_clock_emits_updated_for_what_appeared_or_changed(self):
+        def snapshot():
+            return {k: {event_of(k, r): r["updated_at"] for r in self.sim.records(k)}
+                    for k in EVENT_KINDS}
+        fresh = self.sim.records("sleep")[0]
+        self.sim.clock(now=fresh["created_at"])     # it has just appeared, not scored yet
+        self.assertEqual(self.sim.records("sleep")[0]["score_state"], "PENDING_SCORE")
+        before = snapshot()
+        self.sim.clock(advance_seconds=2 * 86400)
+        after = snapshot()
+        self.flush()
+        want = sorted(ev for k in EVENT_KINDS for ev, upd in after[k].items()
+                      if before[k].get(ev) != upd)
+        got = self.received()
+        self.assertGreater(len(want), 5)
+        self.assertEqual(sorted(got), want)                 # each once, no cycles
+        new = [ev for k in EVENT_KINDS for ev in after[k] if ev not in before[k]]
+        changed = [ev for k in EVENT_KINDS for ev in after[k] if ev in before[k]
+                   and before[k][ev] != after[k][ev]]
+        self.assertTrue(new and changed, (new, changed))    # created ones and scored ones
+        end = self.sim.clock()
+        for d in self.log()["deliveries"]:
+            self.assertGreater(d["changed_at"], fresh["created_at"])
+            self.assertLessEqual(d["changed_at"], end)
+        self.sim.clock(now=NOW)             # backwards: nothing
+        self.sim.clock(advance_seconds=-3600)
+        self.flush()
+        self.assertEqual(len(self.rx.events()), len(got))
+
+    def test_failing_receiver_gets_five_retries_then_the_event_is_dropped(self):
+        self.rx.reset(script=[500] * 10)
+        w = self.sim.records("workout", self.uids[0])[3]
+        self.sim.touch("workout", w["id"], {"sport_name": "rowing"})
+        self.flush()
+        posts = self.rx.wait_for(6)
+        self.assertEqual(len(posts), 6)
+        self.assertEqual({p["body"] for p in posts}, {posts[0]["body"]})   # same trace_id
+        for p in posts:
+            self.assertTrue(signature_ok(self.acc["client_secret"], p))
+        stamps = [int(p["headers"]["X-WHOOP-Signature-Timestamp"]) for p in posts]
+        self.assertEqual(stamps, sorted(stamps))            # signed afresh
+        [d] = self.log()["deliveries"]
+        self.assertEqual((d["status"], d["attempts"], d["last_status_code"]), ("dropped", 6, 500))
+        self.assertEqual(d["attempts_real_ms"], stamps)
+        for i, minutes in enumerate(RETRY_MINUTES):     # never earlier than the schedule
+            self.assertGreaterEqual(stamps[i + 1] - stamps[i], minutes * 60_000 / RETRY_SCALE - 1)
+        c = self.log()["counters"]
+        self.assertEqual((c["posts"], c["retries"], c["dropped"], c["delivered"], c["responses"]),
+                         (6, 5, 1, 0, {"500": 6}))
+        self.assertEqual(len(self.rx.events()), 6)          # and nothing after the drop
+
+    def test_receiver_recovering_midway_gets_it_delivered(self):
+        self.rx.reset(script=[500, 503, 404])
+        w = self.sim.records("workout", self.uids[1])[1]
+        self.sim.touch("workout", w["id"], {"sport_name": "hiking"})
+        self.flush()
+        [d] = self.log()["deliveries"]
+        self.assertEqual((d["status"], d["attempts"], d["last_status_code"]), ("delivered", 4, 200))
+        self.assertEqual(len({p["body"] for p in self.rx.wait_for(4)}), 1)
+
+    def test_no_answer_in_time_is_a_failure(self):
+        self.subscribe(timeout_ms=300)
+        self.rx.reset(delays=[3])
+        w = self.sim.records("workout", self.uids[1])[2]
+        self.sim.touch("workout", w["id"], {"sport_name": "yoga"})
+        self.flush()
+        [d] = self.log()["deliveries"]
+        self.assertEqual((d["status"], d["attempts"]), ("delivered", 2))
+        self.assertEqual(self.log()["counters"]["responses"], {"timeout": 1, "200": 1})
+
+    def test_duplicate_knob_sends_the_same_trace_id_twice(self):
+        self.subscribe(duplicate_rate=1.0, duplicate_ms=50)
+        w = self.sim.records("workout", self.uids[0])[4]
+        self.sim.touch("workout", w["id"], {"sport_name": "spin"})
+        self.flush()
+        posts = self.rx.wait_for(2)
+        self.assertEqual(len(posts), 2)
+        self.assertEqual(posts[0]["body"], posts[1]["body"])
+        log = self.log()
+        self.assertEqual([(d["knob"], d["status"]) for d in log["deliveries"]],
+                         [(None, "delivered"), ("duplicate", "delivered")])
+        self.assertEqual(len({d["trace_id"] for d in log["deliveries"]}), 1)
+        self.assertEqual((log["counters"]["events"], log["counters"]["duplicates"]), (1, 1))
+
+    def test_drop_knob_is_logged_and_seeded(self):
+        def run():
+            self.rx.reset()
+            self.subscribe(drop_rate=0.5, seed=11)
+            self.sim.clock(advance_seconds=2 * 86400)
+            self.flush()
+            log = self.log()["deliveries"]
+            self.sim.clock(now=NOW)
+            return log
+        first = run()
+        dropped = [d for d in first if d["status"] == "dropped_by_knob"]
+        sent = [d for d in first if d["status"] == "delivered"]
+        self.assertTrue(dropped and sent)
+        self.assertEqual(len(dropped) + len(sent), len(first))
+        self.assertEqual(sorted(e["trace_id"] for e in self.rx.events()),
+                         sorted(d["trace_id"] for d in sent))
+        again = run()
+        self.assertEqual([(d["type"], d["id"], d["status"]) for d in again],
+                         [(d["type"], d["id"], d["status"]) for d in first])
+
+    def test_reorder_knob_lets_later_events_overtake(self):
+        self.subscribe(reorder_rate=0.3, seed=5, reorder_ms=500)
+        self.sim.clock(advance_seconds=2 * 86400)
+        self.flush()
+        log = self.log()["deliveries"]
+        held = [d for d in log if d["knob"] == "reordered"]
+        self.assertTrue(held and len(held) < len(log))
+        arrival = [e["trace_id"] for e in self.rx.events()]
+        self.assertEqual(sorted(arrival), sorted(d["trace_id"] for d in log))
+        pos = {t: i for i, t in enumerate(arrival)}
+        overtaken = [(h["seq"], d["seq"]) for h in held for d in log
+                     if d["seq"] > h["seq"] and d["knob"] is None
+                     and pos[d["trace_id"]] < pos[h["trace_id"]]]
+        self.assertTrue(overtaken)
+
+    def test_webhooks_are_not_api_requests(self):
+        self.sim.reset()
+        self.rx.reset(script=[500])
+        w = self.sim.records("workout", self.uids[1])[5]
+        self.sim.touch("workout", w["id"], {"sport_name": "tennis"})
+        self.sim.clock(advance_seconds=86400)
+        self.flush()
+        self.assertGreater(self.log()["counters"]["posts"], 2)
+        self.assertEqual(self.sim.stats()["requests"], {})
+        self.assertEqual(self.sim.request_log(), [])
+
+    def test_subscription_settings(self):
+        sub = self.subscribe(duplicate_rate=0.25, seed=9)
+        self.assertEqual(sub, {"url": self.rx.url, "ca_file": None, "retry_scale": RETRY_SCALE,
+                               "timeout_ms": 5000, "duplicate_rate": 0.25, "reorder_rate": 0.0,
+                               "drop_rate": 0.0, "seed": 9, "duplicate_ms": 200,
+                               "reorder_ms": 1000})
+        self.assertEqual(self.log()["subscription"], sub)
+        self.assertEqual(self.log()["retry_minutes"], list(RETRY_MINUTES))
+        for bad in ({}, {"url": "http://example.com/hook"}, {"url": "ftp://127.0.0.1/x"},
+                    {"url": self.rx.url, "drop_rate": 1.5}, {"url": self.rx.url, "retry_scale": 0},
+                    {"url": self.rx.url, "colour": "red"}, {"url": self.rx.url, "ca_file": "/x"},
+                    {"url": "https://127.0.0.1:1/x", "ca_file": "/nonexistent/ca.pem"},
+                    {"url": self.rx.url, "seed": "one"}, {"url": 5}):
+            st, _, _ = self.sim.request("POST", "/_sim/webhooks", bad)
+            self.assertEqual(st, 400, bad)
+        self.assertEqual(self.log()["subscription"], sub)
+        self.assertIsNone(self.sim.control("DELETE", "webhooks")["subscription"])
+        w = self.sim.records("workout", self.uids[0])[6]
+        self.sim.touch("workout", w["id"], {"sport_name": "walking"})
+        self.flush()
+        self.assertEqual(self.rx.events(), [])
+        self.subscribe()
+        self.assertIsNone(self.sim.control("POST", "webhooks", {"url": None})["subscription"])
+        self.assertIsNone(self.log()["subscription"])
+        endpoints = self.sim.control("GET", "")["endpoints"]
+        for e in ("POST /_sim/webhooks", "GET /_sim/webhooks", "DELETE /_sim/webhooks",
+                  "POST /_sim/flush_webhooks", "POST /_sim/delete", "GET /_sim/deleted"):
+            self.assertIn(e, endpoints)
+
+
+class HttpsWebhookTest(HookTestCase):
+    """Deliveries over https verify the receiver's certificate with the CA given."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="whoop_sim_hooks.")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp)
+        cls.CERT = make_cert(cls.tmp, "receiver")
+        cls.other_ca = make_cert(cls.tmp, "other")[0]
+        super().setUpClass()
+
+    def setUp(self):
+        self.rx.reset()
+        self.subscribe(ca_file=self.CERT[0])
+
+    def test_delivered_over_verified_https(self):
+        self.assertTrue(self.rx.url.startswith("https://127.0.0.1:"))
+        w = self.sim.records("workout", self.uids[0])[0]
+        self.sim.touch("workout", w["id"], {"sport_name": "yoga"})
+        self.flush()
+        [post] = self.rx.wait_for(1)
+        self.assertTrue(signature_ok(self.acc["client_secret"], post))
+        self.assertEqual(self.log()["deliveries"][0]["status"], "delivered")
+
+    def test_wrong_ca_fails_every_attempt(self):
+        self.subscribe(ca_file=self.other_ca)
+        w = self.sim.records("workout", self.uids[0])[1]
+        self.sim.touch("workout", w["id"], {"sport_name": "yoga"})
+        self.flush()
+        [d] = self.log()["deliveries"]
+        self.assertEqual((d["status"], d["attempts"], d["last_status_code"]), ("dropped", 6, None))
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", d["last_error"])
+        self.assertEqual(self.log()["counters"]["responses"], {"tls": 6})
+        self.assertEqual(self.rx.events(), [])
+
+
+class GrantWebhookTest(unittest.TestCase):
+    """Events only for members who authorized the app, and not once revoked."""
+
+    def test_events_only_for_members_with_a_live_grant(self):
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        sim = harness.Simulator("--athletes", "2", "--days", "20", "--rate-per-minute", "0",
+                                "--quiet").start()
+        self.addCleanup(sim.stop)
+        sim.control("POST", "webhooks", {"url": rx.url, "retry_scale": RETRY_SCALE})
+        uids = [p["user_id"] for p in sim.records("profile")]
+        workouts = {u: sim.records("workout", u) for u in uids}
+
+        def touch_all(i):
+            for u in uids:
+                sim.touch("workout", workouts[u][i]["id"], {"sport_name": "yoga"})
+            sim.control("POST", "flush_webhooks", {})
+            return {e["user_id"] for e in rx.events()}
+
+        self.assertEqual(touch_all(0), set())               # nobody has authorized the app
+        q = {"response_type": "code", "client_id": "sim-client",
+             "redirect_uri": "https://localhost/callback", "scope": "offline read:workout",
+             "state": "abcd1234", "user_id": uids[1]}
+        st, h, _ = sim.request("GET", "/oauth/oauth2/auth?" + urllib.parse.urlencode(q))
+        code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(h["Location"]).query))["code"]
+        st, _, data = sim.request("POST", "/oauth/oauth2/token", form={
+            "grant_type": "authorization_code", "code": code, "client_id": "sim-client",
+            "client_secret": "sim-secret", "redirect_uri": "https://localhost/callback"})
+        self.assertEqual(st, 200)
+        self.assertEqual(touch_all(1), {uids[1]})
+        sim.clock(advance_seconds=86400)
+        sim.control("POST", "flush_webhooks", {})
+        self.assertEqual({e["user_id"] for e in rx.events()}, {uids[1]})
+        sim.clock(advance_seconds=-86400)       # the access token is valid again
+        n = len(rx.events())
+        st, _, _ = sim.request("DELETE", "/developer/v2/user/access", headers={
+            "Authorization": "Bearer " + json.loads(data)["access_token"]})
+        self.assertEqual(st, 204)
+        touch_all(2)
+        sim.clock(advance_seconds=86400)
+        sim.control("POST", "flush_webhooks", {})
+        self.assertEqual(len(rx.events()), n)
+
+
+class RealTimeWebhookTest(unittest.TestCase):
+    """A real-time clock's changes go out from the scanner thread; --webhook-url."""
+
+    def test_real_time_clock_emits_without_a_request(self):
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        proc = subprocess.Popen(harness.SIMULATOR + [
+            "--port", "0", "--days", "5", "--quiet", "--webhook-url", rx.url,
+            "--webhook-retry-scale", str(RETRY_SCALE)], stdout=subprocess.PIPE, text=True)
+        sim = harness.Simulator()
+        sim.proc, sim.port = proc, int(proc.stdout.readline())
+        self.addCleanup(sim.stop)
+        self.assertEqual(sim.control("GET", "webhooks")["subscription"]["url"], rx.url)
+        sim.accounts()                                      # the athlete authorizes the app
+        sleep = sim.records("sleep")[0]
+        # just before it appeared: the clock runs on and the scanner thread
+        # sends its .updated while nobody asks the simulator anything
+        sim.clock(now=iso(ms(sleep["created_at"]) - 300))
+        want = {"type": "sleep.updated", "id": sleep["id"]}
+        deadline = time.time() + 30
+        with rx.cond:
+            rx.cond.wait_for(lambda: any({"type": json.loads(p["body"])["type"],
+                                          "id": json.loads(p["body"])["id"]} == want
+                                         for p in rx.posts), deadline - time.time())
+        sim.control("POST", "flush_webhooks", {})
+        got = [d for d in sim.control("GET", "webhooks")["deliveries"]
+               if (d["type"], d["id"]) == ("sleep.updated", sleep["id"])]
+        self.assertEqual(len(got), 1)
+        self.assertEqual((got[0]["status"], got[0]["changed_at"]),
+                         ("delivered", sleep["created_at"]))
 
 
 class DeterminismTest(unittest.TestCase):

@@ -5,8 +5,9 @@ Python 3 standard library only.  It speaks HTTP/1.1 with keep-alive on
 client cannot tell the difference: OAuth 2.0 authorization code flow with
 single-use rotating refresh tokens, bearer-protected member endpoints,
 nextToken paging, overlap start/end filtering, rate-limit headers and 429s,
-plus a control plane (/_sim/) to steer time, inject faults and inspect what
-a client did.  All data is generated deterministically from --seed.
+signed webhooks with WHOOP's retries, plus a control plane (/_sim/) to
+steer time, change and delete records, inject faults and inspect what a
+client did.  All data is generated deterministically from --seed.
 
     python3 -m whoop_sim --port 0 --seed 42    (test/ on the module path;
                                                 see __main__.py)
@@ -20,13 +21,16 @@ MODULES (imports point down this list, never up)
                served), the per-athlete indexes
   physiology   the deterministic athlete: schedule and day generation (DATA)
   world        the athletes, the simulator clock, forked generation, paging
-               cursors and record lookups
+               cursors, record lookups, moves and deletions
   response     the answer one request gets, before HTTP
   ratelimit    the app's minute and day windows (Rate limits)
   faults       queued faults and seeded chaos, and what they do to an answer
   oauth        grants, codes and tokens; /oauth/oauth2 (OAuth)
+  webhooks     the app's subscription, the events changes emit, signed
+               deliveries with WHOOP's retries and seeded knobs (WEBHOOKS)
   api          /developer routing, scopes, collections and paging (API)
-  control      the /_sim/ control plane (CONTROL PLANE)
+  control      the /_sim/ control plane (CONTROL PLANE): also deletes,
+               merges and the webhook subscription
   simulator    all state behind one lock; one request through the rate
                limit, faults, chaos and its endpoint, and its accounting
   server       HTTP/1.1 on 127.0.0.1: keep-alive, bodies, resets, slow and
@@ -34,8 +38,10 @@ MODULES (imports point down this list, never up)
   __main__     the command line (COMMAND LINE)
 
 NOT REPRODUCED
-  Webhooks; the sleep stream, partner and v1 mapping endpoints; token reuse
+  The sleep stream, partner and v1 mapping endpoints; token reuse
   detection that revokes a whole grant (Hydra's behaviour) -- a spent
   refresh token just fails; auth-code expiry; the real error body formats
-  (undocumented); per-IP limits; TLS.
+  (undocumented); per-IP limits; TLS on the API (webhooks do go out over
+  https); several webhook URLs per app (one here); WHOOP's own retry
+  timings and delivery timeout (undocumented: ours are in webhooks.py).
 """

@@ -34,6 +34,13 @@ COMMAND LINE
                            2: from 24 athletes on, forked helpers generate all
                            but the first 1/N of them; 1: this process alone).
                            Same data either way.
+  --webhook-url URL        register the app's webhook subscription at
+                           start-up (as POST /_sim/webhooks {"url": URL}
+                           would; https, or http to 127.0.0.1)
+  --webhook-ca-file F      the CA (PEM) that signs the receiver's certificate
+                           (default: the system's CAs)
+  --webhook-retry-scale X  WHOOP's retry delays (1, 5, 10, 20, 30 minutes)
+                           divided by X (default 1)
   --quiet                  nothing at all on stderr
   --verbose                one line per request on stderr (default: none)
 """
@@ -45,6 +52,7 @@ import sys
 from .server import Handler, Server
 from .simulator import Simulator
 from .times import parse_iso
+from .webhooks import Subscription
 
 
 def main(argv=None):
@@ -65,6 +73,9 @@ def main(argv=None):
     p.add_argument("--redirect-uri", default="https://localhost/callback")
     p.add_argument("--no-body-for", type=int, action="append")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--webhook-url", default=None)
+    p.add_argument("--webhook-ca-file", default=None)
+    p.add_argument("--webhook-retry-scale", type=float, default=1.0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -75,6 +86,18 @@ def main(argv=None):
             parse_iso(args.now)
         except ValueError:
             p.error("--now must be an ISO-8601 date-time with a zone")
+
+    args.webhooks = None        # the subscription's settings, checked before generating
+    if args.webhook_url is not None:
+        args.webhooks = {"url": args.webhook_url, "retry_scale": args.webhook_retry_scale}
+        if args.webhook_ca_file is not None:
+            args.webhooks["ca_file"] = args.webhook_ca_file
+        try:
+            Subscription(args.webhooks)
+        except ValueError as e:
+            p.error("--webhook-url/--webhook-ca-file/--webhook-retry-scale: %s" % e)
+    elif args.webhook_ca_file is not None:
+        p.error("--webhook-ca-file needs --webhook-url")
 
     def stop(*_):
         raise SystemExit(0)

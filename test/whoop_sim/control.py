@@ -97,12 +97,17 @@ not rate limited, never faulted)
                         (pending/re-score transitions are dropped).  Setting
                         start/end re-sorts it.  Unknown record => 404;
                         changing id/user_id/cycle_id/sleep_id => 400.
+                        Webhooks: sleep => sleep.updated (+ recovery.updated
+                        when it has a recovery), recovery => recovery.updated,
+                        workout => workout.updated; cycle/profile/body none.
                         => {"record": <the record as now served>}
   GET  /_sim/clock      {"now": ISO}
   POST /_sim/clock      {"now": ISO} or {"advance_seconds": n} => {"now": ISO}
                         (a frozen clock stays frozen; a real-time clock keeps
                         running from the new point).  Moving backwards is
                         allowed (records created later disappear again).
+                        Moving forward emits the webhooks of the records that
+                        appeared or changed on the way; backwards emits none.
   POST /_sim/expire_tokens [{"user_id": n}]  every (that athlete's) current
                         access token expires now; refresh tokens stay valid.
                         => {"expired": n}
@@ -114,6 +119,72 @@ not rate limited, never faulted)
                         {"records": [...]} every record of that kind visible
                         now, exactly as the API serves it, newest first
                         (across athletes: by start, then id, then user).
+  POST /_sim/delete     {"kind": "sleep"|"workout", "id": uuid
+                         [, "merge_into": uuid of another sleep of the member]}
+                        deletes the record for good: by id 404, gone from
+                        every collection and from /_sim/records.  A main
+                        sleep takes its recovery with it (the cycle stays:
+                        GET /v2/cycle/{id}/recovery and /sleep answer 404).
+                        merge_into: the sleep (a nap) is merged into that
+                        one, whose start/end and time in bed grow to span
+                        both (stages add up) and whose updated_at is now.
+                        Webhooks: workout.deleted; sleep.deleted (+
+                        recovery.deleted); merged: then sleep.updated and
+                        recovery.updated of the sleep merged into.  Unknown
+                        id => 404; kind cycle or recovery => 400.
+                        => {"deleted": [{"kind": "sleep", "id", "user_id",
+                        "deleted_at", "merged_into"?}, {"kind": "recovery",
+                        "cycle_id", "sleep_id", "user_id", "deleted_at"}],
+                        "record": <merged into, as now served>}
+  GET  /_sim/deleted[?user_id=n]
+                        {"deleted": {"sleep": [...], "workout": [...],
+                        "recovery": [...]}} every deleted record, entries as
+                        POST /_sim/delete answers them (without "kind").
+  POST /_sim/webhooks   {"url": "https://127.0.0.1:PORT/whoop/sim",
+                         "ca_file": "/path/ca.pem", "retry_scale": 1,
+                         "timeout_ms": 5000, "duplicate_rate": 0.0,
+                         "reorder_rate": 0.0, "drop_rate": 0.0, "seed": 0,
+                         "duplicate_ms": 200, "reorder_ms": 1000}
+                        registers (replaces) the app's one subscription: the
+                        values shown are the defaults, only url is needed.
+                        https verifies the certificate with ca_file (else the
+                        system's CAs); http only to a loopback host.  A new
+                        subscription starts a new deliveries log and new
+                        counters; what the old one had outstanding becomes
+                        "failed".  {"url": null} unregisters.  Unknown
+                        setting, bad url or value, unreadable ca_file => 400.
+                        => {"subscription": {settings} | null}
+                        What is sent, when and how often: webhooks.py
+                        (WEBHOOKS).
+  DELETE /_sim/webhooks unregisters => {"subscription": null}
+  GET  /_sim/webhooks[?since=seq][&limit=n]
+                        {"subscription": {settings} | null,
+                         "retry_minutes": [1, 5, 10, 20, 30],
+                         "outstanding": n (pending or retrying),
+                         "counters": {"events", "posts", "delivered",
+                           "retries", "dropped", "dropped_by_knob",
+                           "duplicates", "reordered", "failed",
+                           "responses": {"200": n, "500": n, "timeout": n,
+                                         "tls": n, "connection": n, ...}},
+                         "deliveries": [{"seq", "trace_id", "type",
+                           "user_id", "id", "changed_at" (simulator ISO),
+                           "changed_at_real_ms" (wall clock of the change),
+                           "knob": null|"dropped"|"reordered"|"duplicate",
+                           "attempts", "attempts_real_ms": [...],
+                           "status": pending|retrying|delivered|dropped|
+                                     dropped_by_knob|failed,
+                           "last_status_code", "last_error",
+                           "delivered_at_real_ms", "next_attempt_real_ms"}],
+                         "last_seq": n}
+                        deliveries in emission order (the last 100,000), seq
+                        > since; a duplicate is an entry of its own with the
+                        trace_id of the one it repeats.  /_sim/reset leaves
+                        all of it alone.
+  POST /_sim/flush_webhooks {"timeout_ms": 10000}
+                        scans a real-time clock, then waits (without holding
+                        up the API) until nothing is pending or retrying, or
+                        the timeout.  => {"idle": bool, "outstanding": n,
+                        "counters": {...}}
 """
 
 import json
@@ -138,11 +209,13 @@ class ControlPlane:
         fn = getattr(self, "ctl_%s_%s" % (method.lower(), name), None)
         if fn is None:
             return 404, {"error": "no control endpoint %s %s" % (method, path)}
-        with self.lock:
-            try:
+        try:
+            if getattr(fn, "unlocked", False):     # it waits: the API must not
                 return fn(query, data)
-            except (ValueError, TypeError, KeyError) as e:
-                return 400, {"error": str(e)}
+            with self.lock:
+                return fn(query, data)
+        except (ValueError, TypeError, KeyError) as e:
+            return 400, {"error": str(e)}
 
     def ctl_get_(self, q, d):
         names = sorted(n[4:] for n in dir(self) if n.startswith("ctl_") and not n.endswith("_"))
@@ -216,6 +289,7 @@ class ControlPlane:
             w.set_now(w.now() + float(d["advance_seconds"]) * 1000)
         else:
             raise ValueError("give now or advance_seconds")
+        self.hooks.scan(True)
         return 200, {"now": iso(w.now())}
 
     def ctl_post_expire_tokens(self, q, d):
@@ -277,30 +351,118 @@ class ControlPlane:
         for k in list(sets) + list(unsets):
             if k in ("id", "user_id", "cycle_id", "sleep_id"):
                 raise ValueError("%s cannot change" % k)
-        cur = rec.view(now)
-        if cur is None:
-            cur = rec.body()
-        body = json.loads(json.dumps(cur))
+        body = self._served(rec, now)
         _apply(body, sets, unsets)
+        self._fix(rec, body, now)
+        if kind != "cycle" and rec.created <= now:
+            edits = [(kind + ".updated", rec)]
+            if kind == "sleep":
+                edits += self._recovery_edit(rec, now)
+            self.hooks.changed(edits)
+        return 200, {"record": body}
+
+    def _served(self, rec, now):
+        """_served: a copy of the record as served now (its body if not yet visible)."""
+        cur = rec.view(now)
+        return json.loads(json.dumps(cur if cur is not None else rec.body()))
+
+    def _fix(self, rec, body, now):
+        """_fix freezes a record as body, updated now: its pending and re-score
+        transitions are dropped; a new start or end re-sorts it."""
+        start = parse_iso(str(body["start"])) if "start" in body else rec.start
+        end = parse_iso(str(body["end"])) if body.get("end") else rec.end
         body["updated_at"] = iso(now)
         rec.fixed, rec.pending, rec.rescore = body, -INF, 0
-        if kind in ("cycle", "sleep", "workout") and ("start" in sets or "end" in sets):
-            idx = rec.ath.indexes[kind]
-            idx.remove(rec)
-            if "start" in body:
-                rec.start = parse_iso(body["start"])
-            if body.get("end"):
-                rec.end = parse_iso(body["end"])
-            rec.sort_start = rec.start
-            idx.add(rec)
-            if kind == "sleep" and not body.get("nap"):
-                rc = rec.ath.by_id["recovery"].get(body.get("cycle_id"))
-                if rc is not None and rc.body().get("sleep_id") == body["id"]:
-                    ridx = rec.ath.indexes["recovery"]
-                    ridx.remove(rc)
-                    rc.start, rc.end, rc.sort_start = rec.start, rec.end, rec.start
-                    ridx.add(rc)
-        return 200, {"record": body}
+        if (start, end) != (rec.start, rec.end):
+            self.world.move(rec, start, end)
+
+    def _recovery_edit(self, sleep, now):
+        """_recovery_edit: the recovery.updated an edit of a sleep also fires."""
+        rc = self.world.recovery_of(sleep)
+        return [("recovery.updated", rc)] if rc is not None and rc.created <= now else []
+
+    def ctl_post_delete(self, q, d):
+        w = self.world
+        kind = d.get("kind")
+        if kind not in ("sleep", "workout"):
+            raise ValueError("kind must be sleep or workout (a recovery goes with its sleep, "
+                             "a cycle stays)")
+        rec = w.find(kind, str(d.get("id")).lower())
+        if rec is None:
+            return 404, {"error": "no such %s" % kind}
+        into = None
+        if d.get("merge_into") is not None:
+            if kind != "sleep":
+                raise ValueError("only a sleep merges into a sleep")
+            into = w.find("sleep", str(d["merge_into"]).lower())
+            if into is None:
+                return 404, {"error": "no such sleep to merge into"}
+            if into is rec or into.ath is not rec.ath:
+                raise ValueError("merge_into must be another sleep of the same member")
+        now = w.now()
+        gone = [rec]
+        if kind == "sleep" and w.recovery_of(rec) is not None:
+            gone.append(w.recovery_of(rec))
+        body = None
+        if into is not None:      # before anything changes: a bad body is a 400
+            body = self._served(into, now)
+            _merge(body, self._served(rec, now))
+        edits = [(x.kind + ".deleted", x) for x in gone if x.created <= now]
+        out = {"deleted": [dict(w.remove(x, now, into.key if into is not None and x is rec
+                                         else None), kind=x.kind) for x in gone]}
+        if into is not None:
+            self._fix(into, body, now)
+            if into.created <= now:
+                edits += [("sleep.updated", into)] + self._recovery_edit(into, now)
+            out["record"] = body
+        self.hooks.changed(edits)
+        return 200, out
+
+    def ctl_get_deleted(self, q, d):
+        uid = (q.get("user_id") or [None])[-1]
+        out = {}
+        for kind, rows in self.world.deleted.items():
+            out[kind] = [r for r in rows if uid is None or r["user_id"] == int(uid)]
+        return 200, {"deleted": out}
+
+    def ctl_get_webhooks(self, q, d):
+        since = int((q.get("since") or [0])[-1])
+        limit = (q.get("limit") or [None])[-1]
+        return 200, self.hooks.report(since, None if limit is None else int(limit))
+
+    def ctl_post_webhooks(self, q, d):
+        return 200, {"subscription": self.hooks.subscribe(d)}
+
+    def ctl_delete_webhooks(self, q, d):
+        return 200, {"subscription": self.hooks.subscribe({"url": None})}
+
+    def ctl_post_flush_webhooks(self, q, d):
+        timeout = float(d.get("timeout_ms", 10_000)) / 1000
+        with self.lock:     # a real-time clock: what is visible by now goes out first
+            self.world.ensure()
+            self.hooks.scan(False)
+        return 200, self.hooks.wait_idle(timeout)
+    ctl_post_flush_webhooks.unlocked = True
+
+
+def _merge(body, nap):
+    """_merge widens a sleep's body over the body of a nap merged into it:
+    start, end and time in bed span both; stages and disturbances add up."""
+    start = min(body["start"], nap["start"], key=parse_iso)
+    end = max(body["end"], nap["end"], key=parse_iso)
+    body["start"], body["end"] = start, end
+    ss = (body.get("score") or {}).get("stage_summary")
+    ns = (nap.get("score") or {}).get("stage_summary") or {}
+    if isinstance(ss, dict):
+        for k in ("total_light_sleep_time_milli", "total_slow_wave_sleep_time_milli",
+                  "total_rem_sleep_time_milli", "total_no_data_time_milli",
+                  "sleep_cycle_count", "disturbance_count"):
+            ss[k] = ss.get(k, 0) + ns.get(k, 0)
+        in_bed = parse_iso(end) - parse_iso(start)
+        ss["total_in_bed_time_milli"] = in_bed
+        ss["total_awake_time_milli"] = max(0, in_bed - sum(
+            ss[k] for k in ("total_light_sleep_time_milli", "total_slow_wave_sleep_time_milli",
+                            "total_rem_sleep_time_milli", "total_no_data_time_milli")))
 
 
 def _apply(obj, sets, unsets):

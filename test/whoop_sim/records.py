@@ -50,6 +50,20 @@ class Rec:
             return out
         return self.body(bool(self.rescore) and now < self.rescore)
 
+    def changes(self):
+        """changes: the simulator times at which the version served changes
+        (it appears, is scored, is re-scored); a touched record only appears."""
+        out = [self.created]
+        if self.pending != INF and self.pending > self.created:
+            out.append(self.pending)
+        if self.rescore > self.created:
+            out.append(self.rescore)
+        return out
+
+    def sleep_id(self):
+        """sleep_id: a recovery's sleep, which also names its webhook events."""
+        return self.fixed["sleep_id"] if self.fixed is not None else self.spec[0]
+
     def open_at(self, now):
         """open_at: the record is served without an end (ongoing cycle)."""
         if self.fixed is not None:
@@ -238,11 +252,16 @@ NEED_KEYS = ("baseline_milli", "need_from_sleep_debt_milli", "need_from_recent_s
 
 
 class Index:
-    """Records of one kind of one athlete, sorted by (sort_start, tb)."""
-    __slots__ = ("keys", "recs", "span")
+    """Records of one kind of one athlete, sorted by (sort_start, tb).
+
+    span  the longest reach of a record past its sort_start (overlap filters)
+    lag   the longest time from a record's sort_start to the last change of
+          its served version (the webhook scanner's window)
+    """
+    __slots__ = ("keys", "recs", "span", "lag")
 
     def __init__(self):
-        self.keys, self.recs, self.span = [], [], 0
+        self.keys, self.recs, self.span, self.lag = [], [], 0, 0
 
     def add(self, rec):
         k = (rec.sort_start, rec.tb)
@@ -261,6 +280,13 @@ class Index:
             reach = max(reach, rec.pending)
         if reach - rec.sort_start > self.span:
             self.span = reach - rec.sort_start
+        last = rec.created           # inline Rec.changes(): called per generated record
+        if rec.pending != INF and rec.pending > last:
+            last = rec.pending
+        if rec.rescore > last:
+            last = rec.rescore
+        if last - rec.sort_start > self.lag:
+            self.lag = last - rec.sort_start
 
     def remove(self, rec):
         i = bisect.bisect_left(self.keys, (rec.sort_start, rec.tb))

@@ -1,6 +1,6 @@
 """simulator.py -- the simulator: all state behind one lock, and one request
 through the rate limit, a queued fault or chaos, its endpoint and the
-accounting the control plane reports."""
+accounting the control plane reports; the webhooks it sends."""
 
 import collections
 import threading
@@ -13,12 +13,14 @@ from .oauth import Auth, OAuthEndpoints
 from .ratelimit import RateLimiter
 from .response import Resp
 from .times import parse_iso
+from .webhooks import Webhooks
 from .world import World
 
 
 class Simulator(ApiEndpoints, OAuthEndpoints, ControlPlane, FaultInjection):
     """Simulator holds the world, the grants, the rate limiter, the queued
-    faults, chaos and the accounting; handle() answers one request."""
+    faults, chaos, the accounting and the webhooks; handle() answers one
+    request."""
 
     def __init__(self, args):
         now = parse_iso(args.now) if args.now else int(time.time() * 1000)
@@ -33,6 +35,9 @@ class Simulator(ApiEndpoints, OAuthEndpoints, ControlPlane, FaultInjection):
         self.quiet = args.quiet
         self.bugs = 0
         self.reset_counters()
+        self.hooks = Webhooks(self.world, self.auth, self.lock)
+        if args.webhooks is not None:
+            self.hooks.subscribe(args.webhooks)
 
     def reset_counters(self):
         self.stats = {}

@@ -1,6 +1,6 @@
 """world.py -- the simulator's world: the athletes, the simulator clock,
-their generation (in forked helpers for many athletes), paging cursors and
-record lookups."""
+their generation (in forked helpers for many athletes), paging cursors,
+record lookups, and records moved or deleted by the control plane."""
 
 import bisect
 import gc
@@ -15,7 +15,7 @@ import urllib.parse
 
 from .catalog import rng
 from .physiology import Athlete
-from .times import DAY
+from .times import DAY, iso
 
 PARALLEL_FROM = 24               # athletes: from here helper processes generate (--jobs)
 
@@ -40,6 +40,7 @@ class World:
             self.athletes.append(a)
             self.by_user[uid] = a
         self.horizon_e = None
+        self.deleted = {"sleep": [], "workout": [], "recovery": []}
         self.secret = hashlib.sha256(("whoop-sim:%s" % seed).encode()).digest()
         self.ensure()
 
@@ -136,6 +137,43 @@ class World:
             if rec is not None:
                 return rec
         return None
+
+    def recovery_of(self, sleep):
+        """recovery_of: the recovery of a main sleep, or None (naps have none)."""
+        rc = sleep.ath.by_id["recovery"].get(sleep.cyc)
+        return rc if rc is not None and rc.sleep_id() == sleep.key else None
+
+    def move(self, rec, start, end):
+        """move gives a record a new start and end and re-sorts it; a main
+        sleep's recovery, filtered and ordered by its sleep, moves along."""
+        idx = rec.ath.indexes[rec.kind]
+        idx.remove(rec)
+        rec.start, rec.end, rec.sort_start = start, end, start
+        idx.add(rec)
+        rc = self.recovery_of(rec) if rec.kind == "sleep" else None
+        if rc is not None:
+            ridx = rec.ath.indexes["recovery"]
+            ridx.remove(rc)
+            rc.start, rc.end, rc.sort_start = start, end, start
+            ridx.add(rc)
+
+    def remove(self, rec, now, merged_into=None):
+        """remove deletes a record for good: out of its index and the lookups
+        by id (so 404 by id, absent from every list), into `deleted`."""
+        ath = rec.ath
+        ath.indexes[rec.kind].remove(rec)
+        del ath.by_id[rec.kind][rec.key]
+        if rec.kind == "sleep" and ath.main_sleep.get(rec.cyc) is rec:
+            del ath.main_sleep[rec.cyc]
+        if rec.kind == "recovery":
+            entry = {"cycle_id": rec.key, "sleep_id": rec.sleep_id()}
+        else:
+            entry = {"id": rec.key}
+        entry.update(user_id=ath.user_id, deleted_at=iso(now))
+        if merged_into is not None:
+            entry["merged_into"] = merged_into
+        self.deleted[rec.kind].append(entry)
+        return entry
 
     # paging cursor -----------------------------------------------------
     def make_token(self, kind, uid, key):
