@@ -3,12 +3,14 @@
 Events are signed and queued the way WHOOP and whoop-webhookd deliver them
 (through whoop.receive_webhook(), see test_webhook), for simulator athletes
 linked to server "sim"; then whoop.apply_webhooks() applies them against the
-simulator.  The simulator deletes nothing here: a record gone at WHOOP is a
-queued 404 fault on its by-id path.
+simulator.  A record deleted at WHOOP is deleted in the simulator
+(POST /_sim/delete), or, where a test needs it only for one fetch, a queued
+404 fault on its by-id path.
 
   ApplyTest        updates fetch by id and upsert (new, re-scored, unchanged),
-                   deletions tombstone (a late update never resurrects, a
-                   deletion of a record never stored is 'not stored'),
+                   deletions tombstone (neither a late update nor the sync
+                   resurrects; a deletion of a record never stored is 'not
+                   stored'),
                    recoveries cost 2 requests with the sleep unknown and 1
                    with it stored, duplicates cost one fetch, a 404 is 'not
                    found', sleeps and workouts mark the member's cycles,
@@ -155,6 +157,22 @@ class ApplyTest(WebhookSuite):
         psql("call whoop.apply_webhooks()")
         self.assertEqual(event(later)["outcome"], "not found")
         self.assertEqual(self.raw("raw_sleep", "id", s["id"]), [before[0], "t"])
+
+    def test_record_deleted_at_whoop(self):
+        w = self.record("workout", 1, 6)
+        self.deliver(self.users[1], "workout.updated", w["id"])
+        psql("call whoop.apply_webhooks()")
+        self.sim.control("POST", "delete", {"kind": "workout", "id": w["id"]})
+        # the update WHOOP sent before the deletion arrives late, after it
+        deleted = self.deliver(self.users[1], "workout.deleted", w["id"])
+        late = self.deliver(self.users[1], "workout.updated", w["id"])
+        psql("call whoop.apply_webhooks(max_events => 1)")
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual((event(deleted)["outcome"], event(late)["outcome"]), ("tombstoned", "not found"))
+        self.assertEqual(self.raw("raw_workout", "id", w["id"], "deleted_at is not null"), ["t"])
+        # nor does the sync bring it back
+        psql("call whoop.sync(user_id => %d, endpoint => 'workout')" % self.users[1])
+        self.assertEqual(self.raw("raw_workout", "id", w["id"], "deleted_at is not null"), ["t"])
 
     def test_deletion_before_the_record_is_stored(self):
         w = self.record("workout", 1, 2)
