@@ -207,7 +207,8 @@ class DB:
         tombstones = 0
         checks = [("raw_sleep", "id", [d["id"] for d in deleted.get("sleep", [])]),
                   ("raw_workout", "id", [d["id"] for d in deleted.get("workout", [])]),
-                  ("raw_recovery", "sleep_id", [d["sleep_id"] for d in deleted.get("recovery", [])])]
+                  ("raw_recovery", "sleep_id",
+                   [d["sleep_id"] for d in deleted.get("recovery", [])])]
         for table, key, ids in checks:
             if not ids:
                 continue

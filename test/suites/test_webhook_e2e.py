@@ -32,6 +32,7 @@ Nothing is asserted about time: waits are bounded loops on a condition.
 Each test prints what it measured (events, retries, 503s, time to converge).
 """
 
+import calendar
 import os
 import random
 import signal
@@ -84,6 +85,11 @@ def tearDownModule():
         CLUSTER.destroy()
     if TMP:
         subprocess.run(["rm", "-rf", TMP])
+
+
+def epoch(iso):
+    """epoch: the seconds since 1970 of the simulator's ISO UTC time ISO."""
+    return calendar.timegm(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S"))
 
 
 def figure(text):
@@ -164,7 +170,8 @@ class World:
         self.users = self.db.link(self.sim)
         # whoop_webhook comes with the extension: the first world makes the role
         self.db.psql("do $$ begin if not exists (select from pg_roles where rolname = '%s') "
-                     "then create role %s login in role whoop_webhook; end if; end $$" % (ROLE, ROLE))
+                     "then create role %s login in role whoop_webhook; end if; end $$"
+                     % (ROLE, ROLE))
         self.daemon = Daemon(name, name).start()
         test.addCleanup(self.daemon.stop)
         self.rng = random.Random(name)
@@ -190,9 +197,8 @@ class World:
     def recent(self, kind, **match):
         """recent: records of KIND starting in the last RECENT_DAYS days that
         match every field given (score_state, nap ...), newest first."""
-        now = self.sim.clock()
-        cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(
-            time.mktime(time.strptime(now[:19], "%Y-%m-%dT%H:%M:%S")) - RECENT_DAYS * DAY))
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%S",
+                               time.gmtime(epoch(self.sim.clock()) - RECENT_DAYS * DAY))
         return [r for r in self.sim.records(kind) if r["start"][:19] >= cutoff
                 and all(r.get(k) == v for k, v in match.items())]
 
@@ -213,14 +219,15 @@ class World:
         for s in sleeps:
             picked_sleeps.setdefault(s["user_id"], []).append(s)
         nap = naps[0] if naps else None
-        # the nap's member keeps the sleep it goes into
+        # the sleep the nap goes into is neither touched nor deleted before
         into = None
         if nap is not None:
             mains = [s for s in self.sim.records("sleep", user_id=nap["user_id"])
                      if not s["nap"]]
-            into = min(mains, key=lambda s: abs(self._epoch(s["start"]) - self._epoch(nap["start"])))
+            into = min(mains, key=lambda s: abs(epoch(s["start"]) - epoch(nap["start"])))
         for w in workouts[:6]:
-            self.sim.touch("workout", w["id"], set={"score.strain": round(w["score"]["strain"] + 1.5, 4)})
+            self.sim.touch("workout", w["id"],
+                           set={"score.strain": round(w["score"]["strain"] + 1.5, 4)})
             done["touched"] += 1
         for uid, mine in picked_sleeps.items():
             mine = [s for s in mine if into is None or s["id"] != into["id"]]
@@ -248,10 +255,6 @@ class World:
                                                 "merge_into": into["id"]})
             done["merged naps"] += 1
         return done
-
-    @staticmethod
-    def _epoch(iso):
-        return time.mktime(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S"))
 
     def stream(self, count):
         """stream touches COUNT recent workouts and sleeps one after another
@@ -308,6 +311,7 @@ class WebhookEndToEndTest(unittest.TestCase):
         world.subscribe(drop_rate=drop_rate, **KNOBS)
         t0 = time.monotonic()
         changes = world.change()
+        self.assertEqual(changes["merged naps"], 1, changes)
         # some events applied while others (held back, duplicated) arrive
         mid = world.apply()
         flushed = world.flush()
@@ -413,14 +417,17 @@ class WebhookEndToEndTest(unittest.TestCase):
         world.subscribe(duplicate_rate=0.2, reorder_rate=0.2, duplicate_ms=100, reorder_ms=300)
         t0 = time.monotonic()
         thread = world.stream(400)
+        interrupted = False
         try:
             self.assertTrue(harness.wait_until(lambda: world.queued() >= 60, timeout=120))
             interrupt()
+            interrupted = True
             seen = harness.wait_until(
                 lambda: world.hooks()["counters"]["responses"].get(errors, 0) >= 5, timeout=60)
             outstanding = world.hooks()["outstanding"]
-            resume()
         finally:
+            if interrupted:
+                resume()
             thread.join()
         self.assertTrue(seen, "no %s answer while interrupted: %s"
                         % (errors, world.hooks()["counters"]["responses"]))
