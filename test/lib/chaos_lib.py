@@ -8,7 +8,9 @@
   digest    a content hash of every raw table, mart and metric view that
             leaves out load timestamps, so two databases synced at different
             moments (or one synced through faults and crashes) compare equal
-            exactly when they hold the same data
+            exactly when they hold the same data; live_digest leaves out
+            tombstones too (and the sync marks), for a warehouse that learnt
+            of deletions against one loaded after them
 """
 
 import json
@@ -125,10 +127,11 @@ class DB:
         return (["whoop." + t for t in RAW_TABLES] + ["whoop.sync_state"] + views
                 + ["whoop_internal.daily_scores"])
 
-    def digest_sql(self, relation):
-        """digest_sql: one query giving (rows, md5 of the sorted rows) of RELATION,
-        load timestamps left out; a user_sk (a hash of when a dim_user version
-        was first seen) is replaced by the member and the version's number."""
+    def digest_sql(self, relation, where=None):
+        """digest_sql: one query giving (rows, md5 of the sorted rows) of RELATION
+        (those meeting WHERE, over alias t, if given), load timestamps left out;
+        a user_sk (a hash of when a dim_user version was first seen) is
+        replaced by the member and the version's number."""
         cols = [r[0] for r in self.rows(
             "select attname from pg_attribute where attrelid = '%s'::regclass "
             "and attnum > 0 and not attisdropped order by attnum" % relation)]
@@ -143,7 +146,8 @@ class DB:
                     "(partition by user_id order by valid_from) as version "
                     "from whoop.dim_user) v on v.user_sk = t.user_sk")
         return ("select count(*) || ':' || md5(coalesce(string_agg(r, E'\\n' order by r), '')) "
-                "from (select row(%s)::text as r from %s t%s) s" % (", ".join(exprs), relation, join))
+                "from (select row(%s)::text as r from %s t%s%s) s"
+                % (", ".join(exprs), relation, join, "" if where is None else " where " + where))
 
     def digest(self):
         """digest: {relation: 'rows:md5'} for every relation of the warehouse."""
@@ -151,6 +155,72 @@ class DB:
         sql = " union all ".join("select %s, (%s)" % (harness.quote_literal(r), self.digest_sql(r))
                                  for r in rels)
         return {r[0]: r[1] for r in self.rows(sql)}
+
+    def live_digest(self):
+        """live_digest: {relation: 'rows:md5'} like digest, but the raw tables
+        without their tombstones (deleted_at set) and without sync_state,
+        whose marks say when and how the warehouse learnt things, not what
+        it holds: equal for a warehouse that tombstoned deletions and one
+        fully loaded after them."""
+        tombstoned = {r[0] for r in self.rows(
+            "select attrelid::regclass::text from pg_attribute where attname = 'deleted_at' "
+            "and attrelid = any (array[%s]::regclass[])"
+            % ", ".join(harness.quote_literal("whoop." + t) for t in RAW_TABLES))}
+        rels = [r for r in self.relations() if r != "whoop.sync_state"]
+        sql = " union all ".join(
+            "select %s, (%s)" % (harness.quote_literal(r),
+                                 self.digest_sql(r, "t.deleted_at is null" if r in tombstoned
+                                                 else None))
+            for r in rels)
+        return {r[0]: r[1] for r in self.rows(sql)}
+
+    def live_raw_matches_simulator(self, sim, kinds=tuple(RECORD_KEYS)):
+        """live_raw_matches_simulator returns the differences between the raw
+        tables' live rows (tombstones left out) of KINDS and every record of
+        those kinds the simulator serves (empty: identical)."""
+        problems = []
+        for kind in kinds:
+            table, key = RECORD_KEYS[kind]
+            served = {str(r[key]): r for r in sim.records(kind)}
+            live = "deleted_at is null" if kind != "cycle" else "true"
+            stored = self.rows("select %s, record from whoop.%s where %s" % (key, table, live))
+            keys = [k for k, _ in stored]
+            if len(keys) != len(set(keys)):
+                problems.append("%s: duplicate keys" % table)
+            missing = set(served) - set(keys)
+            extra = set(keys) - set(served)
+            if missing or extra:
+                problems.append("%s: %d missing, %d not served (live rows)"
+                                % (table, len(missing), len(extra)))
+            differ = sum(1 for k, rec in stored if k in served and json.loads(rec) != served[k])
+            if differ:
+                problems.append("%s: %d records differ from what is served" % (table, differ))
+        return problems
+
+    def tombstone_problems(self, sim):
+        """tombstone_problems returns (problems, tombstones): every sleep, workout
+        and recovery the simulator deleted that the raw tables hold must be a
+        tombstone (a recovery: every stored one of the deleted sleep); tombstones
+        counts the deleted records found stored as tombstones."""
+        deleted = sim.control("GET", "deleted")["deleted"]
+        problems = []
+        tombstones = 0
+        checks = [("raw_sleep", "id", [d["id"] for d in deleted.get("sleep", [])]),
+                  ("raw_workout", "id", [d["id"] for d in deleted.get("workout", [])]),
+                  ("raw_recovery", "sleep_id",
+                   [d["sleep_id"] for d in deleted.get("recovery", [])])]
+        for table, key, ids in checks:
+            if not ids:
+                continue
+            found = self.rows("select %s, deleted_at is not null from whoop.%s where %s = any "
+                              "(array[%s]::uuid[])" % (key, table, key,
+                                                       ", ".join(harness.quote_literal(i)
+                                                                 for i in ids)))
+            live = sorted(k for k, dead in found if dead != "t")
+            if live:
+                problems.append("%s: %d deleted records live: %s" % (table, len(live), live[:3]))
+            tombstones += sum(1 for _, dead in found if dead == "t")
+        return problems, tombstones
 
     def raw_matches_simulator(self, sim):
         """raw_matches_simulator returns a list of differences between the raw
