@@ -104,7 +104,8 @@ comment on schema whoop_source is
 --upgrade 1.0--1.1: alter function whoop._sync_endpoint(name, bigint, text, timestamptz) rename to sync_endpoint;
 --upgrade 1.0--1.1: alter function whoop.sync_endpoint(name, bigint, text, timestamptz) set schema whoop_internal;
 
-create function whoop_internal.sync_source(server name, endpoint text)
+--upgrade 1.0--1.1 begin
+create or replace function whoop_internal.sync_source(server name, endpoint text)
 returns regclass
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -133,15 +134,26 @@ begin
                    else 'server_' || server_oid || '__' end;
     table_name := prefix || endpoint;
     if to_regclass(format('whoop_source.%I', table_name)) is null then
-        execute format('import foreign schema whoop limit to (%I) from server %I '
-                       'into whoop_source options (table_prefix %L%s)',
-                       table_name, server, prefix,
-                       case when server_window is null
-                            then ', update_window ''14 days''' else '' end);
+        -- two sessions importing the same table at once would collide in
+        -- the catalog (duplicate type name): one at a time, and look again
+        -- once the lock is ours (the other may have made it meanwhile)
+        perform pg_advisory_xact_lock(hashtext('whoop_internal.sync_source'));
+    end if;
+    if to_regclass(format('whoop_source.%I', table_name)) is null then
+        begin
+            execute format('import foreign schema whoop limit to (%I) from server %I '
+                           'into whoop_source options (table_prefix %L%s)',
+                           table_name, server, prefix,
+                           case when server_window is null
+                                then ', update_window ''14 days''' else '' end);
+        exception when unique_violation or duplicate_object or duplicate_table then
+            null;               -- made by the session we waited for
+        end;
     end if;
     return format('whoop_source.%I', table_name)::regclass;
 end
 $$;
+--upgrade 1.0--1.1 end
 
 comment on function whoop_internal.sync_source(name, text) is
     'the foreign table whoop.sync() reads an endpoint of a server through, imported on first use with the update window (server option update_window, else 14 days)';

@@ -353,11 +353,10 @@ begin
                   hint = 'Name a server of the whoop_fdw wrapper, or pass NULL for all of them.';
     end if;
 
-    -- The foreign tables the fetches read are imported on first use.  Two
-    -- appliers importing the same one at once would collide in the catalog
-    -- (the second fails on a duplicate type name), so they are made here,
-    -- one applier at a time, and committed before any fetch.
-    perform pg_advisory_xact_lock(hashtext('whoop_internal.sync_source'));
+    -- The foreign tables the fetches read are imported on first use (one
+    -- session at a time: sync_source serialises imports); they are made
+    -- here and committed before any fetch, so no account's batch holds the
+    -- import lock.
     perform whoop_internal.sync_source(s.server_name, ep.endpoint)
     from (select distinct e.server_name
           from whoop.webhook_events e
