@@ -13,9 +13,12 @@ create table whoop.sync_state (
     last_attempt_at timestamptz,
     last_error      text,
     primary key (server_name, user_id, endpoint),
-    pending_since   timestamptz
+    pending_since   timestamptz,
+    history_from    timestamptz
 );
 --upgrade 1.0--1.1: alter table whoop.sync_state add column pending_since timestamptz;
+--upgrade 1.0--1.1: alter table whoop.sync_state add column history_from timestamptz;
+--upgrade 1.0--1.1: update whoop.sync_state set history_from = '-infinity' where endpoint in ('cycle', 'recovery', 'sleep', 'workout') and last_success_at is not null;
 
 create table whoop.sync_log (
     id              bigint generated always as identity primary key,
@@ -36,11 +39,19 @@ create table whoop.sync_log (
     high_water_mark_after  timestamptz,
     error           text,
     rows_deleted    integer,
-    deletions_refused integer
+    deletions_refused integer,
+    chunk_from      timestamptz,
+    chunk_to        timestamptz
 );
 create index on whoop.sync_log (run_id);
 --upgrade 1.0--1.1: alter table whoop.sync_log add column rows_deleted integer;
 --upgrade 1.0--1.1: alter table whoop.sync_log add column deletions_refused integer;
+--upgrade 1.0--1.1: alter table whoop.sync_log add column chunk_from timestamptz;
+--upgrade 1.0--1.1: alter table whoop.sync_log add column chunk_to timestamptz;
+--upgrade 1.0--1.1 begin
+-- the latest row of an account endpoint (whoop.account_freshness)
+create index sync_log_account_endpoint_idx on whoop.sync_log (server_name, user_id, endpoint, id);
+--upgrade 1.0--1.1 end
 
 -- the marks must travel with the raw rows they describe
 select pg_catalog.pg_extension_config_dump('whoop.sync_state', '');
@@ -82,6 +93,8 @@ comment on column whoop.sync_state.last_success_at is 'when this endpoint last s
 --upgrade 1.0--1.1 begin
 comment on column whoop.sync_state.pending_since is
     'set when a webhook event says this endpoint of the member changed (a sleep or workout event marks the member''s cycles, which a sync then fetches even within cycle_poll_interval); the next successful sync of the endpoint clears it';
+comment on column whoop.sync_state.history_from is
+    'cycle, recovery, sleep, workout: every record starting at or after this time (a recovery: created at or after it) is loaded; NULL: not started (the first sync loads the newest backfill_first_days), -infinity: all history loaded; older history follows in chunks of backfill_chunk_days, newest first';
 --upgrade 1.0--1.1 end
 comment on table whoop.sync_log is 'one row per account and endpoint per whoop.sync() call';
 comment on column whoop.sync_log.run_id is 'the whoop.run_pipeline() run that called the sync, if any';
@@ -93,6 +106,10 @@ comment on column whoop.sync_log.rows_deleted is
     'sleeps or workouts tombstoned because WHOOP no longer lists them in the reconciled window (a sleep''s recovery goes with it, not counted); NULL for the endpoints that are not reconciled';
 comment on column whoop.sync_log.deletions_refused is
     'records that vanished from the listing but were not tombstoned, because more than the server option max_sync_deletions vanished at once (0: none refused); the endpoint still counts as ok: its rows were upserted and its mark advanced';
+comment on column whoop.sync_log.chunk_from is
+    'a history load: the records starting at or after this time (a recovery: created at or after it) were listed; NULL for an incremental or full sync';
+comment on column whoop.sync_log.chunk_to is
+    'a history chunk: the records starting before this time were listed (NULL with chunk_from set: a member''s first load of the newest backfill_first_days)';
 --upgrade 1.0--1.1 end
 
 create schema whoop_source;
@@ -261,12 +278,13 @@ comment on function whoop_internal.raw_upsert(text) is
 --upgrade 1.0--1.1 begin
 create function whoop_internal.sync_settings(server name,
     out max_sync_deletions integer, out cycle_poll_interval interval,
-    out profile_poll_interval interval)
+    out profile_poll_interval interval, out backfill_first_days integer,
+    out backfill_chunk_days integer, out backfill_max_chunks_per_sync integer)
 language c stable strict
 as 'MODULE_PATHNAME', 'whoop_sync_settings';
 
 comment on function whoop_internal.sync_settings(name) is
-    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day)';
+    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day), backfill_first_days (60), backfill_chunk_days (180), backfill_max_chunks_per_sync (NULL: no limit)';
 
 create function whoop_internal.update_window(source regclass)
 returns interval
@@ -293,8 +311,13 @@ comment on function whoop_internal.update_window(regclass) is
 -- listing that lacks more than max_sync_deletions records is not trusted
 -- (a WHOOP outage answering short pages must not empty the history):
 -- nothing is tombstoned and deletions_refused says how many were lacking.
+-- A history load (chunk_from given) lists the records starting in
+-- [chunk_from, chunk_to) -- a recovery, which has no start, those created
+-- then -- and reconciles only that range: a record outside what a partial
+-- history has listed is never tombstoned.
 create function whoop_internal.sync_endpoint(
     server name, user_id bigint, endpoint text, fetch_from timestamptz,
+    chunk_from timestamptz default null, chunk_to timestamptz default null,
     out rows_seen integer, out rows_inserted integer,
     out rows_updated integer, out max_updated_at timestamptz,
     out rows_deleted integer, out deletions_refused integer)
@@ -309,21 +332,32 @@ declare
     fetched text;
     tombstone text := '';
 begin
+    if chunk_from is not null then
+        listed_from := chunk_from;
+        fetched := format('select * from %s where user_id = $1 and %I >= $2 %s', source,
+                          case when endpoint = 'recovery' then 'created_at' else 'start' end,
+                          case when chunk_to is null then ''
+                               when endpoint = 'recovery' then 'and created_at < $4'
+                               else 'and start < $4' end);
+    end if;
     if reconciled then
         max_deletions := (whoop_internal.sync_settings(server)).max_sync_deletions;
-        -- Without an update window (a server option dropped after the
-        -- import) nothing bounds the listing: the updated_at bound fetched
-        -- everything then too, so everything is reconciled.
-        listed_from := fetch_from - whoop_internal.update_window(source);
-        -- the records WHOOP has: one account, starting in the window
-        fetched := format('select * from %s where user_id = $1 %s', source,
-                          case when listed_from is null then ''
-                               else 'and start >= $2' end);
+        if chunk_from is null then
+            -- Without an update window (a server option dropped after the
+            -- import) nothing bounds the listing: the updated_at bound fetched
+            -- everything then too, so everything is reconciled.
+            listed_from := fetch_from - whoop_internal.update_window(source);
+            -- the records WHOOP has: one account, starting in the window
+            fetched := format('select * from %s where user_id = $1 %s', source,
+                              case when listed_from is null then ''
+                                   else 'and start >= $2' end);
+        end if;
         tombstone := format($q$,
              vanished as materialized (
                  select r.id from whoop.%1$I r
                  where r.user_id = $1 and r.deleted_at is null
                    and ($2::timestamptz is null or r.start >= $2)
+                   and ($4::timestamptz is null or r.start < $4)
                    and not exists (select from fetched f where f.id = r.id)),
              tombstoned as (
                  update whoop.%1$I r set deleted_at = now()
@@ -337,7 +371,7 @@ begin
                  where c.sleep_id in (select t.id from tombstoned t)
                    and c.deleted_at is null)$q$;
         end if;
-    else
+    elsif chunk_from is null then
         -- the records the fetch brings: one account, changed since fetch_from
         fetched := format('select * from %s where user_id = $1 %s', source,
                           case when fetch_from is null then ''
@@ -360,12 +394,225 @@ begin
                    (select case when count(*) > $3 then count(*) else 0 end from vanished)::integer'
              else 'null::integer, null::integer' end)
     into rows_seen, rows_inserted, rows_updated, max_updated_at, rows_deleted, deletions_refused
-    using user_id, listed_from, max_deletions;
+    using user_id, listed_from, max_deletions, chunk_to;
 end
 $$;
 
-comment on function whoop_internal.sync_endpoint(name, bigint, text, timestamptz) is
-    'fetches one endpoint of one account changed since fetch_from (NULL: everything) and upserts it into the raw layer; sleeps and workouts: lists the whole update window before fetch_from and tombstones stored records it lacks (a sleep''s recovery too), none when more than max_sync_deletions would go; one statement, so a failure writes nothing';
+comment on function whoop_internal.sync_endpoint(name, bigint, text, timestamptz, timestamptz, timestamptz) is
+    'fetches one endpoint of one account changed since fetch_from (NULL: everything) -- or, given chunk_from, the records starting in [chunk_from, chunk_to) (recoveries: created then) -- and upserts it into the raw layer; sleeps and workouts: lists the whole update window before fetch_from (or the chunk) and tombstones stored records of that range it lacks (a sleep''s recovery too), none when more than max_sync_deletions would go; one statement, so a failure writes nothing';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+-- Backfill.  A member's history is loaded newest first: the first sync of
+-- a cycle, recovery, sleep or workout endpoint lists only the newest
+-- backfill_first_days (enough for every metric's baseline), and then, after
+-- every account's incremental work, older history follows in chunks of
+-- backfill_chunk_days, round-robin over the accounts, one committed step
+-- per chunk, as long as the request budget lets it (SQLSTATE 53400 ends the
+-- backfill for the run).  sync_state.history_from says how far each
+-- endpoint has got.  Where the history ends: WHOOP has a cycle for every
+-- day a member wore the strap (the gaps of a member who put it aside are
+-- days, not months), so a chunk without any cycle is taken for the time
+-- before the member's first day -- the cycles' history is complete; every
+-- sleep, recovery and workout lies in a cycle, so once the cycles are
+-- complete an endpoint whose history reaches a day before the first cycle
+-- is complete too, without a request.
+create function whoop_internal.sync_history_step(
+    server name, user_id bigint, endpoint text, run_id bigint default null,
+    out outcome text, out error text)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    settings record := whoop_internal.sync_settings(server);
+    started timestamptz := clock_timestamp();
+    state record;
+    lo timestamptz;
+    hi timestamptz;
+    first_cycle timestamptz;
+    stats_before record;
+    stats_after record;
+    result record;
+    hint text;
+begin
+    insert into whoop.sync_state as s (server_name, user_id, endpoint)
+    values (server, sync_history_step.user_id, sync_history_step.endpoint)
+    on conflict do nothing;
+    select s.high_water_mark, s.history_from into state
+    from whoop.sync_state s
+    where s.server_name = server and s.user_id = sync_history_step.user_id
+      and s.endpoint = sync_history_step.endpoint
+    for update;
+    if state.history_from = '-infinity' then
+        outcome := 'complete';
+        return;
+    end if;
+    if state.history_from is null then
+        lo := started - make_interval(days => settings.backfill_first_days);
+    else
+        if endpoint <> 'cycle' and exists (
+                select from whoop.sync_state c
+                where c.server_name = server and c.user_id = sync_history_step.user_id
+                  and c.endpoint = 'cycle' and c.history_from = '-infinity') then
+            select min(c.start) into first_cycle
+            from whoop.raw_cycle c where c.user_id = sync_history_step.user_id;
+            if first_cycle is null or state.history_from <= first_cycle - interval '1 day' then
+                update whoop.sync_state s set history_from = '-infinity'
+                 where s.server_name = server and s.user_id = sync_history_step.user_id
+                   and s.endpoint = sync_history_step.endpoint;
+                outcome := 'complete';
+                return;
+            end if;
+        end if;
+        hi := state.history_from;
+        lo := hi - make_interval(days => settings.backfill_chunk_days);
+    end if;
+
+    select * into stats_before from whoop.fetch_stats();
+    begin
+        perform set_config('whoop_fdw.request_class', 'backfill', true);
+        select * into result
+        from whoop_internal.sync_endpoint(server, sync_history_step.user_id,
+                                          sync_history_step.endpoint, null, lo, hi);
+        select * into stats_after from whoop.fetch_stats();
+        -- the mark is the largest updated_at seen, as for any fetch; a
+        -- first load is also the endpoint's sync (its freshness), a chunk
+        -- is not
+        update whoop.sync_state s
+           set history_from = case when hi is not null and s.endpoint = 'cycle'
+                                        and result.rows_seen = 0 then '-infinity'
+                                   else lo end,
+               high_water_mark = greatest(s.high_water_mark, result.max_updated_at),
+               last_success_at = case when hi is null then clock_timestamp()
+                                      else s.last_success_at end,
+               last_attempt_at = case when hi is null then clock_timestamp()
+                                      else s.last_attempt_at end,
+               last_error = case when hi is null then null else s.last_error end,
+               pending_since = case when hi is null and s.pending_since <= started then null
+                                    else s.pending_since end
+         where s.server_name = server and s.user_id = sync_history_step.user_id
+           and s.endpoint = sync_history_step.endpoint;
+        insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                    finished_at, status, rows_seen, rows_inserted,
+                                    rows_updated, requests, high_water_mark_before,
+                                    high_water_mark_after, rows_deleted, deletions_refused,
+                                    chunk_from, chunk_to)
+        select run_id, server, sync_history_step.user_id, sync_history_step.endpoint,
+               started, clock_timestamp(), 'ok', result.rows_seen, result.rows_inserted,
+               result.rows_updated, stats_after.requests - stats_before.requests,
+               state.high_water_mark, s.high_water_mark, result.rows_deleted,
+               result.deletions_refused, lo, hi
+        from whoop.sync_state s
+        where s.server_name = server and s.user_id = sync_history_step.user_id
+          and s.endpoint = sync_history_step.endpoint;
+        outcome := 'fetched';
+    exception
+        when sqlstate '53400' then
+            -- the day's budget is kept for other requests: keep what is
+            -- loaded, the next run resumes
+            outcome := 'deferred';
+        when others then
+            get stacked diagnostics error = message_text, hint = pg_exception_hint;
+            if hint <> '' then
+                error := error || ' HINT: ' || hint;
+            end if;
+            select * into stats_after from whoop.fetch_stats();
+            if hi is null then
+                update whoop.sync_state s
+                   set last_attempt_at = clock_timestamp(), last_error = error
+                 where s.server_name = server and s.user_id = sync_history_step.user_id
+                   and s.endpoint = sync_history_step.endpoint;
+            end if;
+            insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                        finished_at, status, requests,
+                                        high_water_mark_before, high_water_mark_after, error,
+                                        chunk_from, chunk_to)
+            values (run_id, server, sync_history_step.user_id, sync_history_step.endpoint,
+                    started, clock_timestamp(), 'failed',
+                    stats_after.requests - stats_before.requests,
+                    state.high_water_mark, state.high_water_mark, error, lo, hi);
+            outcome := 'failed';
+    end;
+end
+$$;
+
+comment on function whoop_internal.sync_history_step(name, bigint, text, bigint) is
+    'one step of an account endpoint''s history, for the caller to commit: the first load (the newest backfill_first_days, which also sets the mark) or the next older chunk of backfill_chunk_days; logged in whoop.sync_log with its chunk_from/chunk_to; returns fetched, complete (nothing older: marked without a request, or an empty chunk of cycles), failed (with the error; history_from stays) or deferred (SQLSTATE 53400 from the request budget; nothing logged)';
+
+-- Phase 2 of whoop.sync(): the older history of every account whose
+-- history is loading, round-robin -- each round one chunk per incomplete
+-- endpoint of each account, the accounts with the least history first --
+-- until every history is complete, a server's backfill_max_chunks_per_sync
+-- is spent, or the request budget defers the rest (53400).  A failed chunk
+-- is not retried in the same call.  No SET clause: it commits.
+create procedure whoop_internal.sync_history(server name default null,
+                                             user_id bigint default null,
+                                             endpoint text default null,
+                                             run_id bigint default null)
+language plpgsql
+as $$
+declare
+    target record;
+    step record;
+    fetched jsonb := '{}';
+    skipped text[] := '{}';
+    failed text[] := '{}';
+    progress boolean;
+    deferred boolean := false;
+begin
+    loop
+        progress := false;
+        for target in
+            select s.server_name, s.user_id, s.endpoint,
+                   format('%s/%s/%s', s.server_name, s.user_id, s.endpoint) as name,
+                   (whoop_internal.sync_settings(s.server_name)).backfill_max_chunks_per_sync
+                       as max_chunks
+            from whoop.sync_state s
+            join whoop.accounts a on a.server_name = s.server_name and a.user_id = s.user_id
+            where s.endpoint in ('cycle', 'recovery', 'sleep', 'workout')
+              and s.history_from > '-infinity'
+              and (sync_history.server is null or s.server_name = sync_history.server)
+              and (sync_history.user_id is null or s.user_id = sync_history.user_id)
+              and (sync_history.endpoint is null or s.endpoint = sync_history.endpoint)
+            order by max(s.history_from) over (partition by s.server_name, s.user_id) desc,
+                     s.server_name, s.user_id,
+                     pg_catalog.array_position(array['cycle', 'sleep', 'recovery', 'workout'],
+                                               s.endpoint)
+        loop
+            continue when target.name = any (skipped);
+            continue when target.max_chunks is not null
+                and coalesce((fetched ->> target.server_name)::integer, 0) >= target.max_chunks;
+            step := whoop_internal.sync_history_step(target.server_name, target.user_id,
+                                                     target.endpoint, run_id);
+            commit;
+            if step.outcome = 'deferred' then
+                raise notice 'whoop.sync: the request budget defers the rest of the history to a later run'
+                    using detail = format('Next: %s.', target.name);
+                deferred := true;
+                exit;
+            elsif step.outcome = 'failed' then
+                skipped := skipped || target.name;
+                failed := failed || format('%s: %s', target.name, step.error);
+            else
+                progress := true;
+                if step.outcome = 'fetched' then
+                    fetched := fetched || jsonb_build_object(target.server_name,
+                        coalesce((fetched ->> target.server_name)::integer, 0) + 1);
+                end if;
+            end if;
+        end loop;
+        exit when deferred or not progress;
+    end loop;
+    if cardinality(failed) > 0 then
+        raise warning 'whoop.sync: % history chunks failed', cardinality(failed)
+            using detail = array_to_string(failed, E'\n'),
+                  hint = 'A failed chunk keeps the history loaded so far (sync_state.history_from); the next sync resumes there. See whoop.sync_log.';
+    end if;
+end
+$$;
+
+comment on procedure whoop_internal.sync_history(name, bigint, text, bigint) is
+    'whoop.sync()''s second phase: older history in chunks, round-robin over the accounts (least history first), one commit per chunk, until complete, backfill_max_chunks_per_sync chunk fetches per server, or SQLSTATE 53400 from the request budget';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
@@ -404,6 +651,9 @@ declare
     failed text[] := '{}';
     refusals text[] := '{}';
     synced_any boolean := false;
+    history record;
+    loaded_from timestamptz;
+    backfill_deferred boolean := false;
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.sync()');
     if sync.full is null then
@@ -424,12 +674,16 @@ begin
             using errcode = 'undefined_object';
     end if;
 
+    -- Phase 1: the members synced before first, then the new ones.
     for target in
         select a.server_name, a.user_id
         from whoop.accounts a
         where (sync.server is null or a.server_name = sync.server)
           and (sync.user_id is null or a.user_id = sync.user_id)
-        order by a.server_name, a.user_id
+        order by not exists (select from whoop.sync_state s
+                             where s.server_name = a.server_name and s.user_id = a.user_id
+                               and s.last_success_at is not null),
+                 a.server_name, a.user_id
     loop
         synced_any := true;
         settings := whoop_internal.sync_settings(target.server_name);
@@ -449,6 +703,25 @@ begin
                 continue when ep = 'cycle' and state.pending_since is null
                     and state.last_success_at > clock_timestamp() - settings.cycle_poll_interval;
             end if;
+            -- A member's first sync of a dated endpoint loads only the newest
+            -- days; whoop_internal.sync_history() loads the rest below.
+            if not sync.full and ep not in ('profile', 'body_measurement') and not exists (
+                    select from whoop.sync_state s
+                    where s.server_name = target.server_name and s.user_id = target.user_id
+                      and s.endpoint = ep and s.history_from is not null) then
+                continue when backfill_deferred;
+                attempts := attempts + 1;
+                history := whoop_internal.sync_history_step(target.server_name, target.user_id,
+                                                            ep, run_id);
+                commit;
+                backfill_deferred := history.outcome = 'deferred';
+                if history.outcome = 'failed' then
+                    failures := failures + 1;
+                    failed := failed || format('%s/%s/%s: %s', target.server_name,
+                                               target.user_id, ep, history.error);
+                end if;
+                continue;
+            end if;
             attempts := attempts + 1;
             started := clock_timestamp();
             select * into stats_before from whoop.fetch_stats();
@@ -458,13 +731,18 @@ begin
             values (target.server_name, target.user_id, ep)
             on conflict do nothing;
             begin
-                select s.high_water_mark into mark
+                select s.high_water_mark, s.history_from into mark, loaded_from
                 from whoop.sync_state s
                 where s.server_name = target.server_name and s.user_id = target.user_id
                   and s.endpoint = ep
                 for update;
-                -- an hour of slack for clock skew at WHOOP; the upsert ignores repeats
-                fetch_from := case when sync.full then null else mark - interval '1 hour' end;
+                -- an hour of slack for clock skew at WHOOP; the upsert ignores repeats.
+                -- A history that is still loading and has shown no record yet:
+                -- what may have changed in it started after history_from less
+                -- the update window; older records are the chunks' part.
+                fetch_from := case when sync.full then null
+                                   else coalesce(mark - interval '1 hour',
+                                                 nullif(loaded_from, '-infinity')) end;
 
                 select * into result
                 from whoop_internal.sync_endpoint(target.server_name, target.user_id, ep, fetch_from);
@@ -472,6 +750,9 @@ begin
                 select * into stats_after from whoop.fetch_stats();
                 update whoop.sync_state s
                    set high_water_mark = greatest(s.high_water_mark, result.max_updated_at),
+                       -- full => true has listed all history
+                       history_from = case when sync.full and ep not in ('profile', 'body_measurement')
+                                           then '-infinity' else s.history_from end,
                        last_success_at = clock_timestamp(),
                        last_attempt_at = clock_timestamp(),
                        last_error = null,
@@ -523,6 +804,11 @@ begin
         end loop;
     end loop;
 
+    -- Phase 2: older history, after every account's incremental work.
+    if not sync.full and not backfill_deferred then
+        call whoop_internal.sync_history(sync.server, sync.user_id, sync.endpoint, sync.run_id);
+    end if;
+
     if not synced_any then
         raise notice 'whoop.sync: no account to sync%',
             case when sync.server is null then '' else format(' on server "%s"', sync.server) end
@@ -546,5 +832,60 @@ end
 $$;
 
 comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
-    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; full => true refetches and reconciles all history';
+    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; a member''s first sync loads the newest backfill_first_days, then (after every account''s incremental work) older history in chunks (whoop_internal.sync_history); full => true refetches and reconciles all history';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+-- What is fresh, what is pending and why, per account and endpoint: the
+-- accounts of whoop.accounts (those the current role may use), so a role
+-- sees only its own.
+create view whoop.account_freshness
+with (security_barrier)
+as
+select a.server_name,
+       a.user_id,
+       e.endpoint,
+       s.last_success_at,
+       now() - s.last_success_at as age,
+       s.pending_since,
+       s.history_from,
+       case when e.endpoint in ('cycle', 'recovery', 'sleep', 'workout')
+            then coalesce(s.history_from = '-infinity', false) end as history_complete,
+       case when s.last_success_at is null or s.pending_since is not null then now()
+            when e.endpoint in ('profile', 'body_measurement')
+                then s.last_success_at + g.profile_poll_interval
+            when e.endpoint = 'cycle'
+                then s.last_success_at + coalesce(g.cycle_poll_interval, interval '0')
+            else s.last_success_at end as next_poll_due,
+       case when l.status = 'failed' then 'last sync failed: ' || l.error
+            when l.status = 'deferred' then 'deferred by the request budget'
+            when s.last_success_at is null then 'never synced'
+            when s.pending_since is not null then 'webhook change waiting for the next sync'
+            when s.history_from > '-infinity'
+                then format('history loading (from %s)', s.history_from)
+            else 'fresh' end as why
+from whoop.accounts a
+cross join lateral whoop_internal.sync_settings(a.server_name) g
+cross join unnest(array['profile', 'body_measurement', 'cycle', 'recovery', 'sleep',
+                        'workout']) as e(endpoint)
+left join whoop.sync_state s
+       on s.server_name = a.server_name and s.user_id = a.user_id and s.endpoint = e.endpoint
+left join lateral (
+    select l.status, l.error
+    from whoop.sync_log l
+    where l.server_name = a.server_name and l.user_id = a.user_id and l.endpoint = e.endpoint
+    order by l.id desc
+    limit 1) l on true;
+
+comment on view whoop.account_freshness is
+    'per account (those of whoop.accounts: the current role''s) and endpoint: the last successful sync and its age, a webhook''s pending mark, how far the history is loaded, when the next plain sync fetches it, and why it is not fresh: never synced / webhook change waiting for the next sync / history loading (from ...) / last sync failed: <error> / deferred by the request budget / fresh';
+comment on column whoop.account_freshness.age is 'how long ago the endpoint last synced without error';
+comment on column whoop.account_freshness.history_from is
+    'every record starting at or after this time is loaded (NULL: not started, -infinity: all); NULL for profile and body measurement, which have no history to load';
+comment on column whoop.account_freshness.history_complete is
+    'the endpoint''s whole history is loaded; NULL for profile and body measurement';
+comment on column whoop.account_freshness.next_poll_due is
+    'when a plain whoop.sync() fetches the endpoint next (profile_poll_interval, cycle_poll_interval; the other endpoints every sync): a sync at or after this time does; now() when never synced or a webhook marked it';
+comment on column whoop.account_freshness.why is
+    'the state in words, the first that applies: last sync failed: <error> (the latest fetch of the endpoint, incremental or history chunk), deferred by the request budget, never synced, webhook change waiting for the next sync, history loading (from <history_from>), fresh';
 --upgrade 1.0--1.1 end

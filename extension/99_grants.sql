@@ -42,6 +42,9 @@ revoke all on whoop_internal.account from public;
 -- Anyone may list the accounts they may use (the view filters by role and
 -- shows no tokens).
 grant select on whoop.accounts to public;
+--upgrade 1.0--1.1 begin
+grant select on whoop.account_freshness to public;
+--upgrade 1.0--1.1 end
 
 -- The internals are not secret (the token table and the operations have
 -- their own revokes): the public functions call them by name, so every role

@@ -64,6 +64,9 @@ static const WhoopOption whoop_options[] = {
 	{"max_sync_deletions", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 1000000},
 	{"cycle_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"profile_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
+	{"backfill_first_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
+	{"backfill_chunk_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
+	{"backfill_max_chunks_per_sync", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 1000000},
 	{"client_id", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"client_secret", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"endpoint", ForeignTableRelationId, WHOOP_OPTION_ENDPOINT},
@@ -77,6 +80,8 @@ static const WhoopOption whoop_options[] = {
 #define DEFAULT_MAX_RETRIES 4
 #define DEFAULT_MAX_SYNC_DELETIONS 10
 #define DEFAULT_PROFILE_POLL_INTERVAL_US USECS_PER_DAY
+#define DEFAULT_BACKFILL_FIRST_DAYS 60
+#define DEFAULT_BACKFILL_CHUNK_DAYS 180
 
 static void check_option_value(const WhoopOption *option, DefElem *def);
 static char *valid_option_names(Oid context);
@@ -375,6 +380,9 @@ whoop_get_server(Oid serverid)
 	server->max_sync_deletions = DEFAULT_MAX_SYNC_DELETIONS;
 	server->cycle_poll_interval_us = -1;
 	server->profile_poll_interval_us = DEFAULT_PROFILE_POLL_INTERVAL_US;
+	server->backfill_first_days = DEFAULT_BACKFILL_FIRST_DAYS;
+	server->backfill_chunk_days = DEFAULT_BACKFILL_CHUNK_DAYS;
+	server->backfill_max_chunks = -1;
 
 	foreach(cell, fs->options)
 	{
@@ -401,6 +409,12 @@ whoop_get_server(Oid serverid)
 			server->cycle_poll_interval_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "profile_poll_interval") == 0)
 			server->profile_poll_interval_us = whoop_parse_interval_us(value, def->defname);
+		else if (strcmp(def->defname, "backfill_first_days") == 0)
+			server->backfill_first_days = atoi(value);
+		else if (strcmp(def->defname, "backfill_chunk_days") == 0)
+			server->backfill_chunk_days = atoi(value);
+		else if (strcmp(def->defname, "backfill_max_chunks_per_sync") == 0)
+			server->backfill_max_chunks = atoi(value);
 	}
 	server->api_url = strip_trailing_slash(server->api_url);
 	server->oauth_url = strip_trailing_slash(server->oauth_url);

@@ -57,16 +57,17 @@ whoop_assert_outside_transaction_block(PG_FUNCTION_ARGS)
 
 /*
  * whoop_sync_settings returns a server's max_sync_deletions,
- * cycle_poll_interval (NULL when not set) and profile_poll_interval, with
- * the defaults applied.
+ * cycle_poll_interval (NULL when not set), profile_poll_interval,
+ * backfill_first_days, backfill_chunk_days and backfill_max_chunks_per_sync
+ * (NULL when not set), with the defaults applied.
  */
 Datum
 whoop_sync_settings(PG_FUNCTION_ARGS)
 {
 	WhoopServer *server = whoop_get_server_by_name(NameStr(*PG_GETARG_NAME(0)), false);
 	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -76,6 +77,12 @@ whoop_sync_settings(PG_FUNCTION_ARGS)
 	else
 		values[1] = interval_datum_us(server->cycle_poll_interval_us);
 	values[2] = interval_datum_us(server->profile_poll_interval_us);
+	values[3] = Int32GetDatum(server->backfill_first_days);
+	values[4] = Int32GetDatum(server->backfill_chunk_days);
+	if (server->backfill_max_chunks < 0)
+		nulls[5] = true;
+	else
+		values[5] = Int32GetDatum(server->backfill_max_chunks);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

@@ -18,6 +18,9 @@
  *	- updated_at >= value, only where an update window is declared: WHOOP
  *	  changes a record at most that long after it began, so
  *	  start = value - window finds every record updated since value;
+ *	- for recovery, which has no start but is listed by its sleep:
+ *	  created_at >= value likewise (start = value - window), and
+ *	  created_at < value -> API end (its sleep began before it was created);
  *	- id = value (cycle_id for recovery), = ANY(array)  -> by-id endpoint;
  *	- user_id = value, = ANY(array)  -> which accounts are asked.
  * A "value" is anything without Vars of this query level and without
@@ -280,6 +283,27 @@ classify_quals(PlannerInfo *root, RelOptInfo *baserel, WhoopScanPlan *plan)
 					  strategy == BTGreaterEqualStrategyNumber ||
 					  strategy == BTEqualStrategyNumber))
 				push(pushed_kinds, pushed_exprs, WHOOP_PUSH_UPDATED_SINCE, clause, coerced);
+			else if (!endpoint->has_time_range && endpoint->collection_path != NULL &&
+					 var->vartype == TIMESTAMPTZOID && strcmp(column, "created_at") == 0)
+			{
+				/*
+				 * A recovery has no start; WHOOP lists it by its sleep, which
+				 * began before the recovery was created and at most the
+				 * update window before (created_at <= updated_at).
+				 */
+				if (update_window_us >= 0 &&
+					(strategy == BTGreaterStrategyNumber ||
+					 strategy == BTGreaterEqualStrategyNumber ||
+					 strategy == BTEqualStrategyNumber))
+					push(pushed_kinds, pushed_exprs, WHOOP_PUSH_UPDATED_SINCE, clause,
+						 coerced);
+				if (strategy == BTLessStrategyNumber)
+					push(pushed_kinds, pushed_exprs, WHOOP_PUSH_UPPER, clause, coerced);
+				if (strategy == BTLessEqualStrategyNumber ||
+					strategy == BTEqualStrategyNumber)
+					push(pushed_kinds, pushed_exprs, WHOOP_PUSH_UPPER_INCLUSIVE,
+						 clause, coerced);
+			}
 			else if (strategy == BTEqualStrategyNumber &&
 					 endpoint->by_id_column != NULL &&
 					 strcmp(column, endpoint->by_id_column) == 0)

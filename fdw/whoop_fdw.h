@@ -87,6 +87,9 @@ typedef struct WhoopServer
 	int			max_sync_deletions; /* per account and endpoint and sync */
 	int64		cycle_poll_interval_us; /* -1: cycles every sync */
 	int64		profile_poll_interval_us;	/* 0: profile every sync */
+	int			backfill_first_days;	/* a member's first sync: newest days */
+	int			backfill_chunk_days;	/* then older history, chunks of days */
+	int			backfill_max_chunks;	/* chunk fetches per sync; -1: no limit */
 } WhoopServer;
 
 /* OAuth client credentials from a user mapping. */
