@@ -76,6 +76,7 @@ static bool token_usable(const WhoopStoredAccount *account, const char *rejected
 						 int64 margin_us);
 static void check_account(const WhoopServer *server, const WhoopStoredAccount *account);
 static char *refresh_locked(const WhoopServer *server, WhoopStoredAccount *account);
+static void shorten_by_wait(WhoopTokens *tokens, TimestampTz sent);
 static WhoopVerdict classify_token_answer(WhoopSend *send,
 										  const WhoopHttpResponse *response);
 static WhoopTokens *token_request(const WhoopServer *server, const char *form,
@@ -319,6 +320,22 @@ refresh_locked(const WhoopServer *server, WhoopStoredAccount *account)
 }
 
 /*
+ * shorten_by_wait counts a token's life from SENT, when its request left:
+ * WHOOP's expires_in runs from when it issued the token, and the store
+ * adds it to the time the token is saved, which is later by the answer's
+ * way back and, when linking, the profile request -- up to timeout_ms
+ * each, which may exceed the margin a token is refreshed ahead by.
+ */
+static void
+shorten_by_wait(WhoopTokens *tokens, TimestampTz sent)
+{
+	int64		waited_s = (GetCurrentTimestamp() - sent + USECS_PER_SEC - 1) / USECS_PER_SEC;
+
+	tokens->expires_in = waited_s >= tokens->expires_in ? 0
+		: tokens->expires_in - (int) waited_s;
+}
+
+/*
  * whoop_oauth_grant sends GRANT's token request and hands its outcome to
  * the token writer, which commits it at once: the tokens, for the account
  * refreshed or -- when linking -- for the member identify names; or, when
@@ -333,6 +350,7 @@ whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant)
 {
 	WhoopTokenWriter *volatile writer = whoop_token_writer_start();
 	WhoopTokens *tokens = NULL;
+	TimestampTz sent = GetCurrentTimestamp();
 
 	PG_TRY();
 	{
@@ -368,6 +386,8 @@ whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant)
 					write.user_id = grant->user_id = write.profile->user_id;
 				}
 			}
+			if (tokens != NULL)
+				shorten_by_wait(tokens, sent);
 			writer = NULL;
 			whoop_token_writer_commit(w, &write);
 		}

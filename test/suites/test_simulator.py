@@ -743,13 +743,15 @@ class OAuthTest(SimTestCase):
         self.assertEqual(self.sim.stats()["token_grants"]["failed"], before + 1)
         self.assertEqual(refresh(self.sim, self.acc, rt)[0], 200)
 
-    def test_expiry_on_the_simulator_clock(self):
+    def test_expiry_on_the_real_clock_not_the_data_clock(self):
         rt = self.sim.accounts()["athletes"][1]["refresh_token"]
         st, t = refresh(self.sim, self.acc, rt)
         try:
-            self.sim.clock(advance_seconds=599)
+            # WHOOP's clock is the real one: the data clock moving past the
+            # token's life (600 s) does not expire it
+            self.sim.clock(advance_seconds=601)
             self.assertEqual(self.sim.api("/v2/cycle", t["access_token"])[0], 200)
-            self.sim.clock(advance_seconds=1)
+            self.sim.expire_tokens(user_id=self.acc["athletes"][1]["user_id"])
             self.assertEqual(self.sim.api("/v2/cycle", t["access_token"])[0], 401)
             log = self.sim.request_log()[-1]
             self.assertEqual((log["bearer_state"], log["bearer_user_id"]),
@@ -785,6 +787,19 @@ class OAuthTest(SimTestCase):
                                     headers={"Authorization": "Bearer " + t["access_token"]})
         self.assertEqual(st, 401)
         self.assertEqual(self.sim.api("/v2/cycle", self.token(1))[0], 200)   # relink works
+
+
+class RealTimeTokenTest(SimTestCase):
+    SIM_ARGS = ("--athletes", "1", "--days", "30", "--rate-per-minute", "0", "--token-ttl", "1")
+
+    def test_token_expires_after_its_real_life(self):
+        rt = self.sim.accounts()["athletes"][0]["refresh_token"]
+        st, t = refresh(self.sim, self.acc, rt)
+        self.assertEqual((st, t["expires_in"]), (200, 1))
+        # a bounded wait for the real second to pass, not a timed assertion
+        self.assertTrue(harness.wait_until(
+            lambda: self.sim.api("/v2/cycle", t["access_token"])[0] == 401, timeout=30))
+        self.assertEqual(self.sim.request_log()[-1]["bearer_state"], "expired")
 
 
 class RateLimitTest(SimTestCase):

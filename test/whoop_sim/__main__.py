@@ -15,9 +15,10 @@ COMMAND LINE
   --athletes N             number of WHOOP members (default 1)
   --days N                 days of history up to now (default 730)
   --now ISO                freeze the simulator ("data") clock at ISO; without
-                           it the clock is real time.  Token expiry, record
-                           visibility and "end defaults to now" use this clock.
-  --token-ttl S            access-token lifetime in simulator seconds (3600)
+                           it the clock is real time.  Record visibility and
+                           "end defaults to now" use this clock.
+  --token-ttl S            access-token lifetime in real seconds (3600): tokens
+                           expire on the real clock, as at WHOOP
   --rate-per-minute N      per-app requests per "minute" (100; 0 = unlimited)
   --rate-per-day N         per-app requests per "day" (10000; 0 = unlimited)
   --rate-minute-seconds S  real seconds a rate-limit minute lasts (60); a day

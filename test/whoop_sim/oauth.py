@@ -25,10 +25,16 @@ OAuth (under /oauth/oauth2):
        code or refresh token, redirect_uri mismatch, revoked),
        unsupported_grant_type, invalid_scope (refresh asking for a scope
        not granted).  A refresh keeps the grant's scopes.
+
+Access tokens live `ttl` REAL seconds (expires_in), whatever the data
+clock does: WHOOP's clock is the real one, and so is the clock a client
+judges expiry by.  A test that moves the data clock days ahead (/_sim/clock)
+does not expire tokens; POST /_sim/expire_tokens does.
 """
 
 import hmac
 import secrets
+import time
 import urllib.parse
 
 from .response import Resp, err
@@ -54,6 +60,11 @@ class Auth:
         self.grants = []
 
     @staticmethod
+    def real_ms():
+        """real_ms: the real clock, which token lifetimes run on."""
+        return time.time() * 1000
+
+    @staticmethod
     def _tok(prefix):
         return "%s%s.%s" % (prefix, secrets.token_urlsafe(32), secrets.token_urlsafe(24))
 
@@ -73,14 +84,15 @@ class Auth:
         return g
 
     def issue(self, g, now):
-        """issue rotates the grant's tokens and returns the token response."""
+        """issue rotates the grant's tokens and returns the token response
+        (the access token lives ttl real seconds from now)."""
         if g.access is not None:
             self.access.pop(g.access, None)
         if g.refresh is not None:
             self.refresh.pop(g.refresh, None)
             g.refresh = None
         g.access = self._tok("ory_at_")
-        g.access_exp = now + self.ttl * 1000
+        g.access_exp = self.real_ms() + self.ttl * 1000
         self.access[g.access] = g
         self.issued[g.access] = g
         out = {"access_token": g.access, "expires_in": self.ttl}
@@ -93,12 +105,13 @@ class Auth:
         return out
 
     def check(self, token, now):
-        """check returns (grant or None, state, user_id or None)."""
+        """check returns (grant or None, state, user_id or None); expiry is
+        judged on the real clock."""
         if token is None:
             return None, None, None
         g = self.access.get(token)
         if g is not None:
-            if now < g.access_exp:
+            if self.real_ms() < g.access_exp:
                 return g, "valid", g.user_id
             return None, "expired", g.user_id
         g = self.issued.get(token)
@@ -118,6 +131,8 @@ class Auth:
         self.grants = [g for g in self.grants if g.alive]
 
     def expire(self, user_id, now):
+        """expire ends every (that athlete's) live access token now (real time)."""
+        now = self.real_ms()
         n = 0
         for g in self.grants:
             if g.access is not None and g.access in self.access and (user_id is None or g.user_id == user_id):
