@@ -412,11 +412,14 @@ comment on function whoop_internal.sync_endpoint(name, bigint, text, timestamptz
 -- backfill for the run).  sync_state.history_from says how far each
 -- endpoint has got.  Where the history ends: WHOOP has a cycle for every
 -- day a member wore the strap (the gaps of a member who put it aside are
--- days, not months), so a chunk without any cycle is taken for the time
--- before the member's first day -- the cycles' history is complete; every
+-- days, not months), so a chunk without any cycle, below a cycle already
+-- loaded, is taken for the time before the member's first day -- the
+-- cycles' history is complete (a member with no cycle at all is looked
+-- for back to 2015, when WHOOP's first strap shipped); every
 -- sleep, recovery and workout lies in a cycle, so once the cycles are
 -- complete an endpoint whose history reaches a day before the first cycle
--- is complete too, without a request.
+-- is complete too, without a request.  Until then no other endpoint goes
+-- further back than the cycles have got, so every history ends.
 create function whoop_internal.sync_history_step(
     server name, user_id bigint, endpoint text, run_id bigint default null,
     out outcome text, out error text)
@@ -430,6 +433,7 @@ declare
     lo timestamptz;
     hi timestamptz;
     first_cycle timestamptz;
+    cycles_from timestamptz;
     stats_before record;
     stats_after record;
     result record;
@@ -450,22 +454,32 @@ begin
     if state.history_from is null then
         lo := started - make_interval(days => settings.backfill_first_days);
     else
-        if endpoint <> 'cycle' and exists (
-                select from whoop.sync_state c
-                where c.server_name = server and c.user_id = sync_history_step.user_id
-                  and c.endpoint = 'cycle' and c.history_from = '-infinity') then
-            select min(c.start) into first_cycle
-            from whoop.raw_cycle c where c.user_id = sync_history_step.user_id;
-            if first_cycle is null or state.history_from <= first_cycle - interval '1 day' then
-                update whoop.sync_state s set history_from = '-infinity'
-                 where s.server_name = server and s.user_id = sync_history_step.user_id
-                   and s.endpoint = sync_history_step.endpoint;
-                outcome := 'complete';
-                return;
-            end if;
-        end if;
         hi := state.history_from;
         lo := hi - make_interval(days => settings.backfill_chunk_days);
+        if endpoint <> 'cycle' then
+            select c.history_from into cycles_from
+            from whoop.sync_state c
+            where c.server_name = server and c.user_id = sync_history_step.user_id
+              and c.endpoint = 'cycle';
+            if cycles_from = '-infinity' then
+                select min(c.start) into first_cycle
+                from whoop.raw_cycle c where c.user_id = sync_history_step.user_id;
+                if first_cycle is null or hi <= first_cycle - interval '1 day' then
+                    update whoop.sync_state s set history_from = '-infinity'
+                     where s.server_name = server and s.user_id = sync_history_step.user_id
+                       and s.endpoint = sync_history_step.endpoint;
+                    outcome := 'complete';
+                    return;
+                end if;
+            elsif cycles_from is null or hi <= cycles_from then
+                -- the cycles say where the history ends: never further back
+                -- than they have got
+                outcome := 'waiting';
+                return;
+            else
+                lo := greatest(lo, cycles_from);
+            end if;
+        end if;
     end if;
 
     select * into stats_before from whoop.fetch_stats();
@@ -480,7 +494,11 @@ begin
         -- is not
         update whoop.sync_state s
            set history_from = case when hi is not null and s.endpoint = 'cycle'
-                                        and result.rows_seen = 0 then '-infinity'
+                                        and result.rows_seen = 0
+                                        and (exists (select from whoop.raw_cycle c
+                                                     where c.user_id = sync_history_step.user_id)
+                                             or lo < timestamptz '2015-01-01 00:00+00')
+                                   then '-infinity'
                                    else lo end,
                high_water_mark = greatest(s.high_water_mark, result.max_updated_at),
                last_success_at = case when hi is null then clock_timestamp()
@@ -537,7 +555,7 @@ end
 $$;
 
 comment on function whoop_internal.sync_history_step(name, bigint, text, bigint) is
-    'one step of an account endpoint''s history, for the caller to commit: the first load (the newest backfill_first_days, which also sets the mark) or the next older chunk of backfill_chunk_days; logged in whoop.sync_log with its chunk_from/chunk_to; returns fetched, complete (nothing older: marked without a request, or an empty chunk of cycles), failed (with the error; history_from stays) or deferred (SQLSTATE 53400 from the request budget; nothing logged)';
+    'one step of an account endpoint''s history, for the caller to commit: the first load (the newest backfill_first_days, which also sets the mark) or the next older chunk of backfill_chunk_days (sleeps, recoveries, workouts never below the cycles'' history_from); logged in whoop.sync_log with its chunk_from/chunk_to; returns fetched, complete (nothing older: marked without a request), waiting (for the cycles'' history to go further back), failed (with the error; history_from stays) or deferred (SQLSTATE 53400 from the request budget; nothing logged)';
 
 -- Phase 2 of whoop.sync(): the older history of every account whose
 -- history is loading, round-robin -- each round one chunk per incomplete
@@ -593,6 +611,8 @@ begin
             elsif step.outcome = 'failed' then
                 skipped := skipped || target.name;
                 failed := failed || format('%s: %s', target.name, step.error);
+            elsif step.outcome = 'waiting' then
+                null;       -- for the cycles, on a later round or run
             else
                 progress := true;
                 if step.outcome = 'fetched' then

@@ -19,6 +19,9 @@ the partial history has listed, and a chunk reconciles its own window.
 full => true marks the history complete.  whoop.account_freshness says why
 for each state, and a role sees only its own accounts there.
 
+InactiveMemberTest: a member whose newest 240 days are empty still gets
+the history before them.
+
 TokenTest: WHOOP's clock is the real one.  The simulator's data clock
 moving days ahead does not expire an access token (no 401, no refresh),
 and once a token's real life has passed, a sync refreshes first and gets
@@ -319,6 +322,28 @@ class BackfillTest(harness.SimulatorSuite):
              % user)
         sync("user_id => %d" % user, "full => true")
         self.assertEqual(set(history(user).values()), {"-infinity"})
+
+
+class InactiveMemberTest(harness.SimulatorSuite):
+    """A member whose strap lay unused for the last 300 days: the newest 60
+    days and the chunk below them are empty, and still the history is
+    found and loaded whole by one sync."""
+
+    SIM_ARGS = ("--athletes", "1", "--days", "200", "--rate-per-minute", "0",
+                "--rate-per-day", "0", "--now",
+                (datetime.datetime.now(datetime.timezone.utc)
+                 - datetime.timedelta(days=300)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    DB = "backfill_inactive_test"
+    LINK = {"import_into": None}
+
+    def test_01_history_behind_a_long_gap_is_loaded(self):
+        out = sync()
+        self.assertNotIn("WARNING", out)
+        self.assertEqual(chaos_lib.DB(self.DB).raw_matches_simulator(self.sim), [])
+        self.assertEqual(set(history(self.users[0]).values()), {"-infinity"})
+        # the empty first load and chunk, then the chunks with the history
+        self.assertEqual(rows("select rows_seen from whoop.sync_log where endpoint = 'cycle' "
+                              "order by id")[:2], [["0"], ["0"]])
 
 
 class TokenTest(harness.SimulatorSuite):

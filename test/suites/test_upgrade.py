@@ -241,6 +241,12 @@ class UpgradeFrom10(unittest.TestCase):
             with self.subTest(table=t):
                 self.assertEqual(self.after[t], self.before[t])
 
+    # columns the update fills, and with what: an endpoint synced under 1.0
+    # had its whole history loaded (the backfill's history_from, -infinity)
+    SET_BY_UPDATE = {("sync_state", "history_from"): (
+        "endpoint in ('cycle', 'recovery', 'sleep', 'workout') and last_success_at is not null",
+        "'-infinity'")}
+
     def test_columns_the_update_adds_start_null(self):
         added = 0
         for t, before in self.before["columns"].items():
@@ -251,8 +257,16 @@ class UpgradeFrom10(unittest.TestCase):
                     continue
                 added += 1
                 with self.subTest(table=t, column=c):
+                    where, value = self.SET_BY_UPDATE.get((t, c), ("false", None))
                     self.assertEqual(self.old.scalar(
-                        'select count(*) from whoop.%s where "%s" is not null' % (t, c)), "0")
+                        'select count(*) from whoop.%s where "%s" is not null and not (%s)'
+                        % (t, c, where)), "0")
+                    if value is not None:
+                        self.assertEqual(self.old.scalar(
+                            'select count(*) filter (where "%s" is distinct from %s), count(*) '
+                            'from whoop.%s where %s' % (c, value, t, where)).split("|")[0], "0")
+                        self.assertNotEqual(self.old.scalar(
+                            "select count(*) from whoop.%s where %s" % (t, where)), "0")
         self.assertGreater(added, 0)
 
     def test_no_account_or_token_lost(self):

@@ -1010,7 +1010,8 @@ class ReaderRole(unittest.TestCase):
         # whoop.accounts (the FDW's) is granted to PUBLIC by design: a
         # security-barrier view showing each role only the accounts it owns,
         # never tokens.  The reader owns none, so it sees no rows.
-        public_by_design = {"whoop.accounts"}
+        # whoop.account_freshness (30_sync.sql) likewise, over whoop.accounts.
+        public_by_design = {"whoop.accounts", "whoop.account_freshness"}
         for rel in rels:
             if rel in public_by_design:
                 continue
@@ -1018,6 +1019,9 @@ class ReaderRole(unittest.TestCase):
             self.assertEqual(can, "t" if rel in allowed else "f", rel)
         if "whoop.accounts" in rels:
             self.assertEqual(scalar("set role whoop_reader; select count(*) from whoop.accounts;"), "0")
+        if "whoop.account_freshness" in rels:
+            self.assertEqual(scalar("set role whoop_reader; "
+                                    "select count(*) from whoop.account_freshness;"), "0")
             self.assertEqual(scalar("select count(*) from information_schema.columns where table_schema = 'whoop' "
                                     "and table_name = 'accounts' and column_name ~ 'token'"), "0")
         for rel in ("whoop.raw_recovery", "whoop.sync_state", "whoop.run_log", "whoop.stg_cycle", "whoop.lineage"):
