@@ -19,6 +19,9 @@ the partial history has listed, and a chunk reconciles its own window.
 full => true marks the history complete.  whoop.account_freshness says why
 for each state, and a role sees only its own accounts there.
 
+BudgetTest: a 53400 from the request budget ends the run's chunks quietly;
+the next run resumes.  The new server options are validated.
+
 InactiveMemberTest: a member whose newest 240 days are empty still gets
 the history before them.
 
@@ -288,6 +291,11 @@ class BackfillTest(harness.SimulatorSuite):
         self.assertEqual(self.db.raw_matches_simulator(self.sim), [])
         self.assertEqual(scalar("select count(*) from whoop.account_freshness "
                                 "where why <> 'fresh'"), "0")
+        first, chunks = rows("select sum(requests) filter (where chunk_to is null), "
+                             "sum(requests) filter (where chunk_to is not null) "
+                             "from whoop.sync_log where status = 'ok' and chunk_from is not null")[0]
+        print("FIGURE backfill: 3 members x 400 days: first loads (newest 60 days) %s requests, "
+              "older history %s requests in chunks" % (first, chunks), flush=True)
         # nothing more to load: a sync sends only the incremental requests
         before = scalar("select max(id) from whoop.sync_log")
         sync()
@@ -322,6 +330,84 @@ class BackfillTest(harness.SimulatorSuite):
              % user)
         sync("user_id => %d" % user, "full => true")
         self.assertEqual(set(history(user).values()), {"-infinity"})
+
+
+class BudgetTest(harness.SimulatorSuite):
+    """The request budget refusing a backfill fetch (SQLSTATE 53400) ends the
+    history chunks of the run: no WARNING, what was committed stays, the
+    members after it get no chunk, and the next run resumes.  The refusal is
+    made in SQL -- the recoveries' foreign table behind a view that raises 53400
+    for a fetch of class backfill while a flag is set -- not in C."""
+
+    SIM_ARGS = ("--athletes", "2", "--days", "400", "--rate-per-minute", "0",
+                "--rate-per-day", "0", "--now", real_now())
+    DB = "backfill_budget_test"
+    LINK = {"import_into": None, "options": {"backfill_max_chunks_per_sync": "0"}}
+
+    def test_01_budget_refusal_ends_the_chunks_of_the_run(self):
+        self.assertNotIn("WARNING", sync())
+        psql("""create table public.budget (spent boolean not null);
+                insert into public.budget values (true);
+                create function public.budget_allows() returns boolean
+                language plpgsql volatile as $$
+                begin
+                    if current_setting('whoop_fdw.request_class', true) = 'backfill'
+                       and (select spent from public.budget) then
+                        raise exception 'the day''s budget is kept for other requests'
+                            using errcode = '53400';
+                    end if;
+                    return true;
+                end $$;
+                alter foreign table whoop_source.sim__recovery rename to sim__recovery_fdw;
+                create view whoop_source.sim__recovery as
+                    select * from whoop_source.sim__recovery_fdw where public.budget_allows();
+                alter server sim options (drop backfill_max_chunks_per_sync);""")
+        before = {u: history(u) for u in self.users}
+        first = max(self.users, key=lambda u: max(history_ts(u).values()))
+        last = scalar("select max(id) from whoop.sync_log")
+        out = sync()
+        self.assertNotIn("WARNING", out)
+        self.assertIn("NOTICE:  whoop.sync: the request budget defers the rest of the history",
+                      out)
+        # the account with the least history went first: its cycles and
+        # sleeps got their chunk, then its recoveries were refused
+        log = rows("select user_id, endpoint, status from whoop.sync_log where id > %s "
+                   "and chunk_to is not null order by id" % last)
+        self.assertEqual(log, [[str(first), "cycle", "ok"], [str(first), "sleep", "ok"]])
+        self.assertNotEqual(history(first)["cycle"], before[first]["cycle"])
+        for u in self.users:
+            self.assertEqual(history(u)["recovery"], before[u]["recovery"])
+        other = [u for u in self.users if u != first][0]
+        self.assertEqual(history(other), before[other])
+        # the budget allows again: the next run resumes and completes
+        psql("update public.budget set spent = false")
+        self.assertNotIn("WARNING", sync())
+        for u in self.users:
+            self.assertEqual(set(history(u).values()), {"-infinity"})
+        psql("drop view whoop_source.sim__recovery; "
+             "alter foreign table whoop_source.sim__recovery_fdw rename to sim__recovery")
+        self.assertEqual(chaos_lib.DB(self.DB).raw_matches_simulator(self.sim), [])
+
+    def test_02_options_are_validated(self):
+        for option, value, hint in (("backfill_first_days", "0", "from 1 to 36500"),
+                                    ("backfill_chunk_days", "x", "from 1 to 36500"),
+                                    ("backfill_max_chunks_per_sync", "-1", "from 0 to 1000000")):
+            with self.assertRaises(harness.SQLError) as cm:
+                psql("alter server sim options (add %s '%s')" % (option, value))
+            self.assertEqual(cm.exception.sqlstate, "HV024")
+            self.assertIn(hint, str(cm.exception))
+        psql("alter server sim options (add backfill_first_days '30', "
+             "add backfill_chunk_days '90', add backfill_max_chunks_per_sync '7')")
+        try:
+            self.assertEqual(rows("select backfill_first_days, backfill_chunk_days, "
+                                  "backfill_max_chunks_per_sync "
+                                  "from whoop_internal.sync_settings('sim')"), [["30", "90", "7"]])
+        finally:
+            psql("alter server sim options (drop backfill_first_days, "
+                 "drop backfill_chunk_days, drop backfill_max_chunks_per_sync)")
+        self.assertEqual(rows("select backfill_first_days, backfill_chunk_days, "
+                              "backfill_max_chunks_per_sync is null "
+                              "from whoop_internal.sync_settings('sim')"), [["60", "180", "t"]])
 
 
 class InactiveMemberTest(harness.SimulatorSuite):
