@@ -128,7 +128,11 @@ class ScanTest(harness.SimulatorSuite):
              "create foreign table if not exists api.cycle_text_id (id text, user_id bigint, "
              "raw jsonb) server sim options (endpoint 'cycle'); "
              "create foreign table if not exists api.sleep_text_id (id text, user_id bigint, "
-             "raw jsonb) server sim options (endpoint 'sleep')")
+             "raw jsonb) server sim options (endpoint 'sleep'); "
+             # recovery's created_at: pushed as a bound on its sleep (test_backfill)
+             "create foreign table if not exists api.recovery_window_eq (cycle_id bigint, "
+             "user_id bigint, created_at timestamptz, updated_at timestamptz, raw jsonb) "
+             "server sim options (endpoint 'recovery', update_window '3 days')")
         starts = rows("select start, \"end\", id from api.cycle where \"end\" is not null "
                       "order by start limit 40")
         mid, mid_end, mid_id = starts[20]
@@ -189,7 +193,16 @@ class ScanTest(harness.SimulatorSuite):
             "recovery": ["cycle_id = %s" % cycle_with_recovery, "cycle_id = 1",
                          "cycle_id in (%s, 2)" % cycle_with_recovery,
                          "updated_at >= '%s'" % mid, "user_id = %d" % user,
-                         "cycle_id = -1", "cycle_id in (-1, %s)" % cycle_with_recovery],
+                         "cycle_id = -1", "cycle_id in (-1, %s)" % cycle_with_recovery,
+                         "created_at < '%s'" % mid, "created_at <= '%s'" % mid,
+                         "created_at >= '%s'" % mid, "created_at < '-infinity'"],
+            "recovery_window_eq": ["created_at >= '%s'" % mid, "created_at > '%s'" % mid,
+                                   "created_at = '%s'" % mid,
+                                   "created_at >= '%s' and created_at < '%s'"
+                                   % (starts[5][0], mid),
+                                   "created_at >= '%s' and updated_at >= '%s'" % (mid, mid),
+                                   "created_at > 'infinity'", "created_at >= '-infinity'",
+                                   "created_at <= '%s'" % starts[0][0]],
             "workout": ["start >= '%s'" % mid, "start < '%s' and sport_name = 'running'" % mid],
         }
         for table, preds in predicates.items():
@@ -290,6 +303,23 @@ class ScanTest(harness.SimulatorSuite):
         plan = psql("explain verbose select id from api.cycle_windowed where updated_at >= '%s'" % since)
         self.assertIn("WHOOP request: GET /v2/cycle?start=2026-06-17T00:00:00.000Z&limit=25", plan)
         self.assertIn("WHOOP pushed: (updated_at >=", plan)
+
+    def test_recovery_created_at_bounds_its_sleep(self):
+        psql("create foreign table api.recovery_windowed (cycle_id bigint, user_id bigint, "
+             "created_at timestamptz) server sim options (endpoint 'recovery', "
+             "update_window '3 days')")
+        lo, hi = "2026-06-10 00:00:00+00", "2026-06-20 00:00:00+00"
+        where = "created_at >= '%s' and created_at < '%s'" % (lo, hi)
+        self.sim.reset()
+        windowed = scalar("select count(*) from api.recovery_windowed where %s" % where)
+        q = sim_requests(self.sim, "/v2/recovery")[0]["query"]
+        # the sleeps that began up to the window before lo, and before hi
+        self.assertEqual((q.get("start"), q.get("end")),
+                         ("2026-06-07T00:00:00.000Z", "2026-06-20T00:00:00.000Z"))
+        self.assertEqual(windowed, scalar("select count(*) from (select * from api.recovery "
+                                          "offset 0) r where %s" % where))
+        self.assertGreater(int(windowed), 0)
+        psql("drop foreign table api.recovery_windowed")
 
     def test_explain_shows_exact_requests(self):
         plan = psql("explain verbose select * from api.cycle "
