@@ -25,7 +25,7 @@ create table whoop.sync_log (
     endpoint        text not null,
     started_at      timestamptz not null,
     finished_at     timestamptz not null,
-    status          text not null check (status in ('ok', 'failed')),
+    status          text not null check (status in ('ok', 'failed', 'deferred')),
     full_resync     boolean not null default false,
     fetch_from      timestamptz,
     rows_seen       integer,
@@ -41,6 +41,7 @@ create table whoop.sync_log (
 create index on whoop.sync_log (run_id);
 --upgrade 1.0--1.1: alter table whoop.sync_log add column rows_deleted integer;
 --upgrade 1.0--1.1: alter table whoop.sync_log add column deletions_refused integer;
+--upgrade 1.0--1.1: alter table whoop.sync_log drop constraint sync_log_status_check, add constraint sync_log_status_check check (status in ('ok', 'failed', 'deferred'));
 
 -- the marks must travel with the raw rows they describe
 select pg_catalog.pg_extension_config_dump('whoop.sync_state', '');
@@ -403,6 +404,7 @@ declare
     attempts integer := 0;
     failed text[] := '{}';
     refusals text[] := '{}';
+    deferred text[] := '{}';
     synced_any boolean := false;
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.sync()');
@@ -465,6 +467,11 @@ begin
                 for update;
                 -- an hour of slack for clock skew at WHOOP; the upsert ignores repeats
                 fetch_from := case when sync.full then null else mark - interval '1 hour' end;
+                -- the request class the day's budget judges the fetch by
+                perform pg_catalog.set_config('whoop_fdw.request_class',
+                    case when sync.full or mark is null then 'backfill'
+                         when ep in ('sleep', 'workout') then 'reconcile'
+                         else 'cycle' end, true);
 
                 select * into result
                 from whoop_internal.sync_endpoint(target.server_name, target.user_id, ep, fetch_from);
@@ -497,7 +504,21 @@ begin
                                                    result.deletions_refused,
                                                    settings.max_sync_deletions);
                 end if;
-            exception when others then
+            exception when sqlstate '53400' then
+                -- the request budget kept the day for higher-priority
+                -- requests: nothing was fetched or spent, the marks stay,
+                -- and the next sync tries again
+                get stacked diagnostics message = message_text;
+                select * into stats_after from whoop.fetch_stats();
+                deferred := deferred || format('%s/%s/%s', target.server_name, target.user_id, ep);
+                insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                            finished_at, status, full_resync, fetch_from,
+                                            requests, high_water_mark_before,
+                                            high_water_mark_after, error)
+                values (run_id, target.server_name, target.user_id, ep, started,
+                        clock_timestamp(), 'deferred', sync.full, fetch_from,
+                        stats_after.requests - stats_before.requests, mark, mark, message);
+            when others then
                 get stacked diagnostics message = message_text, hint = pg_exception_hint;
                 -- the hint says what to do (e.g. link the account again)
                 if hint <> '' then
@@ -530,6 +551,12 @@ begin
             using detail = format('Role "%s" may use no linked WHOOP account that matches.', current_user),
                   hint = 'Link one with whoop.connect_account() or whoop.add_account(); whoop.accounts lists the accounts this role may use.';
     end if;
+    if cardinality(deferred) > 0 then
+        raise notice 'whoop.sync: deferred % account endpoints to keep the day''s request budget for higher-priority requests',
+            cardinality(deferred)
+            using detail = 'Deferred: ' || array_to_string(deferred, ', ') || '.',
+                  hint = 'They keep their rows and high-water marks; a later sync fetches them when the day''s budget allows. See whoop.request_budget and whoop.sync_log (status = ''deferred'').';
+    end if;
     if cardinality(refusals) > 0 then
         raise warning 'whoop.sync: tombstoned none of the records that vanished from % account endpoints',
             cardinality(refusals)
@@ -546,5 +573,5 @@ end
 $$;
 
 comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
-    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; full => true refetches and reconciles all history';
+    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; fetches are classed for the request budget (backfill: full or first load; reconcile: sleep and workout; cycle: the rest) and those the day''s reserve keeps back are deferred (sync_log status deferred, one NOTICE); profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; full => true refetches and reconciles all history';
 --upgrade 1.0--1.1 end
