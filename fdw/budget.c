@@ -257,17 +257,27 @@ find_slot(BudgetState *state, const char *key, bool create, TimestampTz now)
 }
 
 /*
- * set_capacities takes the server's capacities; a new bucket starts full.
- * Servers of one app that disagree: the last one to send sets them.
+ * set_capacities takes the server's capacities: a new bucket starts full,
+ * and a lowered capacity cuts the bucket down to it.  Servers of one app
+ * that disagree: the last one to send sets them.
  */
 static void
 set_capacities(BudgetSlot *slot, const WhoopServer *server)
 {
-	slot->window[WHOOP_BUDGET_MINUTE].capacity = server->requests_per_minute;
-	slot->window[WHOOP_BUDGET_DAY].capacity = server->requests_per_day;
+	int			capacity[2];
+
+	capacity[WHOOP_BUDGET_MINUTE] = server->requests_per_minute;
+	capacity[WHOOP_BUDGET_DAY] = server->requests_per_day;
 	for (int w = 0; w < 2; w++)
-		if (slot->window[w].tokens < 0)
-			slot->window[w].tokens = slot->window[w].capacity;
+	{
+		BudgetBucket *bucket = &slot->window[w];
+
+		if (bucket->tokens < 0)
+			bucket->tokens = capacity[w];
+		else if (capacity[w] < bucket->capacity)
+			bucket->tokens = Min(bucket->tokens, capacity[w]);
+		bucket->capacity = capacity[w];
+	}
 }
 
 /*
