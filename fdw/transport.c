@@ -87,11 +87,12 @@ spend_budget(const WhoopServer *server, WhoopSend *send)
 		if (wait_ms > MAX_BUDGET_WAIT_MS)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("whoop request budget: the day's requests are used up"),
-					 errdetail("%s was not sent: server \"%s\" has no request of the day left for class \"%s\" for another %lld s.",
+					 errmsg("whoop request budget: the app's requests are used up"),
+					 errdetail("%s was not sent: server \"%s\" may send its next request of class \"%s\" in %lld s (%.0f of the day's %d are left).",
 							   send->label, server->server_name, class_name,
-							   (long long) (wait_ms / 1000)),
-					 errhint("Try again later; if WHOOP raised the app's limit, raise the server's requests_per_day.")));
+							   (long long) (wait_ms / 1000), Max(day_available, 0),
+							   server->requests_per_day),
+					 errhint("Try again later; if WHOOP raised the app's limit, raise the server's requests_per_day or requests_per_minute.")));
 		if (send->stats != NULL)
 			send->stats->paced_ms += wait_ms;
 		whoop_backend_fetch_stats.paced_ms += wait_ms;
