@@ -43,12 +43,6 @@ revoke all on whoop_internal.account from public;
 -- shows no tokens).
 grant select on whoop.accounts to public;
 
--- Anyone may see the request budget of the servers they may use (the view
--- filters by USAGE and shows no secret).
---upgrade 1.0--1.1 begin
-grant select on whoop.request_budget to public;
---upgrade 1.0--1.1 end
-
 -- The internals are not secret (the token table and the operations have
 -- their own revokes): the public functions call them by name, so every role
 -- that may call those needs the schema.

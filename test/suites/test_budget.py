@@ -26,6 +26,8 @@ session sees the same budget on every version.
                   a NOTICE, no WARNING) while cycles, an interactive query
                   and a webhook apply still get through; a refused request
                   is SQLSTATE 53400 with a hint
+  ExhaustedDayTest once WHOOP says the day is used up, a webhook apply sends
+                  nothing and leaves its events queued, no attempt counted
   PreloadedTest   what one session spends, another session's view shows
   UnpreloadedTest the runner's cluster (no preloading): on PostgreSQL 17+
                   shared through the DSM registry, likewise; on 15, per
@@ -277,6 +279,39 @@ class DayReserveTest(harness.SimulatorSuite):
         self.assertNotIn("WARNING", out)
         self.assertEqual(event(trace)["status"], "applied")
         self.assertNotIn("429", sim_requests(self.sim))
+
+
+class ExhaustedDayTest(harness.SimulatorSuite):
+
+    SIM_ARGS = ("--athletes", "1", "--days", "30", "--rate-per-minute", "0",
+                "--rate-per-day", "0", "--quiet")
+    DB = "budget_exhausted"
+    LINK = {"import_into": "api"}
+
+    def test_webhook_events_stay_queued_when_the_day_is_used_up(self):
+        # others (this test) use up WHOOP's day; the next answer is a 429
+        # that says so, until the day's reset hours away
+        self.sim.control("POST", "ratelimit", {"per_minute": 0, "per_day": 5,
+                                               "minute_seconds": 60})
+        token = self.sim.token()
+        while self.sim.api("/v2/user/profile/basic", token)[0] != 429:
+            pass
+        with self.assertRaises(SQLError) as cm:
+            psql("select count(*) from api.profile")
+        self.assertIn("WHOOP rate limit exhausted", cm.exception.output)
+        self.assertEqual(float(budget("day")["available"]), 0.0)
+
+        sleep = self.sim.records("sleep", self.users[0])[0]
+        trace = deliver(self.sim.accounts()["client_secret"], self.users[0], "sleep.updated",
+                        sleep["id"])
+        before = sim_requests(self.sim)
+        out = harness.psql_full("call whoop.apply_webhooks()")
+        self.assertNotIn("WARNING", out)
+        self.assertIn("the day's request budget is used up; 1 events stay queued", out)
+        queued = event(trace)
+        self.assertEqual((queued["status"], queued["attempts"], queued["waiting"]),
+                         ("queued", 0, False))
+        self.assertEqual(sim_requests(self.sim), before)
 
 
 class SharingMixin:
