@@ -11,9 +11,12 @@
  * the server's requests_per_minute or requests_per_day, refilled
  * continuously at capacity/window.  Every request takes one unit of both
  * (whoop_budget_take); every answer with X-RateLimit-* headers sets the
- * bucket of the window they describe to what WHOOP says is left, also when
- * that is more than we thought, and holds it there until the window resets
- * (whoop_budget_observe).  A request of a lower class may spend the day's
+ * bucket of the window they describe to what WHOOP says is left, less the
+ * app's other requests still in flight (which that answer may not count
+ * yet), and holds it there until the window resets (whoop_budget_answered).
+ * Within one window WHOOP's word only lowers the bucket (answers may arrive
+ * out of order); a new window, or a new limit, sets it also when that is
+ * more than we thought.  A request of a lower class may spend the day's
  * budget only while more than its reserve is left.
  *
  * Where the state lives:
@@ -58,6 +61,8 @@
 #define MINUTE_RESET_MAX_S 120
 /* Reset is in whole seconds: hold a little longer */
 #define RESET_ROUNDING_US 500000
+/* resets this close together are the same window's */
+#define SAME_WINDOW_US 1500000
 
 typedef struct BudgetBucket
 {
@@ -68,6 +73,7 @@ typedef struct BudgetBucket
 	TimestampTz hold_until;		/* WHOOP said: no refill before then */
 	int			observed_remaining; /* -1: no header about this window yet */
 	int			observed_reset_s;
+	int			observed_limit;
 	TimestampTz observed_at;
 } BudgetBucket;
 
@@ -76,6 +82,7 @@ typedef struct BudgetSlot
 	uint64		hash;			/* of the whole key; 0: free */
 	char		key[BUDGET_KEY_LEN];	/* truncated when longer */
 	TimestampTz last_used;
+	int			inflight;		/* requests taken, not yet answered */
 	BudgetBucket window[2];
 } BudgetSlot;
 
@@ -95,6 +102,10 @@ static const char *const class_names[WHOOP_REQUEST_CLASSES] = {
 static BudgetState *budget = NULL;
 static bool budget_shared = false;
 
+/* the slot (its hash) of this backend's request in flight, or 0 */
+static uint64 inflight_hash = 0;
+static bool exit_callback_registered = false;
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -107,6 +118,8 @@ static BudgetSlot *find_slot(BudgetState *state, const char *key, bool create,
 static void set_capacities(BudgetSlot *slot, const WhoopServer *server);
 static void refill(BudgetBucket *bucket, TimestampTz now);
 static int64 wait_for(const BudgetBucket *bucket, double need, TimestampTz now);
+static void land(BudgetState *state);
+static void budget_exit(int code, Datum arg);
 
 /*
  * whoop_budget_init asks for the budget's shared memory when the library
@@ -252,6 +265,7 @@ find_slot(BudgetState *state, const char *key, bool create, TimestampTz now)
 		bucket->updated_at = now;
 		bucket->observed_remaining = -1;
 		bucket->observed_reset_s = -1;
+		bucket->observed_limit = -1;
 	}
 	return victim;
 }
@@ -369,22 +383,78 @@ whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
 	{
 		minute->tokens -= 1;
 		day->tokens -= 1;
+		land(state);			/* a request before it that never landed */
+		slot->inflight++;
+		inflight_hash = slot->hash;
 		verdict = WHOOP_BUDGET_GRANTED;
 	}
 	SpinLockRelease(&state->mutex);
+	if (verdict == WHOOP_BUDGET_GRANTED && !exit_callback_registered)
+	{
+		before_shmem_exit(budget_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
 	pfree(key);
 	return verdict;
 }
 
 /*
- * whoop_budget_observe takes what an answer's rate-limit headers say: the
- * window they describe has Remaining left until Reset (WHOOP is the truth,
- * up or down), and the other window at least as much, as far as its
+ * land ends this backend's request in flight, if any.  The caller holds
+ * the mutex.
+ */
+static void
+land(BudgetState *state)
+{
+	if (inflight_hash == 0)
+		return;
+	for (int i = 0; i < BUDGET_SLOTS; i++)
+	{
+		BudgetSlot *slot = &state->slots[i];
+
+		if (slot->hash == inflight_hash && slot->inflight > 0)
+		{
+			slot->inflight--;
+			break;
+		}
+	}
+	inflight_hash = 0;
+}
+
+/*
+ * budget_exit, at backend exit, ends a request in flight that an error
+ * or FATAL left behind.
+ */
+static void
+budget_exit(int code, Datum arg)
+{
+	whoop_budget_abandon();
+}
+
+/*
+ * whoop_budget_abandon ends this backend's request in flight without an
+ * answer (an error while it was on its way); it allocates nothing.
+ */
+void
+whoop_budget_abandon(void)
+{
+	if (inflight_hash == 0 || budget == NULL)
+		return;
+	SpinLockAcquire(&budget->mutex);
+	land(budget);
+	SpinLockRelease(&budget->mutex);
+}
+
+/*
+ * whoop_budget_answered ends this backend's request in flight and takes
+ * what its answer's rate-limit headers (RATE, may be NULL) say: the window
+ * they describe has Remaining left until Reset, less the app's requests
+ * still in flight; within the same window and limit that only lowers the
+ * bucket.  The other window holds at least as much, as far as its
  * capacity goes.  Window lengths the Limit header lists replace the
  * defaults (a simulator's minute may last a second).
  */
 void
-whoop_budget_observe(const WhoopServer *server, const WhoopRateLimit *rate)
+whoop_budget_answered(const WhoopServer *server, const WhoopRateLimit *rate)
 {
 	BudgetState *state;
 	char	   *key;
@@ -392,10 +462,16 @@ whoop_budget_observe(const WhoopServer *server, const WhoopRateLimit *rate)
 	BudgetSlot *slot;
 	BudgetBucket *described;
 	BudgetBucket *other;
+	TimestampTz hold = 0;
+	double		truth;
+	bool		same_window;
 	int			w;
 
-	if (rate->remaining < 0)
+	if (rate == NULL || rate->remaining < 0)
+	{
+		whoop_budget_abandon();
 		return;
+	}
 	w = rate->described;
 	if (w < 0)
 		w = rate->reset_s > MINUTE_RESET_MAX_S ? WHOOP_BUDGET_DAY : WHOOP_BUDGET_MINUTE;
@@ -403,7 +479,10 @@ whoop_budget_observe(const WhoopServer *server, const WhoopRateLimit *rate)
 	state = get_state();
 	key = whoop_budget_app_key(server);
 	now = GetCurrentTimestamp();
+	if (rate->reset_s >= 0)
+		hold = now + (int64) rate->reset_s * USECS_PER_SEC + RESET_ROUNDING_US;
 	SpinLockAcquire(&state->mutex);
+	land(state);
 	slot = find_slot(state, key, true, now);
 	set_capacities(slot, server);
 	described = &slot->window[w];
@@ -415,15 +494,26 @@ whoop_budget_observe(const WhoopServer *server, const WhoopRateLimit *rate)
 	}
 	refill(described, now);
 	refill(other, now);
-	described->tokens = rate->remaining;
-	if (rate->reset_s >= 0)
-		described->hold_until = now + (int64) rate->reset_s * USECS_PER_SEC +
-			RESET_ROUNDING_US;
+	truth = Max(0, rate->remaining - slot->inflight);
+	same_window = described->observed_remaining >= 0 &&
+		described->observed_limit == rate->limit &&
+		hold != 0 && now < described->hold_until &&
+		Abs(hold - described->hold_until) < SAME_WINDOW_US;
+	if (same_window)
+	{
+		described->tokens = Min(described->tokens, truth);
+		described->hold_until = Max(described->hold_until, hold);
+	}
+	else
+	{
+		described->tokens = truth;
+		described->hold_until = hold;
+	}
 	described->observed_remaining = rate->remaining;
 	described->observed_reset_s = rate->reset_s;
+	described->observed_limit = rate->limit;
 	described->observed_at = now;
-	other->tokens = Max(other->tokens, Min((double) rate->remaining,
-										   (double) other->capacity));
+	other->tokens = Max(other->tokens, Min(truth, (double) other->capacity));
 	SpinLockRelease(&state->mutex);
 	pfree(key);
 }

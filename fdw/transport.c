@@ -47,6 +47,7 @@
 WhoopFetchStats whoop_backend_fetch_stats;
 
 static void spend_budget(const WhoopServer *server, WhoopSend *send);
+static void send_once(WhoopSend *send, WhoopHttpResponse *response);
 static int	rate_limit_wait_s(const WhoopRateLimit *rate, const char *label,
 							  bool give_up);
 static int	backoff_ms(int attempt);
@@ -98,6 +99,25 @@ spend_budget(const WhoopServer *server, WhoopSend *send)
 		whoop_backend_fetch_stats.paced_ms += wait_ms;
 		sleep_ms((int) Max(wait_ms, 1));
 	}
+}
+
+/*
+ * send_once sends SEND's request once; an error on the way (a cancel) ends
+ * its unit of the budget's in-flight count before it propagates.
+ */
+static void
+send_once(WhoopSend *send, WhoopHttpResponse *response)
+{
+	PG_TRY();
+	{
+		whoop_http_request(&send->request, response);
+	}
+	PG_CATCH();
+	{
+		whoop_budget_abandon();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -225,14 +245,13 @@ whoop_send(const WhoopServer *server, WhoopSend *send, WhoopHttpResponse *respon
 		 */
 		if (kind->token_answer)
 			HOLD_INTERRUPTS();
-		whoop_http_request(&send->request, response);
+		send_once(send, response);
 		if (kind->token_answer)
 			RESUME_INTERRUPTS();
 		if (send->stats != NULL)
 			send->stats->requests++;
 		whoop_backend_fetch_stats.requests++;
-		if (!response->transport_failed)
-			whoop_budget_observe(server, &response->rate);
+		whoop_budget_answered(server, response->transport_failed ? NULL : &response->rate);
 
 		if (!response->transport_failed && response->status == 429)
 		{

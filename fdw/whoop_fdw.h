@@ -638,7 +638,8 @@ extern char *whoop_budget_app_key(const WhoopServer *server);
 extern WhoopBudgetVerdict whoop_budget_take(const WhoopServer *server, int request_class,
 											int64 *wait_ms, double *day_available,
 											int *day_reserve);
-extern void whoop_budget_observe(const WhoopServer *server, const WhoopRateLimit *rate);
+extern void whoop_budget_answered(const WhoopServer *server, const WhoopRateLimit *rate);
+extern void whoop_budget_abandon(void);
 extern bool whoop_budget_windows(const WhoopServer *server, WhoopBudgetWindow *windows);
 
 #endif							/* WHOOP_FDW_H */

@@ -16,11 +16,13 @@ session sees the same budget on every version.
                   whoop_fdw.request_class takes the five class names only;
                   the view before any request: full buckets, no secret
   HeaderTest      the rate-limit headers set the bucket of the window they
-                  describe: below the configured capacity, and up again --
-                  above it when WHOOP says so
+                  describe: below the configured capacity, and, with a new
+                  limit, up again -- above it when WHOOP says so
   TightMinuteTest a sync against a simulator allowing 10 requests per
                   (2-second) minute makes more than 10 requests and gets no
                   429
+  ConcurrentSyncTest two syncs of one app at once (two databases) under a
+                  tight minute: no 429, requests in flight counted
   DayReserveTest  with a small day budget, reconciliation and then backfill
                   are deferred (sync_log 'deferred', high-water marks kept,
                   a NOTICE, no WARNING) while cycles, an interactive query
@@ -153,7 +155,7 @@ class OptionTest(harness.SimulatorSuite):
 
 class HeaderTest(harness.SimulatorSuite):
 
-    SIM_ARGS = ("--athletes", "1", "--days", "10", "--rate-per-minute", "10")
+    SIM_ARGS = ("--athletes", "1", "--days", "10", "--rate-per-minute", "0")
     DB = "budget_headers"
     LINK = {"import_into": "api"}
 
@@ -182,11 +184,13 @@ class HeaderTest(harness.SimulatorSuite):
         # ... also above what the server says the app may spend
         psql("alter server sim options (add requests_per_minute '20')")
         self.addCleanup(psql, "alter server sim options (drop requests_per_minute)")
+        self.sim.control("POST", "ratelimit", {"per_minute": 60, "per_day": 10000,
+                                               "minute_seconds": 60})
         self.ask()
         above = budget("minute")
         self.assertEqual(above["capacity"], "20")
-        self.assertEqual(above["observed_remaining"], "48")
-        self.assertEqual(float(above["available"]), 48.0)
+        self.assertEqual(above["observed_remaining"], "59")
+        self.assertEqual(float(above["available"]), 59.0)
 
 
 class TightMinuteTest(harness.SimulatorSuite):
@@ -208,6 +212,41 @@ class TightMinuteTest(harness.SimulatorSuite):
         self.assertEqual(rows("select distinct status from whoop.sync_log"), [["ok"]])
         self.assertEqual(scalar("select sum(requests) from whoop.sync_log"),
                          str(sum(counts.values())))
+
+
+class ConcurrentSyncTest(unittest.TestCase):
+
+    def test_two_syncs_of_one_app_make_no_429(self):
+        """Two databases link one athlete each of one app (10 requests per
+        2-second minute) and sync at once: the shared budget keeps them both
+        under the limit, requests in flight included."""
+        sim = harness.Simulator("--athletes", "2", "--days", "200", "--rate-per-minute", "10",
+                                "--rate-minute-seconds", "2", "--quiet").start()
+        self.addCleanup(sim.stop)
+        accounts = sim.accounts()
+        dbs = []
+        for i in range(2):
+            db = chaos_lib.DB("budget_pair%d" % i).create()
+            self.addCleanup(db.drop)
+            db.psql("create server sim foreign data wrapper whoop_fdw options (api_url %s, "
+                    "oauth_url %s); create user mapping for current_user server sim "
+                    "options (client_id %s, client_secret %s)"
+                    % tuple(harness.quote_literal(v) for v in (
+                        sim.api_url, sim.oauth_url, accounts["client_id"],
+                        accounts["client_secret"])))
+            db.add_account(accounts["athletes"][i]["refresh_token"])
+            dbs.append(db)
+        sim.reset()
+        procs = [db.background("call whoop.sync()") for db in dbs]
+        for proc in procs:
+            _, err = proc.communicate(timeout=600)
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertNotIn("WARNING", err)
+        counts = sim_requests(sim)
+        self.assertGreater(counts.get("200", 0), 40)
+        self.assertNotIn("429", counts)
+        for db in dbs:
+            self.assertEqual(db.rows("select distinct status from whoop.sync_log"), [["ok"]])
 
 
 class DayReserveTest(harness.SimulatorSuite):
