@@ -498,7 +498,8 @@ whoop_budget_answered(const WhoopServer *server, const WhoopRateLimit *rate)
 	same_window = described->observed_remaining >= 0 &&
 		described->observed_limit == rate->limit &&
 		hold != 0 && now < described->hold_until &&
-		Abs(hold - described->hold_until) < SAME_WINDOW_US;
+		hold < described->hold_until + SAME_WINDOW_US &&
+		hold > described->hold_until - SAME_WINDOW_US;
 	if (same_window)
 	{
 		described->tokens = Min(described->tokens, truth);
