@@ -446,10 +446,10 @@ whoop_budget_abandon(void)
 
 /*
  * whoop_budget_answered ends this backend's request in flight and takes
- * what its answer's rate-limit headers (RATE, may be NULL) say: the window
- * they describe has Remaining left until Reset, less the app's requests
- * still in flight; within the same window and limit that only lowers the
- * bucket.  The other window holds at least as much, as far as its
+ * what its answer's rate-limit headers (RATE, may be NULL) say, when all
+ * three came: the window they describe has Remaining left until Reset (at
+ * most the window's length), less the app's requests still in flight;
+ * within the same window and limit that only lowers the bucket.  The other window holds at least as much, as far as its
  * capacity goes.  Window lengths the Limit header lists replace the
  * defaults (a simulator's minute may last a second).
  */
@@ -462,12 +462,13 @@ whoop_budget_answered(const WhoopServer *server, const WhoopRateLimit *rate)
 	BudgetSlot *slot;
 	BudgetBucket *described;
 	BudgetBucket *other;
-	TimestampTz hold = 0;
+	TimestampTz hold;
 	double		truth;
 	bool		same_window;
 	int			w;
 
-	if (rate == NULL || rate->remaining < 0)
+	/* WHOOP sends all three headers; a part of them is not taken */
+	if (rate == NULL || rate->remaining < 0 || rate->limit < 0 || rate->reset_s < 0)
 	{
 		whoop_budget_abandon();
 		return;
@@ -479,8 +480,6 @@ whoop_budget_answered(const WhoopServer *server, const WhoopRateLimit *rate)
 	state = get_state();
 	key = whoop_budget_app_key(server);
 	now = GetCurrentTimestamp();
-	if (rate->reset_s >= 0)
-		hold = now + (int64) rate->reset_s * USECS_PER_SEC + RESET_ROUNDING_US;
 	SpinLockAcquire(&state->mutex);
 	land(state);
 	slot = find_slot(state, key, true, now);
@@ -494,10 +493,13 @@ whoop_budget_answered(const WhoopServer *server, const WhoopRateLimit *rate)
 	}
 	refill(described, now);
 	refill(other, now);
+	/* a Reset beyond the window's length is not believed past it */
+	hold = now + (int64) (Min((double) rate->reset_s, described->window_s) * USECS_PER_SEC) +
+		RESET_ROUNDING_US;
 	truth = Max(0, rate->remaining - slot->inflight);
 	same_window = described->observed_remaining >= 0 &&
 		described->observed_limit == rate->limit &&
-		hold != 0 && now < described->hold_until &&
+		now < described->hold_until &&
 		hold < described->hold_until + SAME_WINDOW_US &&
 		hold > described->hold_until - SAME_WINDOW_US;
 	if (same_window)
