@@ -121,6 +121,48 @@ comment on function whoop.fetch_stats() is
     'WHOOP API calls made by this session so far: requests (retries included), pages, retries, 429s waited out, time spent pacing';
 
 --upgrade 1.0--1.1 begin
+-- The request budget of each server's app (fdw/budget.c): shared by every
+-- backend when whoop_fdw is in shared_preload_libraries (or, from
+-- PostgreSQL 17 on, through the DSM registry); else per backend.
+create function whoop_internal.request_budget(server name,
+                                              out server_name text, out app text,
+                                              out "window" text, out capacity integer,
+                                              out available double precision,
+                                              out full_at timestamptz,
+                                              out observed_remaining integer,
+                                              out observed_reset_s integer,
+                                              out observed_at timestamptz,
+                                              out shared boolean)
+returns setof record
+language c strict
+as 'MODULE_PATHNAME', 'whoop_request_budget';
+
+comment on function whoop_internal.request_budget(name) is
+    'the request budget of a whoop_fdw server''s app: one row per window (minute, day); see the view whoop.request_budget';
+
+create view whoop.request_budget as
+select b.*
+  from pg_catalog.pg_foreign_server s
+  join pg_catalog.pg_foreign_data_wrapper w on w.oid = s.srvfdw
+ cross join lateral whoop_internal.request_budget(s.srvname) b
+ where w.fdwname = 'whoop_fdw'
+   and pg_catalog.has_server_privilege(s.oid, 'usage');
+
+comment on view whoop.request_budget is
+    'WHOOP request budget per server and window (minute, day), shared by every backend of the app: capacity (requests_per_minute/requests_per_day), requests available now, when the bucket is full again, the last rate-limit headers about the window, and whether the budget is shared by the cluster''s backends (false: add whoop_fdw to shared_preload_libraries)';
+comment on column whoop.request_budget.server_name is 'the whoop_fdw server';
+comment on column whoop.request_budget.app is 'the app the budget belongs to: client_id@api_url (servers with the same app share one budget); no secret';
+comment on column whoop.request_budget."window" is 'minute or day';
+comment on column whoop.request_budget.capacity is 'the server''s requests_per_minute or requests_per_day';
+comment on column whoop.request_budget.available is 'requests that may be sent now in this window (more than capacity when WHOOP said so)';
+comment on column whoop.request_budget.full_at is 'when the bucket is full again if nothing is spent (refilled continuously at capacity per window, not before WHOOP''s reset)';
+comment on column whoop.request_budget.observed_remaining is 'X-RateLimit-Remaining of the last answer that described this window; null: none yet';
+comment on column whoop.request_budget.observed_reset_s is 'X-RateLimit-Reset of that answer, seconds';
+comment on column whoop.request_budget.observed_at is 'when that answer came';
+comment on column whoop.request_budget.shared is 'true when every backend of the cluster shares the budget; false: per backend (PostgreSQL 15/16 without whoop_fdw in shared_preload_libraries)';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
 create function whoop.claim_accounts()
 returns bigint
 language c strict

@@ -28,7 +28,7 @@ create table whoop.sync_log (
     endpoint        text not null,
     started_at      timestamptz not null,
     finished_at     timestamptz not null,
-    status          text not null check (status in ('ok', 'failed')),
+    status          text not null check (status in ('ok', 'failed', 'deferred')),
     full_resync     boolean not null default false,
     fetch_from      timestamptz,
     rows_seen       integer,
@@ -52,6 +52,7 @@ create index on whoop.sync_log (run_id);
 -- the latest row of an account endpoint (whoop.account_freshness)
 create index sync_log_account_endpoint_idx on whoop.sync_log (server_name, user_id, endpoint, id);
 --upgrade 1.0--1.1 end
+--upgrade 1.0--1.1: alter table whoop.sync_log drop constraint sync_log_status_check, add constraint sync_log_status_check check (status in ('ok', 'failed', 'deferred'));
 
 -- the marks must travel with the raw rows they describe
 select pg_catalog.pg_extension_config_dump('whoop.sync_state', '');
@@ -528,6 +529,16 @@ begin
         when sqlstate '53400' then
             -- the day's budget is kept for other requests: keep what is
             -- loaded, the next run resumes
+            get stacked diagnostics error = message_text;
+            select * into stats_after from whoop.fetch_stats();
+            insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                        finished_at, status, requests,
+                                        high_water_mark_before, high_water_mark_after, error,
+                                        chunk_from, chunk_to)
+            values (run_id, server, sync_history_step.user_id, sync_history_step.endpoint,
+                    started, clock_timestamp(), 'deferred',
+                    stats_after.requests - stats_before.requests,
+                    state.high_water_mark, state.high_water_mark, error, lo, hi);
             outcome := 'deferred';
         when others then
             get stacked diagnostics error = message_text, hint = pg_exception_hint;
@@ -555,7 +566,7 @@ end
 $$;
 
 comment on function whoop_internal.sync_history_step(name, bigint, text, bigint) is
-    'one step of an account endpoint''s history, for the caller to commit: the first load (the newest backfill_first_days, which also sets the mark) or the next older chunk of backfill_chunk_days (sleeps, recoveries, workouts never below the cycles'' history_from); logged in whoop.sync_log with its chunk_from/chunk_to; returns fetched, complete (nothing older: marked without a request), waiting (for the cycles'' history to go further back), failed (with the error; history_from stays) or deferred (SQLSTATE 53400 from the request budget; nothing logged)';
+    'one step of an account endpoint''s history, for the caller to commit: the first load (the newest backfill_first_days, which also sets the mark) or the next older chunk of backfill_chunk_days (sleeps, recoveries, workouts never below the cycles'' history_from); logged in whoop.sync_log with its chunk_from/chunk_to; returns fetched, complete (nothing older: marked without a request), waiting (for the cycles'' history to go further back), failed (with the error; history_from stays) or deferred (SQLSTATE 53400 from the request budget; logged as deferred, history_from stays)';
 
 -- Phase 2 of whoop.sync(): the older history of every account whose
 -- history is loading, round-robin -- each round one chunk per incomplete
@@ -670,6 +681,7 @@ declare
     attempts integer := 0;
     failed text[] := '{}';
     refusals text[] := '{}';
+    deferred text[] := '{}';
     synced_any boolean := false;
     history record;
     loaded_from timestamptz;
@@ -763,6 +775,12 @@ begin
                 fetch_from := case when sync.full then null
                                    else coalesce(mark - interval '1 hour',
                                                  nullif(loaded_from, '-infinity')) end;
+                -- the request class the day's budget judges the fetch by (a
+                -- first load is whoop_internal.sync_history_step()'s, above)
+                perform pg_catalog.set_config('whoop_fdw.request_class',
+                    case when sync.full then 'backfill'
+                         when ep in ('sleep', 'workout') then 'reconcile'
+                         else 'cycle' end, true);
 
                 select * into result
                 from whoop_internal.sync_endpoint(target.server_name, target.user_id, ep, fetch_from);
@@ -798,7 +816,21 @@ begin
                                                    result.deletions_refused,
                                                    settings.max_sync_deletions);
                 end if;
-            exception when others then
+            exception when sqlstate '53400' then
+                -- the request budget kept the day for higher-priority
+                -- requests: nothing was fetched or spent, the marks stay,
+                -- and the next sync tries again
+                get stacked diagnostics message = message_text;
+                select * into stats_after from whoop.fetch_stats();
+                deferred := deferred || format('%s/%s/%s', target.server_name, target.user_id, ep);
+                insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                            finished_at, status, full_resync, fetch_from,
+                                            requests, high_water_mark_before,
+                                            high_water_mark_after, error)
+                values (run_id, target.server_name, target.user_id, ep, started,
+                        clock_timestamp(), 'deferred', sync.full, fetch_from,
+                        stats_after.requests - stats_before.requests, mark, mark, message);
+            when others then
                 get stacked diagnostics message = message_text, hint = pg_exception_hint;
                 -- the hint says what to do (e.g. link the account again)
                 if hint <> '' then
@@ -836,6 +868,12 @@ begin
             using detail = format('Role "%s" may use no linked WHOOP account that matches.', current_user),
                   hint = 'Link one with whoop.connect_account() or whoop.add_account(); whoop.accounts lists the accounts this role may use.';
     end if;
+    if cardinality(deferred) > 0 then
+        raise notice 'whoop.sync: deferred % account endpoints to keep the day''s request budget for higher-priority requests',
+            cardinality(deferred)
+            using detail = 'Deferred: ' || array_to_string(deferred, ', ') || '.',
+                  hint = 'They keep their rows and high-water marks; a later sync fetches them when the day''s budget allows. See whoop.request_budget and whoop.sync_log (status = ''deferred'').';
+    end if;
     if cardinality(refusals) > 0 then
         raise warning 'whoop.sync: tombstoned none of the records that vanished from % account endpoints',
             cardinality(refusals)
@@ -852,7 +890,7 @@ end
 $$;
 
 comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
-    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; a member''s first sync loads the newest backfill_first_days, then (after every account''s incremental work) older history in chunks (whoop_internal.sync_history); full => true refetches and reconciles all history';
+    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; fetches are classed for the request budget (backfill: full, a first load and history chunks; reconcile: sleep and workout; cycle: the rest) and those the day''s reserve keeps back are deferred (sync_log status deferred, one NOTICE); profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; a member''s first sync loads the newest backfill_first_days, then (after every account''s incremental work) older history in chunks (whoop_internal.sync_history); full => true refetches and reconciles all history';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin

@@ -337,6 +337,7 @@ declare
     message text;
     hint text;
     dead_letters text[] := '{}';
+    deferred integer := 0;
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.apply_webhooks()');
     if max_events is null or max_events < 1 then
@@ -395,11 +396,18 @@ begin
               for update of e skip locked) x;
         tried := tried || ids;
 
+        -- the request budget keeps the day longest for webhook applies
+        perform pg_catalog.set_config('whoop_fdw.request_class', 'webhook', true);
         begin
             applied := applied
                        + whoop_internal.apply_webhook_events(target.server_name, target.user_id, ids,
                                                              apply_webhooks.run_id);
-        exception when others then
+        exception when sqlstate '53400' then
+            -- the day's request budget is used up: nothing was fetched; the
+            -- events stay queued, not counted as attempts, and so do the
+            -- rest (they would be refused too)
+            deferred := deferred + cardinality(ids);
+        when others then
             get stacked diagnostics message = message_text, hint = pg_exception_hint;
             -- the hint says what to do (e.g. link the account again)
             if hint <> '' then
@@ -423,8 +431,13 @@ begin
             end if;
         end;
         commit;
+        exit when deferred > 0;
     end loop;
 
+    if deferred > 0 then
+        raise notice 'whoop.apply_webhooks: the day''s request budget is used up; % events stay queued', deferred
+            using hint = 'They are applied once the budget refills; see whoop.request_budget.';
+    end if;
     if died > 0 then
         raise warning 'whoop.apply_webhooks: % webhook events failed % times and are dead letters',
                       died, max_attempts
@@ -438,7 +451,7 @@ end
 $$;
 
 comment on procedure whoop.apply_webhooks(name, integer, bigint) is
-    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles for the next sync; one transaction per account; a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING). run_id: the pipeline run calling it. Call it outside a transaction block';
+    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles for the next sync; one transaction per account; a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin

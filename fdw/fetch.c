@@ -47,7 +47,6 @@ static char *request_label(const char *method, const char *path_and_query);
 
 static const WhoopSendKind api_read = {
 	.classify = classify_read,
-	.paced = true,
 	.unreachable = "could not reach the WHOOP API",
 	.unreachable_hint = "Check the server's api_url and the network; timeout_ms and max_retries bound the wait.",
 	.failing = "WHOOP API request",
@@ -56,7 +55,6 @@ static const WhoopSendKind api_read = {
 
 static const WhoopSendKind api_probe = {
 	.classify = classify_probe,
-	.paced = true,
 	.unreachable = "could not reach the WHOOP API",
 	.unreachable_hint = "Check the server's api_url and the network; nothing was sent to the token endpoint, so the code or refresh token was not used.",
 	.failing = "WHOOP API request",
@@ -65,7 +63,6 @@ static const WhoopSendKind api_probe = {
 
 static const WhoopSendKind api_revoke = {
 	.classify = classify_revoke,
-	.paced = true,
 	.unreachable = "could not revoke access at WHOOP",
 	.unreachable_hint = "The account was not forgotten; try again later.",
 	.failing = "WHOOP access revocation",

@@ -120,9 +120,7 @@ whoop_http_request(const WhoopHttpRequest *request, WhoopHttpResponse *response)
 	double		total_time = 0;
 
 	memset(response, 0, sizeof(WhoopHttpResponse));
-	response->rate.limit = -1;
-	response->rate.remaining = -1;
-	response->rate.reset_s = -1;
+	whoop_rate_limit_init(&response->rate);
 
 	/* reset keeps the connection cache: that is the point of one handle */
 	curl_easy_reset(curl);
@@ -282,11 +280,7 @@ read_header(char *data, size_t size, size_t nmemb, void *userdata)
 
 	/* a redirect or 100-continue starts a new header block */
 	if (bytes > 5 && strncmp(data, "HTTP/", 5) == 0)
-	{
-		WhoopRateLimit *rate = (WhoopRateLimit *) userdata;
-
-		rate->limit = rate->remaining = rate->reset_s = -1;
-	}
+		whoop_rate_limit_init((WhoopRateLimit *) userdata);
 	whoop_parse_rate_limit_header(data, bytes, (WhoopRateLimit *) userdata);
 	return bytes;
 }

@@ -19,7 +19,10 @@
 
 #include "whoop_fdw.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/reloptions.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_foreign_table.h"
@@ -32,6 +35,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -41,7 +45,8 @@ typedef enum WhoopOptionKind
 	WHOOP_OPTION_INT,
 	WHOOP_OPTION_TEXT,
 	WHOOP_OPTION_INTERVAL,
-	WHOOP_OPTION_ENDPOINT
+	WHOOP_OPTION_ENDPOINT,
+	WHOOP_OPTION_RESERVE
 } WhoopOptionKind;
 
 typedef struct WhoopOption
@@ -67,6 +72,9 @@ static const WhoopOption whoop_options[] = {
 	{"backfill_first_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
 	{"backfill_chunk_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
 	{"backfill_max_chunks_per_sync", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 1000000},
+	{"requests_per_minute", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 1000000000},
+	{"requests_per_day", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 1000000000},
+	{"day_budget_reserve", ForeignServerRelationId, WHOOP_OPTION_RESERVE},
 	{"client_id", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"client_secret", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"endpoint", ForeignTableRelationId, WHOOP_OPTION_ENDPOINT},
@@ -82,10 +90,17 @@ static const WhoopOption whoop_options[] = {
 #define DEFAULT_PROFILE_POLL_INTERVAL_US USECS_PER_DAY
 #define DEFAULT_BACKFILL_FIRST_DAYS 60
 #define DEFAULT_BACKFILL_CHUNK_DAYS 180
+#define DEFAULT_REQUESTS_PER_MINUTE 100
+#define DEFAULT_REQUESTS_PER_DAY 10000
+
+/* day_budget_reserve: percent of requests_per_day each class leaves */
+static const int default_day_reserve_pct[WHOOP_REQUEST_CLASSES] = {0, 0, 10, 25, 40};
+#define DAY_RESERVE_HINT "Give percentages of requests_per_day as 'cycle=10,reconcile=25,backfill=40': classes cycle, reconcile and backfill, integers from 0 to 99, in that order non-decreasing (a lower class keeps at least the reserve of a higher one)."
 
 static void check_option_value(const WhoopOption *option, DefElem *def);
 static char *valid_option_names(Oid context);
 static char *strip_trailing_slash(const char *url);
+static char *app_client_id(Oid serverid);
 static void interval_option_context(void *arg);
 static void hide_mapping_statement(void *arg);
 static void hide_marked_statement(ErrorData *edata);
@@ -273,6 +288,13 @@ check_option_value(const WhoopOption *option, DefElem *def)
 						 errmsg("invalid value for option \"endpoint\": \"%s\"", value),
 						 errhint("Valid endpoints are: %s.", whoop_endpoint_names())));
 			break;
+		case WHOOP_OPTION_RESERVE:
+			{
+				int			pct[WHOOP_REQUEST_CLASSES];
+
+				whoop_parse_day_reserve(value, pct);
+				break;
+			}
 	}
 }
 
@@ -335,6 +357,67 @@ whoop_parse_interval_us(const char *value, const char *option)
 }
 
 /*
+ * whoop_parse_day_reserve reads a day_budget_reserve value such as
+ * 'cycle=10,reconcile=25,backfill=40' into PCT (a percentage per request
+ * class; classes not named keep their defaults, interactive and webhook
+ * have none) and rejects anything else.
+ */
+void
+whoop_parse_day_reserve(const char *value, int *pct)
+{
+	char	   *copy = pstrdup(value);
+	char	   *item;
+	char	   *save = NULL;
+
+	memcpy(pct, default_day_reserve_pct, sizeof(default_day_reserve_pct));
+	for (item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save))
+	{
+		char	   *eq = strchr(item, '=');
+		char	   *name = item;
+		char	   *end = NULL;
+		long		number = 0;
+		int			cls = -1;
+
+		if (eq != NULL)
+		{
+			*eq = '\0';
+			name = pstrdup(item);
+			while (*name == ' ')
+				name++;
+			while (name[0] != '\0' && name[strlen(name) - 1] == ' ')
+				name[strlen(name) - 1] = '\0';
+			for (int c = WHOOP_CLASS_CYCLE; c < WHOOP_REQUEST_CLASSES; c++)
+				if (strcmp(name, whoop_request_class_name(c)) == 0)
+					cls = c;
+			errno = 0;
+			number = strtol(eq + 1, &end, 10);
+			while (*end == ' ')
+				end++;
+		}
+		if (eq == NULL || cls < 0 || errno != 0 || end == eq + 1 || *end != '\0' ||
+			number < 0 || number > 99)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"day_budget_reserve\": \"%s\"", value),
+					 eq == NULL || cls < 0
+					 ? errdetail("\"%s\" is not a class=percent pair of a class with a reserve.", item)
+					 : errdetail("The reserve of class \"%s\" is not an integer from 0 to 99.", name),
+					 errhint(DAY_RESERVE_HINT)));
+		pct[cls] = (int) number;
+	}
+	if (pct[WHOOP_CLASS_CYCLE] > pct[WHOOP_CLASS_RECONCILE] ||
+		pct[WHOOP_CLASS_RECONCILE] > pct[WHOOP_CLASS_BACKFILL])
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"day_budget_reserve\": \"%s\"", value),
+				 errdetail("The reserves would be cycle=%d, reconcile=%d, backfill=%d: a lower class would outlast a higher one.",
+						   pct[WHOOP_CLASS_CYCLE], pct[WHOOP_CLASS_RECONCILE],
+						   pct[WHOOP_CLASS_BACKFILL]),
+				 errhint(DAY_RESERVE_HINT)));
+	pfree(copy);
+}
+
+/*
  * interval_option_context names the option whose value failed to parse.
  */
 static void
@@ -383,6 +466,10 @@ whoop_get_server(Oid serverid)
 	server->backfill_first_days = DEFAULT_BACKFILL_FIRST_DAYS;
 	server->backfill_chunk_days = DEFAULT_BACKFILL_CHUNK_DAYS;
 	server->backfill_max_chunks = -1;
+	server->requests_per_minute = DEFAULT_REQUESTS_PER_MINUTE;
+	server->requests_per_day = DEFAULT_REQUESTS_PER_DAY;
+	memcpy(server->day_reserve_pct, default_day_reserve_pct,
+		   sizeof(default_day_reserve_pct));
 
 	foreach(cell, fs->options)
 	{
@@ -415,10 +502,63 @@ whoop_get_server(Oid serverid)
 			server->backfill_chunk_days = atoi(value);
 		else if (strcmp(def->defname, "backfill_max_chunks_per_sync") == 0)
 			server->backfill_max_chunks = atoi(value);
+		else if (strcmp(def->defname, "requests_per_minute") == 0)
+			server->requests_per_minute = atoi(value);
+		else if (strcmp(def->defname, "requests_per_day") == 0)
+			server->requests_per_day = atoi(value);
+		else if (strcmp(def->defname, "day_budget_reserve") == 0)
+			whoop_parse_day_reserve(value, server->day_reserve_pct);
 	}
 	server->api_url = strip_trailing_slash(server->api_url);
 	server->oauth_url = strip_trailing_slash(server->oauth_url);
+	server->app_client_id = app_client_id(serverid);
 	return server;
+}
+
+/*
+ * app_client_id returns the client_id of a server's app: that of the
+ * server's oldest user mapping that has one (every backend finds the same,
+ * whoever it runs as), or NULL when none has.  The secret is not read.
+ */
+static char *
+app_client_id(Oid serverid)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			best_oid = InvalidOid;
+	char	   *best = NULL;
+
+	rel = table_open(UserMappingRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_user_mapping form = (Form_pg_user_mapping) GETSTRUCT(tuple);
+		bool		isnull;
+		Datum		options;
+		ListCell   *cell;
+
+		if (form->umserver != serverid ||
+			(OidIsValid(best_oid) && form->oid > best_oid))
+			continue;
+		options = heap_getattr(tuple, Anum_pg_user_mapping_umoptions,
+							   RelationGetDescr(rel), &isnull);
+		if (isnull)
+			continue;
+		foreach(cell, untransformRelOptions(options))
+		{
+			DefElem    *def = (DefElem *) lfirst(cell);
+
+			if (strcmp(def->defname, "client_id") == 0)
+			{
+				best_oid = form->oid;
+				best = pstrdup(defGetString(def));
+			}
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return best;
 }
 
 /*

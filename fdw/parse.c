@@ -15,6 +15,7 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <stdlib.h>
 
 #include "whoop_fdw.h"
 
@@ -45,10 +46,93 @@ parse_leading_int(const char *p, const char *end, int *out)
 }
 
 /*
+ * whoop_rate_limit_init marks every field of RATE as not seen.
+ */
+void
+whoop_rate_limit_init(WhoopRateLimit *rate)
+{
+	rate->limit = rate->remaining = rate->reset_s = -1;
+	rate->window_s[0] = rate->window_s[1] = -1;
+	rate->described = -1;
+}
+
+/*
+ * parse_limit_windows reads the "n;window=s" entries of a Limit header
+ * value (P to END, after the colon) whose first number is LIMIT: it sets
+ * the shortest and longest window and which of them LIMIT is the limit of
+ * (with no leading bare number, the first entry's window).  When both
+ * windows have that limit, the shorter is taken.  Entries it cannot read
+ * are skipped; with none, nothing is set.
+ */
+static void
+parse_limit_windows(const char *p, const char *end, int limit, WhoopRateLimit *rate)
+{
+	static const char key[] = "window=";
+	double		shortest = -1;
+	double		longest = -1;
+	double		limit_window = -1;
+	double		first_window = -1;
+	const char *first_stop = memchr(p, ',', end - p);
+	bool		bare = memchr(p, ';', (first_stop ? first_stop : end) - p) == NULL;
+
+	while (p < end)
+	{
+		const char *comma = memchr(p, ',', end - p);
+		const char *stop = comma ? comma : end;
+		const char *semi = memchr(p, ';', stop - p);
+		const char *w;
+		char		number[32];
+		size_t		len;
+		char	   *number_end;
+		double		window;
+		int			n;
+
+		if (semi == NULL || !parse_leading_int(p, semi, &n))
+		{
+			p = comma ? comma + 1 : end;
+			continue;
+		}
+		p = comma ? comma + 1 : end;
+		w = semi + 1;
+		while (w < stop && (*w == ' ' || *w == '\t'))
+			w++;
+		len = stop - w;
+		if (len <= sizeof(key) - 1 || len - (sizeof(key) - 1) >= sizeof(number) ||
+			pg_strncasecmp(w, key, sizeof(key) - 1) != 0)
+			continue;
+		memcpy(number, w + sizeof(key) - 1, len - (sizeof(key) - 1));
+		number[len - (sizeof(key) - 1)] = '\0';
+		window = strtod(number, &number_end);
+		while (*number_end == ' ' || *number_end == '\t' ||
+			   *number_end == '\r' || *number_end == '\n')
+			number_end++;
+		if (number_end == number || *number_end != '\0' || !(window > 0 && window < 1e9))
+			continue;
+		if (first_window < 0)
+			first_window = window;
+		if (shortest < 0 || window < shortest)
+			shortest = window;
+		if (window > longest)
+			longest = window;
+		if (n == limit && (limit_window < 0 || window < limit_window))
+			limit_window = window;
+	}
+	if (shortest < 0)
+		return;
+	rate->window_s[0] = shortest;
+	rate->window_s[1] = longest;
+	if (!bare)
+		limit_window = first_window;
+	if (limit_window > 0)
+		rate->described = limit_window == shortest ? 0 : 1;
+}
+
+/*
  * whoop_parse_rate_limit_header parses one header line if it is one of
  * WHOOP's X-RateLimit-Limit/Remaining/Reset headers.  For Limit, the first
  * number is taken: "100, 100;window=60, 10000;window=86400" and the variant
- * without the leading bare number both give 100.  Returns whether the line
+ * without the leading bare number both give 100; the windows it lists say
+ * which window that is (parse_limit_windows).  Returns whether the line
  * was a recognized, well-formed rate-limit header.
  */
 bool
@@ -68,7 +152,10 @@ whoop_parse_rate_limit_header(const char *line, size_t len, WhoopRateLimit *rate
 		return false;
 
 	if (colon - name == 5 && pg_strncasecmp(name, "limit", 5) == 0)
+	{
 		rate->limit = value;
+		parse_limit_windows(colon + 1, end, value, rate);
+	}
 	else if (colon - name == 9 && pg_strncasecmp(name, "remaining", 9) == 0)
 		rate->remaining = value;
 	else if (colon - name == 5 && pg_strncasecmp(name, "reset", 5) == 0)

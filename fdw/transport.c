@@ -14,11 +14,16 @@
  *	  retry it like a 5xx, or send a changed request again (a new token).
  * Never a silently empty or partial answer.
  *
- * Pacing: WHOOP's limits are per app (100/minute, 10,000/day).  Every API
- * answer says how many requests are left in the window closest to
- * exhaustion and when it resets; when few are left, the next API request
- * is spaced so that the window lasts, which keeps a long backfill free of
- * 429s.
+ * The budget: WHOOP's limits are per app (100/minute, 10,000/day), shared
+ * by every backend.  Before each request -- API pages, token requests
+ * (WHOOP's simulator counts everything under /oauth too, so they are
+ * charged, to the class of the request that needed them) and the
+ * revocation -- one unit is taken from the app's budget (budget.c).  An
+ * empty minute means an interruptible wait until it refills; a day down
+ * to the reserve of the session's request class (whoop_fdw.request_class)
+ * means the request is refused with SQLSTATE 53400 before it is sent, so
+ * that callers can defer it.  Every answer's X-RateLimit-* headers feed
+ * the budget, and a 429 is still waited out as the last resort.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,24 +40,14 @@
 #define MAX_RATE_LIMIT_WAIT_S 300
 /* give up after this many 429s for one request */
 #define MAX_THROTTLED 30
-/* pace only windows that reset within this (the per-minute window) */
-#define PACE_MAX_WINDOW_S 120
-/* start spacing requests when less than this share of the window is left */
-#define PACE_RESERVE_FRACTION 0.2
+/* a wait for the budget longer than this: refuse instead of hanging */
+#define MAX_BUDGET_WAIT_MS (MAX_RATE_LIMIT_WAIT_S * 1000)
 
 /* what this backend has sent, for whoop.fetch_stats() and the sync log */
 WhoopFetchStats whoop_backend_fetch_stats;
 
-/* the rate-limit headers of the last API answer, per backend */
-static struct
-{
-	Oid			serverid;
-	WhoopRateLimit rate;
-	TimestampTz observed_at;
-} last_rate = {InvalidOid, {-1, -1, -1}, 0};
-
-static void pace(const WhoopServer *server, WhoopFetchStats *stats);
-static void observe_rate(const WhoopServer *server, const WhoopRateLimit *rate);
+static void spend_budget(const WhoopServer *server, WhoopSend *send);
+static void send_once(WhoopSend *send, WhoopHttpResponse *response);
 static int	rate_limit_wait_s(const WhoopRateLimit *rate, const char *label,
 							  bool give_up);
 static int	backoff_ms(int attempt);
@@ -61,51 +56,68 @@ static void give_up(const WhoopSend *send, const WhoopHttpResponse *response,
 					int attempts);
 
 /*
- * pace sleeps before an API request when the app's window is nearly used
- * up.
+ * spend_budget takes one unit of the app's budget for SEND, waiting while
+ * the minute (or, for a class without a reserve, the day) is empty; a
+ * request the day's reserve keeps back, or one that would wait too long,
+ * is refused with SQLSTATE 53400 before anything is sent.
  */
 static void
-pace(const WhoopServer *server, WhoopFetchStats *stats)
+spend_budget(const WhoopServer *server, WhoopSend *send)
 {
-	long		elapsed_ms;
-	double		window_ms;
-	double		delay_ms = 0;
-	int			remaining = last_rate.rate.remaining;
-	int			limit = last_rate.rate.limit;
-
-	if (last_rate.serverid != server->serverid || remaining < 0 ||
-		last_rate.rate.reset_s < 0 || last_rate.rate.reset_s > PACE_MAX_WINDOW_S)
-		return;
-
-	elapsed_ms = TimestampDifferenceMilliseconds(last_rate.observed_at,
-												 GetCurrentTimestamp());
-	/* Reset is rounded to whole seconds: allow for the rounding */
-	window_ms = last_rate.rate.reset_s * 1000.0 + 500.0;
-	if (remaining == 0)
-		delay_ms = window_ms - elapsed_ms;
-	else if (remaining < (limit > 0 ? limit * PACE_RESERVE_FRACTION : 20))
-		delay_ms = window_ms / remaining - elapsed_ms;
-
-	if (delay_ms >= 1)
+	for (;;)
 	{
-		if (stats != NULL)
-			stats->paced_ms += delay_ms;
-		whoop_backend_fetch_stats.paced_ms += delay_ms;
-		sleep_ms((int) delay_ms);
+		int64		wait_ms;
+		double		day_available;
+		int			day_reserve;
+		WhoopBudgetVerdict verdict;
+		const char *class_name = whoop_request_class_name(whoop_request_class);
+
+		verdict = whoop_budget_take(server, whoop_request_class, &wait_ms,
+									&day_available, &day_reserve);
+		if (verdict == WHOOP_BUDGET_GRANTED)
+			return;
+		if (verdict == WHOOP_BUDGET_REFUSED)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("whoop request budget: the rest of the day is reserved for higher-priority requests"),
+					 errdetail("%s was not sent: server \"%s\" has %.0f of its %d requests of the day left, and a request of class \"%s\" may spend only while more than %d (%d%%) are left.",
+							   send->label, server->server_name, Max(day_available, 0),
+							   server->requests_per_day, class_name, day_reserve,
+							   server->day_reserve_pct[whoop_request_class]),
+					 errhint("Nothing was spent; run it again once the day's budget has refilled, or change the server's requests_per_day or day_budget_reserve.")));
+		if (wait_ms > MAX_BUDGET_WAIT_MS)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("whoop request budget: the app's requests are used up"),
+					 errdetail("%s was not sent: server \"%s\" may send its next request of class \"%s\" in %lld s (%.0f of the day's %d are left).",
+							   send->label, server->server_name, class_name,
+							   (long long) (wait_ms / 1000), Max(day_available, 0),
+							   server->requests_per_day),
+					 errhint("Try again later; if WHOOP raised the app's limit, raise the server's requests_per_day or requests_per_minute.")));
+		if (send->stats != NULL)
+			send->stats->paced_ms += wait_ms;
+		whoop_backend_fetch_stats.paced_ms += wait_ms;
+		sleep_ms((int) Max(wait_ms, 1));
 	}
 }
 
 /*
- * observe_rate remembers the rate-limit headers of an API answer.
+ * send_once sends SEND's request once; an error on the way (a cancel) ends
+ * its unit of the budget's in-flight count before it propagates.
  */
 static void
-observe_rate(const WhoopServer *server, const WhoopRateLimit *rate)
+send_once(WhoopSend *send, WhoopHttpResponse *response)
 {
-	if (rate->remaining < 0)
-		return;
-	last_rate.serverid = server->serverid;
-	last_rate.rate = *rate;
-	last_rate.observed_at = GetCurrentTimestamp();
+	PG_TRY();
+	{
+		whoop_http_request(&send->request, response);
+	}
+	PG_CATCH();
+	{
+		whoop_budget_abandon();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -225,8 +237,7 @@ whoop_send(const WhoopServer *server, WhoopSend *send, WhoopHttpResponse *respon
 	{
 		WhoopVerdict verdict;
 
-		if (kind->paced)
-			pace(server, send->stats);
+		spend_budget(server, send);
 
 		/*
 		 * A token answer must not be thrown away by a cancel: WHOOP may
@@ -234,14 +245,13 @@ whoop_send(const WhoopServer *server, WhoopSend *send, WhoopHttpResponse *respon
 		 */
 		if (kind->token_answer)
 			HOLD_INTERRUPTS();
-		whoop_http_request(&send->request, response);
+		send_once(send, response);
 		if (kind->token_answer)
 			RESUME_INTERRUPTS();
 		if (send->stats != NULL)
 			send->stats->requests++;
 		whoop_backend_fetch_stats.requests++;
-		if (kind->paced)
-			observe_rate(server, &response->rate);
+		whoop_budget_answered(server, response->transport_failed ? NULL : &response->rate);
 
 		if (!response->transport_failed && response->status == 429)
 		{

@@ -38,6 +38,7 @@
 #include "optimizer/restrictinfo.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -89,6 +90,19 @@ typedef struct WhoopScanState
 
 PG_FUNCTION_INFO_V1(whoop_fdw_handler);
 PG_FUNCTION_INFO_V1(whoop_fetch_stats);
+PG_FUNCTION_INFO_V1(whoop_request_budget);
+
+/* whoop_fdw.request_class: in the order of WhoopRequestClass */
+static const struct config_enum_entry request_class_options[] = {
+	{"interactive", WHOOP_CLASS_INTERACTIVE, false},
+	{"webhook", WHOOP_CLASS_WEBHOOK, false},
+	{"cycle", WHOOP_CLASS_CYCLE, false},
+	{"reconcile", WHOOP_CLASS_RECONCILE, false},
+	{"backfill", WHOOP_CLASS_BACKFILL, false},
+	{NULL, 0, false}
+};
+
+void		_PG_init(void);
 
 static void whoopGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
 								   Oid foreigntableid);
@@ -135,6 +149,66 @@ whoop_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ImportForeignSchema = whoopImportForeignSchema;
 
 	PG_RETURN_POINTER(routine);
+}
+
+/*
+ * _PG_init defines whoop_fdw.request_class and, when the library is being
+ * preloaded, asks for the request budget's shared memory.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomEnumVariable("whoop_fdw.request_class",
+							 "The class of the WHOOP requests this session sends.",
+							 "When the day's request budget runs low, backfill stops first, then reconcile, then cycle; interactive and webhook requests are kept longest.",
+							 &whoop_request_class,
+							 WHOOP_CLASS_INTERACTIVE,
+							 request_class_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("whoop_fdw");
+#endif
+	whoop_budget_init();
+}
+
+/*
+ * whoop_request_budget returns the request budget of a server's app: one
+ * row for the minute window and one for the day.
+ */
+Datum
+whoop_request_budget(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WhoopServer *server = whoop_get_server_by_name(NameStr(*PG_GETARG_NAME(0)), true);
+	WhoopBudgetWindow windows[2];
+	bool		shared = whoop_budget_windows(server, windows);
+	char	   *key = whoop_budget_app_key(server);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int w = 0; w < 2; w++)
+	{
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		bool		observed = windows[w].observed_remaining >= 0;
+
+		values[0] = CStringGetTextDatum(server->server_name);
+		values[1] = CStringGetTextDatum(key);
+		values[2] = CStringGetTextDatum(w == WHOOP_BUDGET_MINUTE ? "minute" : "day");
+		values[3] = Int32GetDatum(windows[w].capacity);
+		values[4] = Float8GetDatum(windows[w].available);
+		values[5] = TimestampTzGetDatum(windows[w].full_at);
+		values[6] = Int32GetDatum(windows[w].observed_remaining);
+		nulls[6] = !observed;
+		values[7] = Int32GetDatum(windows[w].observed_reset_s);
+		nulls[7] = !observed;
+		values[8] = TimestampTzGetDatum(windows[w].observed_at);
+		nulls[8] = !observed;
+		values[9] = BoolGetDatum(shared);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 /*

@@ -13,16 +13,18 @@
  *	whoop_fdw.c account.c procedure.c webhook.c -- FDW callbacks; SQL functions
  *	fetch.c pushdown.c		-- an API call with its token; request planning
  *	oauth.c					-- token cache, serialized refresh, token hand-off
- *	transport.c option.c	-- retries, 429 waits, pacing, counters; settings
+ *	transport.c option.c	-- retries, 429 waits, the budget's waits, counters; settings
  *	http.c token_writer.c record.c token.c webhook_parse.c
- *	json.c parse.c endpoint.c store.c rolling.c
+ *	json.c parse.c endpoint.c store.c rolling.c budget.c
  *
  * http.c (the wire) and transport.c (the policy: what is retried, waited
  * for and counted) are the transport layer; the callers above it only say
  * what an answer means to them.  What WHOOP sends is read by json, parse,
  * token and webhook_parse, which need neither libcurl nor the server's
  * catalogs, so test/fuzz/ can link them alone.  libcurl appears only in
- * http.c and json-c only in json.c; rolling.c stands apart.
+ * http.c and json-c only in json.c; rolling.c stands apart.  budget.c
+ * keeps the app's request budget in shared memory and only counts:
+ * transport.c waits or refuses on its word.
  *
  *-------------------------------------------------------------------------
  */
@@ -72,6 +74,21 @@
  * ---------------------------------------------------------------------
  */
 
+/*
+ * The classes of requests, in the order they lose the day's budget when it
+ * runs low: the last class first (whoop_fdw.request_class names them).
+ */
+typedef enum WhoopRequestClass
+{
+	WHOOP_CLASS_INTERACTIVE,	/* ad-hoc queries: never reserved against */
+	WHOOP_CLASS_WEBHOOK,		/* webhook applies: never reserved against */
+	WHOOP_CLASS_CYCLE,			/* today's cycle and profile polling */
+	WHOOP_CLASS_RECONCILE,		/* re-reading the update window */
+	WHOOP_CLASS_BACKFILL		/* history */
+} WhoopRequestClass;
+
+#define WHOOP_REQUEST_CLASSES 5
+
 /* Settings of one WHOOP server (one WHOOP app), defaults applied. */
 typedef struct WhoopServer
 {
@@ -90,6 +107,11 @@ typedef struct WhoopServer
 	int			backfill_first_days;	/* a member's first sync: newest days */
 	int			backfill_chunk_days;	/* then older history, chunks of days */
 	int			backfill_max_chunks;	/* chunk fetches per sync; -1: no limit */
+	char	   *app_client_id;	/* the app's client_id, or NULL: no mapping */
+	int			requests_per_minute;	/* the budget's two windows */
+	int			requests_per_day;
+	/* per class: percent of requests_per_day it must leave to the others */
+	int			day_reserve_pct[WHOOP_REQUEST_CLASSES];
 } WhoopServer;
 
 /* OAuth client credentials from a user mapping. */
@@ -105,6 +127,7 @@ extern WhoopClient *whoop_get_client(Oid serverid, Oid userid);
 extern int64 whoop_table_update_window(Oid foreigntableid, const WhoopServer *server);
 extern char *whoop_table_endpoint_name(Oid foreigntableid);
 extern int64 whoop_parse_interval_us(const char *value, const char *option);
+extern void whoop_parse_day_reserve(const char *value, int *pct);
 
 
 /* ---------------------------------------------------------------------
@@ -238,6 +261,9 @@ typedef struct WhoopRateLimit
 	int			limit;			/* -1: header absent */
 	int			remaining;
 	int			reset_s;
+	/* from the Limit header's "n;window=s" entries, when it has them */
+	double		window_s[2];	/* the shortest and longest window; -1: none */
+	int			described;		/* 0/1: the window Remaining is of; -1: unknown */
 } WhoopRateLimit;
 
 typedef struct WhoopHttpRequest
@@ -274,6 +300,7 @@ extern uint32 whoop_wait_event(void);
  * ---------------------------------------------------------------------
  */
 
+extern void whoop_rate_limit_init(WhoopRateLimit *rate);
 extern bool whoop_parse_rate_limit_header(const char *line, size_t len,
 										  WhoopRateLimit *rate);
 extern bool whoop_parse_timestamp(const char *text, int len, TimestampTz *result);
@@ -418,7 +445,7 @@ typedef struct WhoopFetchStats
 	int			pages;			/* successful pages (counted by fetch.c) */
 	int			retries;
 	int			throttled;		/* 429 answers waited out */
-	double		paced_ms;		/* time spent pacing */
+	double		paced_ms;		/* time spent waiting for the budget */
 } WhoopFetchStats;
 
 /* What a caller makes of an answer that is neither a 429 nor a 5xx. */
@@ -435,7 +462,6 @@ typedef struct WhoopSend WhoopSend;
 typedef struct WhoopSendKind
 {
 	WhoopVerdict (*classify) (WhoopSend *send, const WhoopHttpResponse *response);
-	bool		paced;			/* counts against the app's API rate limit */
 	bool		token_answer;	/* sent with interrupts held, never quoted */
 	const char *unreachable;	/* errmsg when the last attempt got no answer */
 	const char *unreachable_hint;
@@ -577,5 +603,46 @@ extern WhoopScanPlan *whoop_plan_restore(List *fdw_private, List *fdw_exprs);
 extern void whoop_plan_requests(const WhoopScanPlan *plan, const WhoopServer *server,
 								List *accounts, const Datum *values, const bool *nulls,
 								WhoopRequests *requests);
+
+
+
+/* ---------------------------------------------------------------------
+ * budget.c -- the app's request budget, shared by every backend
+ * ---------------------------------------------------------------------
+ */
+
+#define WHOOP_BUDGET_MINUTE 0
+#define WHOOP_BUDGET_DAY 1
+
+/* What the budget says to one request. */
+typedef enum WhoopBudgetVerdict
+{
+	WHOOP_BUDGET_GRANTED,		/* a unit of both windows is spent */
+	WHOOP_BUDGET_WAIT,			/* nothing spent: ask again after wait_ms */
+	WHOOP_BUDGET_REFUSED		/* nothing spent: the rest is reserved */
+} WhoopBudgetVerdict;
+
+/* One window of an app's budget, as whoop_internal.request_budget shows it. */
+typedef struct WhoopBudgetWindow
+{
+	int			capacity;
+	double		window_s;		/* refills from empty to full in this time */
+	double		available;		/* now */
+	TimestampTz full_at;		/* when it is full again if nothing is spent */
+	int			observed_remaining; /* last header about it; -1: none */
+	int			observed_reset_s;
+	TimestampTz observed_at;
+} WhoopBudgetWindow;
+
+extern int	whoop_request_class;
+extern void whoop_budget_init(void);
+extern const char *whoop_request_class_name(int request_class);
+extern char *whoop_budget_app_key(const WhoopServer *server);
+extern WhoopBudgetVerdict whoop_budget_take(const WhoopServer *server, int request_class,
+											int64 *wait_ms, double *day_available,
+											int *day_reserve);
+extern void whoop_budget_answered(const WhoopServer *server, const WhoopRateLimit *rate);
+extern void whoop_budget_abandon(void);
+extern bool whoop_budget_windows(const WhoopServer *server, WhoopBudgetWindow *windows);
 
 #endif							/* WHOOP_FDW_H */

@@ -13,7 +13,9 @@
  * Oracles:
  *	- a header line is accepted exactly when a separate, simpler reading
  *	  (the name, a colon, blanks, digits that fit an int) accepts it, with
- *	  the same field and value, and a rejected line changes nothing;
+ *	  the same field and value, and a rejected line changes nothing; only
+ *	  a Limit line lists windows, and then the shortest is positive, the
+ *	  longest no shorter, and the window described one of them or unknown;
  *	- an accepted timestamp equals what timegm(3) computes from the same
  *	  fields (a check of the date arithmetic, which uses date2j);
  *	- an excerpt is printable ASCII, at most 200 bytes plus "...".
@@ -83,7 +85,7 @@ check_header_lines(const uint8_t *data, size_t size)
 		const uint8_t *newline = memchr(data + start, '\n', size - start);
 		size_t		len = newline ? (size_t) (newline - (data + start)) + 1 : size - start;
 		char	   *line = malloc(len ? len : 1);
-		WhoopRateLimit rate = {-7, -7, -7};
+		WhoopRateLimit rate = {-7, -7, -7, {-1, -1}, -1};
 		int			expected_value = 0;
 		int			expected;
 		bool		accepted;
@@ -99,6 +101,12 @@ check_header_lines(const uint8_t *data, size_t size)
 				   rate.reset_s == (expected == 2 ? expected_value : -7),
 				   "header line \"%.*s\" gave limit %d remaining %d reset %d",
 				   (int) len, line, rate.limit, rate.remaining, rate.reset_s);
+		FUZZ_CHECK(rate.window_s[0] == -1 ? rate.window_s[1] == -1 && rate.described == -1
+				   : expected == 0 && rate.window_s[0] > 0 &&
+				   rate.window_s[1] >= rate.window_s[0] && rate.window_s[1] < 1e9 &&
+				   rate.described >= -1 && rate.described <= 1,
+				   "header line \"%.*s\" gave windows %g and %g, described %d",
+				   (int) len, line, rate.window_s[0], rate.window_s[1], rate.described);
 		free(line);
 		start += len;
 	}

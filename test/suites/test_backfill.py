@@ -337,7 +337,8 @@ class BudgetTest(harness.SimulatorSuite):
     history chunks of the run: no WARNING, what was committed stays, the
     members after it get no chunk, and the next run resumes.  The refusal is
     made in SQL -- the recoveries' foreign table behind a view that raises 53400
-    for a fetch of class backfill while a flag is set -- not in C."""
+    for a fetch of class backfill while a flag is set -- so that it comes at a
+    known step; test_budget has the C budget refusing real requests."""
 
     SIM_ARGS = ("--athletes", "2", "--days", "400", "--rate-per-minute", "0",
                 "--rate-per-day", "0", "--now", real_now())
@@ -370,10 +371,15 @@ class BudgetTest(harness.SimulatorSuite):
         self.assertIn("NOTICE:  whoop.sync: the request budget defers the rest of the history",
                       out)
         # the account with the least history went first: its cycles and
-        # sleeps got their chunk, then its recoveries were refused
+        # sleeps got their chunk, then its recoveries were refused (logged
+        # as deferred, and the freshness view says why)
         log = rows("select user_id, endpoint, status from whoop.sync_log where id > %s "
                    "and chunk_to is not null order by id" % last)
-        self.assertEqual(log, [[str(first), "cycle", "ok"], [str(first), "sleep", "ok"]])
+        self.assertEqual(log, [[str(first), "cycle", "ok"], [str(first), "sleep", "ok"],
+                               [str(first), "recovery", "deferred"]])
+        self.assertEqual(scalar("select why from whoop.account_freshness where user_id = %s "
+                                "and endpoint = 'recovery'" % first),
+                         "deferred by the request budget")
         self.assertNotEqual(history(first)["cycle"], before[first]["cycle"])
         for u in self.users:
             self.assertEqual(history(u)["recovery"], before[u]["recovery"])
