@@ -647,6 +647,50 @@ comment on procedure whoop_internal.sync_history(name, bigint, text, bigint) is
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
+-- A member's new cycle and its recovery are there once the member is up and
+-- WHOOP has scored the night, so a member whose cycles are polled seldom
+-- (cycle_poll_interval) is polled also once a day at that time: the usual
+-- wake time, the median local end of the member's last 28 main sleeps, plus
+-- an hour for the scoring, at the offset of the latest sleep.  plpgsql, so
+-- that it may name the staging layer's utc_offset() created after it.
+create function whoop_internal.wake_poll_after(user_id bigint, after timestamptz)
+returns timestamptz
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    usual_wake time;
+    tz interval;
+    at_local timestamp;
+    poll_local timestamp;
+begin
+    select percentile_disc(0.5) within group (order by w.local_end::time),
+           (array_agg(w.tz order by w."end" desc))[1]
+      into usual_wake, tz
+    from (select s."end", coalesce(whoop_internal.utc_offset(s.timezone_offset), interval '0') as tz,
+                 (s."end" at time zone 'UTC')
+                     + coalesce(whoop_internal.utc_offset(s.timezone_offset), interval '0') as local_end
+          from whoop.raw_sleep s
+          where s.user_id = wake_poll_after.user_id and not s.nap and s.deleted_at is null
+          order by s."end" desc
+          limit 28) w;
+    if usual_wake is null or after is null then
+        return null;
+    end if;
+    at_local := (after at time zone 'UTC') + tz;
+    poll_local := at_local::date + usual_wake + interval '1 hour';
+    if poll_local <= at_local then
+        poll_local := poll_local + interval '1 day';
+    end if;
+    return (poll_local - tz) at time zone 'UTC';
+end
+$$;
+
+comment on function whoop_internal.wake_poll_after(bigint, timestamptz) is
+    'the first moment after AFTER at which whoop.sync() polls the member''s cycles although cycle_poll_interval has not passed: an hour after the usual wake time (median local end of the last 28 main sleeps) at the latest sleep''s offset; NULL without sleeps';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
 create function whoop_internal.assert_outside_transaction_block(caller text)
 returns void
 language c
@@ -733,7 +777,9 @@ begin
                 continue when ep in ('profile', 'body_measurement')
                     and state.last_success_at > clock_timestamp() - settings.profile_poll_interval;
                 continue when ep = 'cycle' and state.pending_since is null
-                    and state.last_success_at > clock_timestamp() - settings.cycle_poll_interval;
+                    and state.last_success_at > clock_timestamp() - settings.cycle_poll_interval
+                    and not coalesce(whoop_internal.wake_poll_after(target.user_id,
+                                         state.last_success_at) <= clock_timestamp(), false);
             end if;
             -- A member's first sync of a dated endpoint loads only the newest
             -- days; whoop_internal.sync_history() loads the rest below.
@@ -890,7 +936,7 @@ end
 $$;
 
 comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
-    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; fetches are classed for the request budget (backfill: full, a first load and history chunks; reconcile: sleep and workout; cycle: the rest) and those the day''s reserve keeps back are deferred (sync_log status deferred, one NOTICE); profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them; a member''s first sync loads the newest backfill_first_days, then (after every account''s incremental work) older history in chunks (whoop_internal.sync_history); full => true refetches and reconciles all history';
+    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; fetches are classed for the request budget (backfill: full, a first load and history chunks; reconcile: sleep and workout; cycle: the rest) and those the day''s reserve keeps back are deferred (sync_log status deferred, one NOTICE); profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them or the member''s usual wake time has come (whoop_internal.wake_poll_after); a member''s first sync loads the newest backfill_first_days, then (after every account''s incremental work) older history in chunks (whoop_internal.sync_history); full => true refetches and reconciles all history';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
@@ -912,8 +958,10 @@ select a.server_name,
        case when s.last_success_at is null or s.pending_since is not null then now()
             when e.endpoint in ('profile', 'body_measurement')
                 then s.last_success_at + g.profile_poll_interval
-            when e.endpoint = 'cycle'
-                then s.last_success_at + coalesce(g.cycle_poll_interval, interval '0')
+            when e.endpoint = 'cycle' and g.cycle_poll_interval is not null
+                then least(s.last_success_at + g.cycle_poll_interval,
+                           whoop_internal.wake_poll_after(a.user_id, s.last_success_at))
+            when e.endpoint = 'cycle' then s.last_success_at
             else s.last_success_at end as next_poll_due,
        case when l.status = 'failed' then 'last sync failed: ' || l.error
             when l.status = 'deferred' then 'deferred by the request budget'
@@ -943,7 +991,7 @@ comment on column whoop.account_freshness.history_from is
 comment on column whoop.account_freshness.history_complete is
     'the endpoint''s whole history is loaded; NULL for profile and body measurement';
 comment on column whoop.account_freshness.next_poll_due is
-    'when a plain whoop.sync() fetches the endpoint next (profile_poll_interval, cycle_poll_interval; the other endpoints every sync): a sync at or after this time does; now() when never synced or a webhook marked it';
+    'when a plain whoop.sync() fetches the endpoint next (profile_poll_interval; cycle_poll_interval, or earlier an hour after the member''s usual wake time; the other endpoints every sync): a sync at or after this time does; now() when never synced or a webhook marked it';
 comment on column whoop.account_freshness.why is
     'the state in words, the first that applies: last sync failed: <error> (the latest fetch of the endpoint, incremental or history chunk), deferred by the request budget, never synced, webhook change waiting for the next sync, history loading (from <history_from>), fresh';
 --upgrade 1.0--1.1 end

@@ -15,6 +15,8 @@ from every list), and a raw row WHOOP never had (as a deleted record looks
 to the sync).  PollingTest: cycle_poll_interval and profile_poll_interval.
 """
 
+import datetime
+import math
 import unittest
 
 import harness
@@ -467,6 +469,53 @@ class PollingTest(harness.SimulatorSuite):
             start = self.last_id()
             sync("full => true")
             self.assertEqual(sorted(e for _, e in self.logged(start) if e == "cycle"), ["cycle", "cycle"])
+        finally:
+            psql("alter server sim options (drop cycle_poll_interval)")
+
+    def test_04_cycles_polled_an_hour_after_the_usual_wake_time(self):
+        u0, u1 = self.users
+        # learned from the sleeps: the median local end of the last 28 main
+        # sleeps (percentile_disc: the 14th of 28), plus an hour
+        sleeps = sorted((r for r in self.sim.records("sleep", u0) if not r["nap"]),
+                        key=lambda r: r["end"], reverse=True)[:28]
+        local_ends = []
+        for r in sleeps:
+            end = datetime.datetime.fromisoformat(r["end"].replace("Z", "+00:00"))
+            sign = -1 if r["timezone_offset"].startswith("-") else 1
+            hh, mm = r["timezone_offset"][1:].split(":")
+            offset = datetime.timedelta(hours=int(hh), minutes=int(mm)) * sign
+            local_ends.append((end + offset).time())
+        usual = sorted(local_ends)[math.ceil(len(local_ends) / 2) - 1]
+        tz = sleeps[0]["timezone_offset"]
+        poll_local = scalar("select ((whoop_internal.wake_poll_after(%d, now()) at time zone 'UTC') "
+                            "+ whoop_internal.utc_offset('%s'))::time" % (u0, tz))
+        expected = (datetime.datetime.combine(datetime.date(2000, 1, 1), usual)
+                    + datetime.timedelta(hours=1)).time()
+        self.assertEqual(poll_local[:8], expected.strftime("%H:%M:%S"))
+        self.assertEqual(scalar("select w > now() and w <= now() + interval '1 day' "
+                                "from whoop_internal.wake_poll_after(%d, now()) w" % u0), "t")
+        psql("alter server sim options (add cycle_poll_interval '2 days')")
+        try:
+            # u0 last polled a minute before its wake poll of the last day:
+            # due, although the interval has not passed; u1 polled a minute
+            # ago (and its wake poll is still to come): not due
+            psql("update whoop.sync_state set last_success_at = "
+                 "whoop_internal.wake_poll_after(%d, now() - interval '25 hours') - interval '1 minute' "
+                 "where user_id = %d and endpoint = 'cycle'" % (u0, u0))
+            psql("update whoop.sync_state set last_success_at = now() - interval '1 minute' "
+                 "where user_id = %d and endpoint = 'cycle'" % u1)
+            self.assertEqual(scalar("select whoop_internal.wake_poll_after(%d, last_success_at) > now() "
+                                    "from whoop.sync_state where user_id = %d and endpoint = 'cycle'"
+                                    % (u1, u1)), "t")
+            start = self.last_id()
+            self.assertNotIn("WARNING", sync())
+            self.assertEqual([(int(u), e) for u, e in self.logged(start) if e == "cycle"],
+                             [(u0, "cycle")])
+            # polled now, u0's next poll is the next wake poll, well before the interval
+            self.assertEqual(scalar("select f.next_poll_due = whoop_internal.wake_poll_after(f.user_id, "
+                                    "f.last_success_at) and f.next_poll_due < f.last_success_at "
+                                    "+ interval '2 days' from whoop.account_freshness f "
+                                    "where f.user_id = %d and f.endpoint = 'cycle'" % u0), "t")
         finally:
             psql("alter server sim options (drop cycle_poll_interval)")
 
