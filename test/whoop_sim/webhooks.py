@@ -312,7 +312,7 @@ class Webhooks:
         real_now = time.time() * 1000
         order = sorted(due.items(), key=lambda x: (x[1], x[0].ath.idx, KINDS.index(x[0].kind)))
         self.emit([(rec.kind + ".updated", rec.ath.user_id, event_id(rec), t,
-                    real_now if jump or w.frozen else min(real_now, t - w.offset))
+                    real_now if jump or w.frozen else min(real_now, w.real_at(t)))
                    for rec, t in order])
 
     def _rebuild(self):
