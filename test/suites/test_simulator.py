@@ -1953,8 +1953,13 @@ class ClockRateTest(unittest.TestCase):
         with rx.cond:
             rx.cond.wait_for(lambda: any({k: json.loads(p["body"])[k] for k in key} == key
                                          for p in rx.posts), 60)
-        got = [d for d in sim.control("GET", "webhooks")["deliveries"]
-               if (d["type"], d["id"]) == ("sleep.updated", want["id"])]
+        deadline = time.time() + 30     # the receiver has it; the simulator books it
+        while True:
+            got = [d for d in sim.control("GET", "webhooks")["deliveries"]
+                   if (d["type"], d["id"]) == ("sleep.updated", want["id"])]
+            if (got and got[0]["status"] != "pending") or time.time() > deadline:
+                break
+            time.sleep(0.05)
         self.assertEqual(len(got), 1)
         self.assertEqual((got[0]["status"], got[0]["changed_at"]),
                          ("delivered", want["created_at"]))

@@ -23,7 +23,8 @@ COMMAND LINE
                            real second (X > 0; default 1, real time): records
                            appear, get scored and emit their webhooks as the
                            scaled clock passes them.  Without --now it starts
-                           at the real time of start-up.  Real time still:
+                           at the real time the process started, once the
+                           data is generated.  Real time still:
                            token lifetimes, rate-limit windows (a benchmark at
                            rate X passes --rate-minute-seconds 60/X for WHOOP's
                            limits per simulated minute and day), webhook retry

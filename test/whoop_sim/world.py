@@ -25,12 +25,12 @@ class World:
     clock: frozen at now_fixed, or running at `rate` simulated ms per real ms
     from the anchor (real_a, sim_a), real ms of time.time()."""
 
-    def __init__(self, seed, athletes, days, now_ms, frozen, no_body, jobs=2, rate=1.0):
+    def __init__(self, seed, athletes, days, now_ms, frozen, no_body, jobs=2):
         self.seed = seed
         self.jobs = jobs
         self.frozen = frozen
         self.now_fixed = now_ms
-        self.rate = float(rate)
+        self.rate = 1.0
         self.real_a = time.time() * 1000
         self.sim_a = float(now_ms)
         self.real0 = now_ms
@@ -65,6 +65,12 @@ class World:
         else:
             self.real_a, self.sim_a = time.time() * 1000, float(ms)
         self.ensure()
+
+    def run(self, rate):
+        """run makes a frozen clock run from where it stands, at rate."""
+        self.sim_a, self.real_a = float(self.now_fixed), time.time() * 1000
+        self.frozen = False
+        self.set_rate(rate)
 
     def set_rate(self, rate):
         """set_rate makes a running clock advance rate simulated seconds per
