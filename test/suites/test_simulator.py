@@ -1960,9 +1960,12 @@ class ClockRateTest(unittest.TestCase):
             if (got and got[0]["status"] != "pending") or time.time() > deadline:
                 break
             time.sleep(0.05)
-        self.assertEqual(len(got), 1)
-        self.assertEqual((got[0]["status"], got[0]["changed_at"]),
-                         ("delivered", want["created_at"]))
+        self.assertTrue(got, "no delivery booked")
+        self.assertEqual(got[0]["status"], "delivered")
+        # a tick emits one .updated for whatever the record went through in
+        # the span it covers: its appearance, maybe its scoring too
+        self.assertLessEqual(ms(want["created_at"]), ms(got[0]["changed_at"]))
+        self.assertLessEqual(ms(got[0]["changed_at"]), ms(want["updated_at"]))
         # the wall clock of the change is when the scaled clock passed it
         self.assertLessEqual(got[0]["changed_at_real_ms"], got[0]["attempts_real_ms"][0])
         self.assertGreaterEqual(ms(sim.clock()), ms(want["created_at"]))
