@@ -1827,6 +1827,150 @@ class RealTimeWebhookTest(unittest.TestCase):
                          ("delivered", sleep["created_at"]))
 
 
+class ClockRateTest(unittest.TestCase):
+    """--clock-rate and POST /_sim/clock {"rate"}: a running data clock,
+    time-scaled; records and webhooks follow it without control-plane calls.
+    Bounds on the clock are wide (it checks function, not speed)."""
+
+    RATE = 7200         # two simulated hours a real second
+
+    @staticmethod
+    def first_sleep_after(now, hours):
+        """first_sleep_after: the first sleep created more than `hours`
+        simulated hours after now (the same seed serves the same data), as a
+        frozen twin serves it a day later."""
+        with harness.Simulator("--days", "5") as twin:
+            twin.clock(advance_seconds=2 * 86400)
+            later = [s for s in twin.records("sleep")
+                     if ms(s["created_at"]) > ms(now) + hours * 3_600_000]
+        return min(later, key=lambda s: ms(s["created_at"]))
+
+    def running(self, *args):
+        sim = harness.Simulator("--days", "5", "--rate-per-minute", "0", *args).start()
+        self.addCleanup(sim.stop)
+        return sim
+
+    def test_clock_runs_at_the_rate(self):
+        sim = self.running("--clock-rate", str(self.RATE))
+        self.assertEqual(sim.control("GET", "clock")["rate"], self.RATE)
+        outer = time.monotonic()
+        t1 = ms(sim.clock())
+        inner = time.monotonic()
+        time.sleep(1)
+        inner = time.monotonic() - inner
+        t2 = ms(sim.clock())
+        outer = time.monotonic() - outer
+        self.assertGreaterEqual(t1, ms(NOW))            # it started at --now
+        moved = (t2 - t1) / 1000
+        self.assertGreaterEqual(moved, 0.5 * self.RATE * min(inner, 1))
+        self.assertLessEqual(moved, 3 * self.RATE * max(outer, 1))
+        # a frozen clock (--now alone) has no rate and refuses one
+        frozen = harness.Simulator("--days", "2").start()
+        self.addCleanup(frozen.stop)
+        self.assertEqual(frozen.control("GET", "clock"), {"now": "2026-06-30T12:00:00.000Z",
+                                                          "rate": None})
+        st, _, body = frozen.request("POST", "/_sim/clock", {"rate": 10})
+        self.assertEqual(st, 400)
+        self.assertIn("frozen", json.loads(body)["error"])
+        self.assertEqual(frozen.clock(), "2026-06-30T12:00:00.000Z")
+
+    def test_rate_change_keeps_now_continuous(self):
+        sim = self.running("--clock-rate", str(self.RATE))
+        real = time.monotonic()
+        before = ms(sim.clock())
+        at = sim.control("POST", "clock", {"rate": 1})
+        real = time.monotonic() - real
+        after = ms(sim.clock())
+        self.assertEqual(at["rate"], 1)
+        # no jump: the change lands between the readings around it, within
+        # what the fast clock could run in the real time the calls took
+        self.assertLessEqual(before, ms(at["now"]))
+        self.assertLessEqual(ms(at["now"]) - before, self.RATE * 1000 * real + 1000)
+        self.assertLessEqual(ms(at["now"]), after)
+        self.assertLess(after - ms(at["now"]), 60_000)     # now at one second a second
+        # rate with a move: the move, then the new rate; bad rates change nothing
+        at = sim.control("POST", "clock", {"now": NOW, "rate": 2})
+        self.assertEqual((at["rate"], ms(at["now"]) - ms(NOW) < 60_000), (2, True))
+        for bad in (0, -1, "fast", None, True):
+            st, _, _ = sim.request("POST", "/_sim/clock", {"rate": bad, "advance_seconds": 86400})
+            self.assertEqual(st, 400, bad)
+        clock = sim.control("GET", "clock")
+        self.assertEqual(clock["rate"], 2)
+        self.assertLess(ms(clock["now"]) - ms(NOW), 3_600_000)
+        proc = subprocess.run(harness.SIMULATOR + ["--port", "0", "--clock-rate", "0"],
+                              capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("--clock-rate", proc.stderr)
+
+    def test_sleep_appears_and_is_scored_as_the_scaled_clock_passes(self):
+        want = self.first_sleep_after(NOW, 1)
+        sim = self.running("--clock-rate", "1")
+        tok = sim.token()
+        path = "/v2/activity/sleep"
+        ids = [s["id"] for s in sim.api(path, tok, limit=25)[2]["records"]]
+        self.assertNotIn(want["id"], ids)
+        sim.control("POST", "clock", {"rate": self.RATE})
+        # from here on only the API: the record appears, then gets scored
+        seen, deadline = None, time.time() + 60
+        while time.time() < deadline:
+            recs = sim.api(path, tok, limit=25)[2]["records"]
+            seen = next((s for s in recs if s["id"] == want["id"]), None)
+            if seen is not None and seen["score_state"] == "SCORED":
+                break
+            time.sleep(0.2)
+        self.assertIsNotNone(seen, "the sleep never appeared")
+        self.assertEqual(seen["score_state"], "SCORED")
+        self.assertEqual((seen["start"], seen["end"], seen["created_at"]),
+                         (want["start"], want["end"], want["created_at"]))
+        self.assertGreaterEqual(ms(sim.clock()), ms(want["created_at"]))
+
+    def test_a_fast_run_serves_what_a_frozen_twin_serves(self):
+        # days a real second: the generated horizon keeps up with the clock
+        sim = self.running("--clock-rate", "1")
+        tok = sim.token()
+        sim.control("POST", "clock", {"rate": 3 * 86400})
+        time.sleep(2)
+        now = sim.control("POST", "clock", {"rate": 1e-6})["now"]     # all but stopped
+        self.assertGreater(ms(now), ms(NOW) + 4 * 86400_000)
+        with harness.Simulator("--days", "5") as twin:
+            twin.clock(now=now)
+            ttok = twin.token()
+            for kind, path in sorted(PATHS.items()):
+                self.assertEqual(sim.api(path, tok, limit=25)[2],
+                                 twin.api(path, ttok, limit=25)[2], kind)
+                self.assertEqual(sim.records(kind), twin.records(kind), kind)
+
+    def test_webhooks_follow_the_scaled_clock(self):
+        want = self.first_sleep_after(NOW, 1)
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        sim = self.running("--clock-rate", "1", "--webhook-url", rx.url,
+                           "--webhook-retry-scale", str(RETRY_SCALE))
+        sim.accounts()                                      # the athlete authorizes the app
+        sim.control("POST", "clock", {"rate": self.RATE})
+        # nobody asks the simulator anything: the scanner thread sends it
+        key = {"type": "sleep.updated", "id": want["id"]}
+        with rx.cond:
+            rx.cond.wait_for(lambda: any({k: json.loads(p["body"])[k] for k in key} == key
+                                         for p in rx.posts), 60)
+        deadline = time.time() + 30     # the receiver has it; the simulator books it
+        while True:
+            got = [d for d in sim.control("GET", "webhooks")["deliveries"]
+                   if (d["type"], d["id"]) == ("sleep.updated", want["id"])]
+            if (got and got[0]["status"] != "pending") or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertTrue(got, "no delivery booked")
+        self.assertEqual(got[0]["status"], "delivered")
+        # a tick emits one .updated for whatever the record went through in
+        # the span it covers: its appearance, maybe its scoring too
+        self.assertLessEqual(ms(want["created_at"]), ms(got[0]["changed_at"]))
+        self.assertLessEqual(ms(got[0]["changed_at"]), ms(want["updated_at"]))
+        # the wall clock of the change is when the scaled clock passed it
+        self.assertLessEqual(got[0]["changed_at_real_ms"], got[0]["attempts_real_ms"][0])
+        self.assertGreaterEqual(ms(sim.clock()), ms(want["created_at"]))
+
+
 class DeterminismTest(unittest.TestCase):
     ARGS = ("--athletes", "2", "--days", "200", "--rate-per-minute", "0")
 

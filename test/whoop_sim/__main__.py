@@ -16,7 +16,21 @@ COMMAND LINE
   --days N                 days of history up to now (default 730)
   --now ISO                freeze the simulator ("data") clock at ISO; without
                            it the clock is real time.  Record visibility and
-                           "end defaults to now" use this clock.
+                           "end defaults to now" use this clock.  With
+                           --clock-rate the clock is not frozen: it starts at
+                           ISO once the data is generated and runs at the rate.
+  --clock-rate X           a running data clock advances X simulated seconds a
+                           real second (X > 0; default 1, real time): records
+                           appear, get scored and emit their webhooks as the
+                           scaled clock passes them.  Without --now it starts
+                           at the real time the process started, once the
+                           data is generated.  Real time still:
+                           token lifetimes, rate-limit windows (a benchmark at
+                           rate X passes --rate-minute-seconds 60/X for WHOOP's
+                           limits per simulated minute and day), webhook retry
+                           delays (--webhook-retry-scale), signature timestamps
+                           and the knobs' duplicate_ms/reorder_ms.
+                           POST /_sim/clock {"rate": X} changes it at run time.
   --token-ttl S            access-token lifetime in real seconds (3600): tokens
                            expire on the real clock, as at WHOOP
   --rate-per-minute N      per-app requests per "minute" (100; 0 = unlimited)
@@ -64,6 +78,7 @@ def main(argv=None):
     p.add_argument("--athletes", type=int, default=1)
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--now", default=None)
+    p.add_argument("--clock-rate", type=float, default=None)
     p.add_argument("--token-ttl", type=int, default=3600)
     p.add_argument("--rate-per-minute", type=int, default=100)
     p.add_argument("--rate-per-day", type=int, default=10000)
@@ -82,6 +97,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.athletes < 1 or args.days < 1 or args.max_page_size < 1 or args.rate_minute_seconds <= 0:
         p.error("--athletes, --days, --max-page-size and --rate-minute-seconds must be positive")
+    if args.clock_rate is not None and not 0 < args.clock_rate < float("inf"):
+        p.error("--clock-rate must be a number > 0")
     if args.now is not None:
         try:
             parse_iso(args.now)

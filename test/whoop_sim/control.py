@@ -101,13 +101,20 @@ not rate limited, never faulted)
                         when it has a recovery), recovery => recovery.updated,
                         workout => workout.updated; cycle/profile/body none.
                         => {"record": <the record as now served>}
-  GET  /_sim/clock      {"now": ISO}
-  POST /_sim/clock      {"now": ISO} or {"advance_seconds": n} => {"now": ISO}
-                        (a frozen clock stays frozen; a real-time clock keeps
+  GET  /_sim/clock      {"now": ISO, "rate": X | null}  rate: simulated
+                        seconds a real second of a running clock (--clock-
+                        rate), null for a frozen clock
+  POST /_sim/clock      {"now": ISO} or {"advance_seconds": n}, and/or
+                        {"rate": X} => {"now": ISO, "rate": X | null}
+                        (a frozen clock stays frozen; a running clock keeps
                         running from the new point).  Moving backwards is
                         allowed (records created later disappear again).
                         Moving forward emits the webhooks of the records that
                         appeared or changed on the way; backwards emits none.
+                        rate (> 0; a running clock only, else 400) applies
+                        from the new point (or from now: now() stays
+                        continuous); records and webhooks follow the scaled
+                        clock without further calls.
   POST /_sim/expire_tokens [{"user_id": n}]  every (that athlete's) current
                         access token expires now; refresh tokens stay valid.
                         => {"expired": n}
@@ -213,6 +220,7 @@ class ControlPlane:
             if getattr(fn, "unlocked", False):     # it waits: the API must not
                 return fn(query, data)
             with self.lock:
+                self.world.ensure()     # a running clock may have passed the horizon
                 return fn(query, data)
         except (ValueError, TypeError, KeyError) as e:
             return 400, {"error": str(e)}
@@ -278,19 +286,30 @@ class ControlPlane:
         inj = dict(self.chaos.injected) if self.chaos is not None else dict(self.chaos_counts)
         return 200, {"enabled": self.chaos is not None, "injected": inj}
 
+    def _clock(self):
+        w = self.world
+        return {"now": iso(w.now()), "rate": None if w.frozen else w.rate}
+
     def ctl_get_clock(self, q, d):
-        return 200, {"now": iso(self.world.now())}
+        return 200, self._clock()
 
     def ctl_post_clock(self, q, d):
         w = self.world
+        if "now" not in d and "advance_seconds" not in d and "rate" not in d:
+            raise ValueError("give now, advance_seconds or rate")
+        to = None       # checked before anything changes
         if "now" in d:
-            w.set_now(parse_iso(str(d["now"])))
+            to = parse_iso(str(d["now"]))
         elif "advance_seconds" in d:
-            w.set_now(w.now() + float(d["advance_seconds"]) * 1000)
+            to = w.now() + float(d["advance_seconds"]) * 1000
+        if "rate" in d:
+            w.set_rate(d["rate"])
+        if to is not None:
+            w.set_now(to)
         else:
-            raise ValueError("give now or advance_seconds")
-        self.hooks.scan(True)
-        return 200, {"now": iso(w.now())}
+            w.ensure()
+        self.hooks.scan(to is not None)
+        return 200, self._clock()
 
     def ctl_post_expire_tokens(self, q, d):
         uid = d.get("user_id")

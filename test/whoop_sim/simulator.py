@@ -24,8 +24,12 @@ class Simulator(ApiEndpoints, OAuthEndpoints, ControlPlane, FaultInjection):
 
     def __init__(self, args):
         now = parse_iso(args.now) if args.now else int(time.time() * 1000)
-        self.world = World(args.seed, args.athletes, args.days, now, args.now is not None,
+        rate = getattr(args, "clock_rate", None)
+        self.world = World(args.seed, args.athletes, args.days, now,
+                           args.now is not None or rate is not None,
                            set(args.no_body_for or []), args.jobs)
+        if rate is not None:        # frozen while generating, then runs from `now`
+            self.world.run(rate)
         self.auth = Auth(self.world, args.client_id, args.client_secret, args.redirect_uri,
                          args.token_ttl)
         self.max_page = args.max_page_size

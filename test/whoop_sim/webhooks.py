@@ -17,8 +17,10 @@ WEBHOOKS
              and now: one .updated per record, however many of its changes
              the step covered.  A scan runs when POST /_sim/clock moves the
              clock (moving backwards emits nothing; moving forward again
-             over the same span emits again) and, with a real-time clock,
-             every TICK_SECONDS from a thread of its own, without a request.
+             over the same span emits again) and, with a running clock
+             (real time or --clock-rate), every TICK_SECONDS from a thread
+             of its own, without a request: each scan emits the span the
+             (scaled) clock covered since the last one.
              A scan pops a heap of future change times (rebuilt from the
              per-athlete indexes, bounded by Index.lag, when the clock goes
              back or the generated horizon grows): it costs nothing when
@@ -312,7 +314,7 @@ class Webhooks:
         real_now = time.time() * 1000
         order = sorted(due.items(), key=lambda x: (x[1], x[0].ath.idx, KINDS.index(x[0].kind)))
         self.emit([(rec.kind + ".updated", rec.ath.user_id, event_id(rec), t,
-                    real_now if jump or w.frozen else min(real_now, t - w.offset))
+                    real_now if jump or w.frozen else min(real_now, w.real_at(t)))
                    for rec, t in order])
 
     def _rebuild(self):
@@ -337,7 +339,7 @@ class Webhooks:
         self.horizon = w.horizon_e
 
     def _tick(self):
-        """_tick scans a real-time clock without waiting for a request."""
+        """_tick scans a running clock without waiting for a request."""
         while True:
             time.sleep(TICK_SECONDS)
             with self.sim_lock:

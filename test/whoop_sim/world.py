@@ -21,12 +21,18 @@ PARALLEL_FROM = 24               # athletes: from here helper processes generate
 
 
 class World:
+    """World: the athletes, generated up to `horizon_e`, and the simulator
+    clock: frozen at now_fixed, or running at `rate` simulated ms per real ms
+    from the anchor (real_a, sim_a), real ms of time.time()."""
+
     def __init__(self, seed, athletes, days, now_ms, frozen, no_body, jobs=2):
         self.seed = seed
         self.jobs = jobs
         self.frozen = frozen
         self.now_fixed = now_ms
-        self.offset = 0.0      # real-time mode: sim now = real now + offset
+        self.rate = 1.0
+        self.real_a = time.time() * 1000
+        self.sim_a = float(now_ms)
         self.real0 = now_ms
         self.now0_e = int(now_ms // DAY)
         self.first_e = self.now0_e - days + 1
@@ -47,32 +53,56 @@ class World:
     def now(self):
         if self.frozen:
             return self.now_fixed
-        return int(time.time() * 1000 + self.offset)
+        return int(self.sim_a + (time.time() * 1000 - self.real_a) * self.rate)
+
+    def real_at(self, ms):
+        """real_at: the wall-clock ms at which a running clock shows (showed) ms."""
+        return self.real_a + (ms - self.sim_a) / self.rate
 
     def set_now(self, ms):
         if self.frozen:
             self.now_fixed = int(ms)
         else:
-            self.offset = ms - time.time() * 1000
+            self.real_a, self.sim_a = time.time() * 1000, float(ms)
         self.ensure()
 
+    def run(self, rate):
+        """run makes a frozen clock run from where it stands, at rate."""
+        self.sim_a, self.real_a = float(self.now_fixed), time.time() * 1000
+        self.frozen = False
+        self.set_rate(rate)
+
+    def set_rate(self, rate):
+        """set_rate makes a running clock advance rate simulated seconds per
+        real second from now on (now() goes on from where it is)."""
+        if self.frozen:
+            raise ValueError("a frozen clock (--now without --clock-rate) has no rate")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 \
+                or rate == float("inf"):
+            raise ValueError("rate must be a number > 0")
+        real = time.time() * 1000
+        self.sim_a = self.sim_a + (real - self.real_a) * self.rate
+        self.real_a, self.rate = real, float(rate)
+
     def ensure(self):
-        """ensure generates every athlete up to two days past now."""
-        target = int(self.now() // DAY) + 2
-        if self.horizon_e is not None and target <= self.horizon_e:
-            return
-        gc_was = gc.isenabled()
-        gc.disable()     # millions of young objects: the cyclic GC only costs here
-        try:
-            if self.horizon_e is None and self.jobs > 1 and len(self.athletes) >= PARALLEL_FROM:
-                self.generate_forked(target)
-            for a in self.athletes:
-                a.ensure(target)
-        finally:
-            if gc_was:
-                gc.freeze()
-                gc.enable()
-        self.horizon_e = target
+        """ensure generates every athlete up to two days past now, again
+        while a fast clock ran past that during the generation."""
+        while True:
+            target = int(self.now() // DAY) + 2
+            if self.horizon_e is not None and target <= self.horizon_e:
+                return
+            gc_was = gc.isenabled()
+            gc.disable()     # millions of young objects: the cyclic GC only costs here
+            try:
+                if self.horizon_e is None and self.jobs > 1 and len(self.athletes) >= PARALLEL_FROM:
+                    self.generate_forked(target)
+                for a in self.athletes:
+                    a.ensure(target)
+            finally:
+                if gc_was:
+                    gc.freeze()
+                    gc.enable()
+            self.horizon_e = target
 
     def generate_forked(self, target):
         """generate_forked splits the athletes into `jobs` chunks: forked
