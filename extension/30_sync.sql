@@ -280,12 +280,13 @@ comment on function whoop_internal.raw_upsert(text) is
 create function whoop_internal.sync_settings(server name,
     out max_sync_deletions integer, out cycle_poll_interval interval,
     out profile_poll_interval interval, out backfill_first_days integer,
-    out backfill_chunk_days integer, out backfill_max_chunks_per_sync integer)
+    out backfill_chunk_days integer, out backfill_max_chunks_per_sync integer,
+    out reconcile_interval interval)
 language c stable strict
 as 'MODULE_PATHNAME', 'whoop_sync_settings';
 
 comment on function whoop_internal.sync_settings(name) is
-    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day), backfill_first_days (60), backfill_chunk_days (180), backfill_max_chunks_per_sync (NULL: no limit)';
+    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day), backfill_first_days (60), backfill_chunk_days (180), backfill_max_chunks_per_sync (NULL: no limit), reconcile_interval (NULL: every sync)';
 
 create function whoop_internal.update_window(source regclass)
 returns interval
@@ -776,6 +777,11 @@ begin
                   and s.endpoint = ep;
                 continue when ep in ('profile', 'body_measurement')
                     and state.last_success_at > clock_timestamp() - settings.profile_poll_interval;
+                -- With webhooks the listings of sleeps, workouts and
+                -- recoveries only catch what an event missed: reconcile_interval
+                -- spaces them out.
+                continue when ep in ('sleep', 'workout', 'recovery')
+                    and state.last_success_at > clock_timestamp() - settings.reconcile_interval;
                 continue when ep = 'cycle' and state.pending_since is null
                     and state.last_success_at > clock_timestamp() - settings.cycle_poll_interval
                     and not coalesce(whoop_internal.wake_poll_after(target.user_id,
@@ -936,7 +942,7 @@ end
 $$;
 
 comment on procedure whoop.sync(name, bigint, text, boolean, bigint) is
-    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; fetches are classed for the request budget (backfill: full, a first load and history chunks; reconcile: sleep and workout; cycle: the rest) and those the day''s reserve keeps back are deferred (sync_log status deferred, one NOTICE); profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them or the member''s usual wake time has come (whoop_internal.wake_poll_after); a member''s first sync loads the newest backfill_first_days, then (after every account''s incremental work) older history in chunks (whoop_internal.sync_history); full => true refetches and reconciles all history';
+    'incremental sync of every (or the given) server, account and endpoint into the raw layer, committing per endpoint, tombstoning the sleeps and workouts WHOOP deleted; fetches are classed for the request budget (backfill: full, a first load and history chunks; reconcile: sleep and workout; cycle: the rest) and those the day''s reserve keeps back are deferred (sync_log status deferred, one NOTICE); profile and body measurement at most every profile_poll_interval, cycles every cycle_poll_interval unless a webhook marked them or the member''s usual wake time has come (whoop_internal.wake_poll_after), recoveries, sleeps and workouts every reconcile_interval when set; a member''s first sync loads the newest backfill_first_days, then (after every account''s incremental work) older history in chunks (whoop_internal.sync_history); full => true refetches and reconciles all history';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
@@ -962,6 +968,7 @@ select a.server_name,
                 then least(s.last_success_at + g.cycle_poll_interval,
                            whoop_internal.wake_poll_after(a.user_id, s.last_success_at))
             when e.endpoint = 'cycle' then s.last_success_at
+            when g.reconcile_interval is not null then s.last_success_at + g.reconcile_interval
             else s.last_success_at end as next_poll_due,
        case when l.status = 'failed' then 'last sync failed: ' || l.error
             when l.status = 'deferred' then 'deferred by the request budget'
@@ -991,7 +998,7 @@ comment on column whoop.account_freshness.history_from is
 comment on column whoop.account_freshness.history_complete is
     'the endpoint''s whole history is loaded; NULL for profile and body measurement';
 comment on column whoop.account_freshness.next_poll_due is
-    'when a plain whoop.sync() fetches the endpoint next (profile_poll_interval; cycle_poll_interval, or earlier an hour after the member''s usual wake time; the other endpoints every sync): a sync at or after this time does; now() when never synced or a webhook marked it';
+    'when a plain whoop.sync() fetches the endpoint next (profile_poll_interval; cycle_poll_interval, or earlier an hour after the member''s usual wake time; reconcile_interval for recoveries, sleeps and workouts, else every sync): a sync at or after this time does; now() when never synced or a webhook marked it';
 comment on column whoop.account_freshness.why is
     'the state in words, the first that applies: last sync failed: <error> (the latest fetch of the endpoint, incremental or history chunk), deferred by the request budget, never synced, webhook change waiting for the next sync, history loading (from <history_from>), fresh';
 --upgrade 1.0--1.1 end

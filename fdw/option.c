@@ -68,6 +68,7 @@ static const WhoopOption whoop_options[] = {
 	{"update_window", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"max_sync_deletions", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 1000000},
 	{"cycle_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
+	{"reconcile_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"profile_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"backfill_first_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
 	{"backfill_chunk_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
@@ -462,6 +463,7 @@ whoop_get_server(Oid serverid)
 	server->update_window_us = -1;
 	server->max_sync_deletions = DEFAULT_MAX_SYNC_DELETIONS;
 	server->cycle_poll_interval_us = -1;
+	server->reconcile_interval_us = -1;
 	server->profile_poll_interval_us = DEFAULT_PROFILE_POLL_INTERVAL_US;
 	server->backfill_first_days = DEFAULT_BACKFILL_FIRST_DAYS;
 	server->backfill_chunk_days = DEFAULT_BACKFILL_CHUNK_DAYS;
@@ -494,6 +496,8 @@ whoop_get_server(Oid serverid)
 			server->max_sync_deletions = atoi(value);
 		else if (strcmp(def->defname, "cycle_poll_interval") == 0)
 			server->cycle_poll_interval_us = whoop_parse_interval_us(value, def->defname);
+		else if (strcmp(def->defname, "reconcile_interval") == 0)
+			server->reconcile_interval_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "profile_poll_interval") == 0)
 			server->profile_poll_interval_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "backfill_first_days") == 0)

@@ -519,6 +519,43 @@ class PollingTest(harness.SimulatorSuite):
         finally:
             psql("alter server sim options (drop cycle_poll_interval)")
 
+    def test_05_reconcile_interval_spaces_out_the_listings(self):
+        u0, u1 = self.users
+        listed = ("recovery", "sleep", "workout")
+        psql("alter server sim options (add reconcile_interval '1 day')")
+        try:
+            start = self.last_id()
+            self.assertNotIn("WARNING", sync())
+            self.assertFalse(set(listed) & {e for _, e in self.logged(start)})
+            self.assertFalse([r for r in self.sim.request_log()
+                              if r["path"] in ("/v2/recovery", "/v2/activity/sleep",
+                                               "/v2/activity/workout")])
+            # the freshness view says when they are due
+            self.assertEqual(rows("select distinct f.next_poll_due = f.last_success_at + interval '1 day' "
+                                  "from whoop.account_freshness f where f.endpoint in "
+                                  "('recovery', 'sleep', 'workout')"), [["t"]])
+            # u1 last listed longer ago than the interval: only u1's are listed
+            psql("update whoop.sync_state set last_success_at = now() - interval '25 hours' "
+                 "where user_id = %d and endpoint in ('recovery', 'sleep', 'workout')" % u1)
+            start = self.last_id()
+            self.assertNotIn("WARNING", sync())
+            self.assertEqual(sorted((int(u), e) for u, e in self.logged(start) if e in listed),
+                             [(u1, e) for e in listed])
+            # an explicit endpoint and full => true always list
+            start = self.last_id()
+            sync("endpoint => 'sleep'")
+            self.assertEqual(len(self.logged(start)), 2)
+            start = self.last_id()
+            sync("full => true")
+            self.assertEqual(sorted(e for _, e in self.logged(start) if e in listed),
+                             sorted(listed * 2))
+        finally:
+            psql("alter server sim options (drop reconcile_interval)")
+        # without it every sync lists them again
+        start = self.last_id()
+        sync()
+        self.assertEqual(sorted(e for _, e in self.logged(start) if e in listed), sorted(listed * 2))
+
     def test_03_profile_and_body_at_most_daily(self):
         u0 = self.users[0]
         snapshots = "select count(*) from whoop.raw_body_measurement where user_id = %d" % u0
@@ -562,7 +599,9 @@ class PollingTest(harness.SimulatorSuite):
                ("max_sync_deletions", "1000001", "HV024", "must be an integer from 0 to 1000000"),
                ("cycle_poll_interval", "-1 hour", "HV024", "must not be negative"),
                ("cycle_poll_interval", "soon", "22007", "option \"cycle_poll_interval\""),
-               ("profile_poll_interval", "-1 day", "HV024", "must not be negative")]
+               ("profile_poll_interval", "-1 day", "HV024", "must not be negative"),
+               ("reconcile_interval", "-1 day", "HV024", "must not be negative"),
+               ("reconcile_interval", "daily", "22007", "option \"reconcile_interval\"")]
         for option, value, state, text in bad:
             with self.assertRaises(SQLError, msg=option + " " + value) as cm:
                 psql("alter server sim options (add %s '%s')" % (option, value))
@@ -574,17 +613,18 @@ class PollingTest(harness.SimulatorSuite):
             psql("alter foreign table whoop_source.sim__cycle options (add cycle_poll_interval '1 day')")
         self.assertEqual(cm.exception.sqlstate, "HV00D")
         psql("alter server sim options (add max_sync_deletions '0', add cycle_poll_interval '6 hours', "
-             "add profile_poll_interval '7 days')")
+             "add profile_poll_interval '7 days', add reconcile_interval '12 hours')")
         self.assertEqual(rows("select max_sync_deletions, extract(epoch from cycle_poll_interval), "
-                              "extract(epoch from profile_poll_interval) "
+                              "extract(epoch from profile_poll_interval), "
+                              "extract(epoch from reconcile_interval) "
                               "from whoop_internal.sync_settings('sim')"),
-                         [["0", "21600.000000", "604800.000000"]])
+                         [["0", "21600.000000", "604800.000000", "43200.000000"]])
         psql("alter server sim options (drop max_sync_deletions, drop cycle_poll_interval, "
-             "drop profile_poll_interval)")
+             "drop profile_poll_interval, drop reconcile_interval)")
         self.assertEqual(rows("select max_sync_deletions, cycle_poll_interval is null, "
-                              "extract(epoch from profile_poll_interval) "
+                              "extract(epoch from profile_poll_interval), reconcile_interval is null "
                               "from whoop_internal.sync_settings('sim')"),
-                         [["10", "t", "86400.000000"]])
+                         [["10", "t", "86400.000000", "t"]])
 
 
 if __name__ == "__main__":
