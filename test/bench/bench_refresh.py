@@ -4,15 +4,15 @@ Syncs ATHLETES simulator athletes x 730 days through the FDW (rate limits
 off), then clones their raw rows in SQL into 2,000 members (new user_ids,
 cycle ids and uuids, derived deterministically from the originals and the
 copy number) before the first refresh.  Then, side by side in one run:
-  1. 1.0's refresh: the nine facts and metrics as materialized views over the
-     same definitions (bench_mv.<name> = select * from whoop_internal.<name>_def),
-     refreshed once plainly and once CONCURRENTLY, in refresh order;
-  2. whoop.refresh(full => true) (the first, never-built refresh and a
-     second one over built tables);
-  3. a typical 5-minute batch -- BATCH members changed: a new day, re-scored
+  1. whoop.refresh() the first time (never built: full);
+  2. a typical 5-minute batch -- BATCH members changed: a new day, re-scored
      recoveries, new and tombstoned workouts -- then whoop.refresh()
      (incremental), and a refresh with nothing queued;
-  4. the incremental result against a full rebuild (EXCEPT ALL both ways).
+  3. the incremental result against a full rebuild (EXCEPT ALL both ways);
+  4. whoop.refresh(full => true) over the built tables;
+  5. 1.0's refresh: the nine facts and metrics as materialized views over the
+     same definitions (bench_mv.<name> = select * from whoop_internal.<name>_def),
+     refreshed once plainly and once CONCURRENTLY, in refresh order.
 Prints times and ratios; asserts nothing about time.
 """
 
@@ -128,10 +128,32 @@ def main(cluster):
                                          "(select count(*) from whoop.raw_workout)")[0]))
 
     first_full = timed("select count(*) from whoop.refresh()")
-    second_full = timed("select count(*) from whoop.refresh(full => true)")
     sizes = dict(rows("select name, row_count from whoop_internal.maintained"))
     print("rows: " + ", ".join("%s %s" % (n, sizes[n]) for n in MAINTAINED))
 
+    print("whoop.refresh() first (never built, full): %.1f s" % first_full, flush=True)
+    empty = timed("select count(*) from whoop.refresh()")
+    psql(BATCH_SQL.format(batch=BATCH))
+    queued = int(scalar("select count(*) from whoop_internal.refresh_queue"))
+    incremental = timed("select count(*) from whoop.refresh()")
+    per_object = rows("select view_name, mode, members, round(extract(epoch from duration)::numeric, 2) "
+                      "from whoop.refresh_log where run_id = (select max(run_id) from whoop.refresh_log) "
+                      "order by refresh_order")
+    print("whoop.refresh() after a batch changing %d members: %.2f s (incremental); with nothing queued: %.2f s"
+          % (queued, incremental, empty))
+    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[3]) for r in per_object))
+
+    sys.stdout.flush()
+    diffs = {}
+    for n in MAINTAINED:
+        diffs[n] = int(scalar("select count(*) from ((select * from whoop.%s except all select * from whoop_internal.%s_def) "
+                              "union all (select * from whoop_internal.%s_def except all select * from whoop.%s)) d"
+                              % (n, n, n, n)))
+    print("incremental result vs a full rebuild: %s" % (
+        "identical (all nine, EXCEPT ALL both ways)" if not any(diffs.values())
+        else "DIFFERENT: %s" % diffs))
+    second_full = timed("select count(*) from whoop.refresh(full => true)")
+    print("whoop.refresh(full => true) over built tables: %.1f s" % second_full, flush=True)
     # 1.0's way: the nine as materialized views over the same definitions
     psql("create schema bench_mv")
     for n in MAINTAINED:
@@ -154,30 +176,8 @@ def main(cluster):
     print("  %-28s %8.1f %13.1f" % ("all nine", sum(plain.values()), sum(conc.values())))
     psql("drop schema bench_mv cascade")
 
-    print("whoop.refresh() full: %.1f s the first (never built), %.1f s with full => true over built tables"
-          % (first_full, second_full))
-
-    empty = timed("select count(*) from whoop.refresh()")
-    psql(BATCH_SQL.format(batch=BATCH))
-    queued = int(scalar("select count(*) from whoop_internal.refresh_queue"))
-    incremental = timed("select count(*) from whoop.refresh()")
-    per_object = rows("select view_name, mode, members, round(extract(epoch from duration)::numeric, 2) "
-                      "from whoop.refresh_log where run_id = (select max(run_id) from whoop.refresh_log) "
-                      "order by refresh_order")
-    print("whoop.refresh() after a batch changing %d members: %.2f s (incremental); with nothing queued: %.2f s"
-          % (queued, incremental, empty))
-    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[3]) for r in per_object))
     print("ratios: incremental vs 1.0 concurrently %.0fx, vs full %.0fx; full vs 1.0 concurrently %.1fx"
           % (sum(conc.values()) / incremental, second_full / incremental, sum(conc.values()) / second_full))
-
-    diffs = {}
-    for n in MAINTAINED:
-        diffs[n] = int(scalar("select count(*) from ((select * from whoop.%s except all select * from whoop_internal.%s_def) "
-                              "union all (select * from whoop_internal.%s_def except all select * from whoop.%s)) d"
-                              % (n, n, n, n)))
-    print("incremental result vs a full rebuild: %s" % (
-        "identical (all nine, EXCEPT ALL both ways)" if not any(diffs.values())
-        else "DIFFERENT: %s" % diffs))
     return 1 if any(diffs.values()) else 0
 
 
