@@ -103,7 +103,7 @@ where w.id = t.id;
 
 def timed(sql):
     started = time.perf_counter()
-    psql(sql)
+    psql(sql, timeout=7200)     # a full rebuild on a busy 2-core machine takes minutes
     return time.perf_counter() - started
 
 
@@ -133,7 +133,7 @@ def main(cluster):
 
     print("whoop.refresh() first (never built, full): %.1f s" % first_full, flush=True)
     empty = timed("select count(*) from whoop.refresh()")
-    psql(BATCH_SQL.format(batch=BATCH))
+    psql(BATCH_SQL.format(batch=BATCH), timeout=7200)
     queued = int(scalar("select count(*) from whoop_internal.refresh_queue"))
     incremental = timed("select count(*) from whoop.refresh()")
     per_object = rows("select view_name, mode, members, round(extract(epoch from duration)::numeric, 2) "
@@ -146,7 +146,7 @@ def main(cluster):
     sys.stdout.flush()
     diffs = {}
     for n in MAINTAINED:
-        diffs[n] = int(scalar("select count(*) from ((select * from whoop.%s except all select * from whoop_internal.%s_def) "
+        diffs[n] = int(scalar(timeout=7200, sql="select count(*) from ((select * from whoop.%s except all select * from whoop_internal.%s_def) "
                               "union all (select * from whoop_internal.%s_def except all select * from whoop.%s)) d"
                               % (n, n, n, n)))
     print("incremental result vs a full rebuild: %s" % (
