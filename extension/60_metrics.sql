@@ -138,10 +138,12 @@ comment on function whoop_internal.load_zone(double precision) is
     'acute:chronic ratio < 0.8 Detraining, <= 1.3 Optimal, <= 1.5 Caution, else High Risk (a heuristic, not a diagnosis)';
 
 --upgrade 1.0--1.1 begin
+-- (the full join of the two facts written as a union of its two halves, so
+-- that a filter on the member reaches both facts' scans: same rows)
 create view whoop_internal.daily_scores as
 select
-    coalesce(r.user_id, s.user_id) as user_id,
-    coalesce(r.day, s.day) as day,
+    s.user_id,
+    s.day,
     r.recovery_score,
     r.recovery_zone,
     r.hrv_rmssd_milli,
@@ -150,8 +152,22 @@ select
     r.respiratory_rate,
     r.skin_temp_celsius,
     s.day_strain
+from whoop.fact_daily_strain s
+left join whoop.fact_daily_recovery r on r.user_id = s.user_id and r.day = s.day
+union all
+select
+    r.user_id,
+    r.day,
+    r.recovery_score,
+    r.recovery_zone,
+    r.hrv_rmssd_milli,
+    case when r.hrv_rmssd_milli > 0 then ln(r.hrv_rmssd_milli) end as ln_rmssd,
+    r.resting_heart_rate,
+    r.respiratory_rate,
+    r.skin_temp_celsius,
+    null::double precision as day_strain
 from whoop.fact_daily_recovery r
-full join whoop.fact_daily_strain s on s.user_id = r.user_id and s.day = r.day;
+where not exists (select from whoop.fact_daily_strain s where s.user_id = r.user_id and s.day = r.day);
 
 comment on view whoop_internal.daily_scores is
     'the scored daily inputs of the metrics, recovery and strain facts side by side (one row per member and day)';
