@@ -338,14 +338,16 @@ comment on column whoop.stg_workout.zone_5_minutes is 'minutes in heart-rate zon
 --upgrade 1.0--1.1 begin
 create or replace view whoop.stg_cycle_day as
 with main_sleep as (
-    select distinct on (s.cycle_id)
-        s.cycle_id, s.id as sleep_id, s."end", s.timezone_offset,
+    -- user_id leads the DISTINCT ON (a cycle has one member, so the rows
+    -- are the same) so that a filter on the member reaches raw_sleep
+    select distinct on (s.user_id, s.cycle_id)
+        s.user_id, s.cycle_id, s.id as sleep_id, s."end", s.timezone_offset,
         s."end" - s.start as length
     from whoop.raw_sleep s
     join whoop.raw_cycle c on c.id = s.cycle_id and c.user_id = s.user_id
     left join whoop.raw_recovery r on r.cycle_id = s.cycle_id and r.deleted_at is null
     where not s.nap and s.deleted_at is null
-    order by s.cycle_id, (s.id = r.sleep_id) is true desc, s."end" - s.start desc,
+    order by s.user_id, s.cycle_id, (s.id = r.sleep_id) is true desc, s."end" - s.start desc,
              s."end" desc, s.id
 ),
 dated as (
@@ -361,7 +363,7 @@ dated as (
         end as day,
         case when ms.sleep_id is not null then 'main sleep end' else 'cycle start + 12 h' end as day_rule
     from whoop.raw_cycle c
-    left join main_sleep ms on ms.cycle_id = c.id
+    left join main_sleep ms on ms.cycle_id = c.id and ms.user_id = c.user_id
 )
 select
     cycle_id, user_id, day, day_rule, main_sleep_id, main_sleep_length,

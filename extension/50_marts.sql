@@ -1,8 +1,9 @@
 -- 50_marts.sql: the star schema -- dimensions and daily facts.
 --
--- Materialized views, each with a unique index on NOT NULL key columns so
--- that whoop.refresh() can use REFRESH ... CONCURRENTLY (readers keep the old
--- contents until the new ones are committed).  Grain of both facts: one row
+-- The dimensions are materialized views, each with a unique index on NOT
+-- NULL key columns so that whoop.refresh() can use REFRESH ... CONCURRENTLY
+-- (readers keep the old contents until the new ones are committed); the
+-- facts are maintained objects (below), kept up to date per member.  Grain of both facts: one row
 -- per (user_id, day), the WHOOP day of whoop.stg_cycle_day; a day's row
 -- describes its primary cycle.
 
@@ -206,7 +207,110 @@ comment on column whoop_internal.dim_user_days.from_day is
     'first day of the version (UTC date it was first seen; -infinity for the member''s first version)';
 comment on column whoop_internal.dim_user_days.to_day is 'first day of the next version (infinity for the current one)';
 
-create materialized view whoop.fact_daily_recovery as
+------------------------------------------------------------------------------
+-- Maintained objects.  The facts and the metrics are plain views over
+-- tables that whoop.refresh() maintains member by member (every one of them
+-- is computed per member: all windows are partitioned by user_id), rather
+-- than materialized views that a refresh recomputes whole.  For an object
+-- <name>: whoop_internal.<name>_def holds its query (the definition),
+-- whoop_internal.<name>_rows its rows (primary key = the grain), and
+-- whoop.<name> -- what everyone reads -- selects the rows.  See
+-- 70_refresh.sql for the refresh and the change capture.
+
+-- 1.0 had materialized views here.  They go, with the extension's own
+-- objects built on them (recreated further on); an object of the user's
+-- that depends on them stops the update rather than being dropped with them.
+--upgrade 1.0--1.1 begin
+do $$
+declare
+    v_names text[] := array['fact_daily_recovery', 'fact_daily_strain', 'recovery_momentum',
+                            'strain_recovery_efficiency', 'training_readiness_gap', 'recovery_volatility',
+                            'autonomic_balance', 'seasonal_adaptation', 'training_load'];
+    v_user text;
+begin
+    if not exists (select from pg_catalog.pg_class c
+                   where c.relnamespace = 'whoop'::regnamespace and c.relname = any (v_names)
+                     and c.relkind = 'm') then
+        return;
+    end if;
+    with recursive dep (classid, objid) as (
+        select 'pg_catalog.pg_class'::regclass::oid, c.oid
+        from pg_catalog.pg_class c
+        where c.relnamespace = 'whoop'::regnamespace and c.relname = any (v_names) and c.relkind = 'm'
+        union
+        select case when d.classid = 'pg_catalog.pg_rewrite'::regclass
+                    then 'pg_catalog.pg_class'::regclass::oid else d.classid end,
+               case when d.classid = 'pg_catalog.pg_rewrite'::regclass then rw.ev_class else d.objid end
+        from dep
+        join pg_catalog.pg_depend d
+          on d.refclassid = dep.classid and d.refobjid = dep.objid and d.deptype = 'n'
+        left join pg_catalog.pg_rewrite rw
+          on d.classid = 'pg_catalog.pg_rewrite'::regclass and rw.oid = d.objid
+    )
+    select string_agg(pg_catalog.pg_describe_object(dep.classid, dep.objid, 0), ', '
+                      order by pg_catalog.pg_describe_object(dep.classid, dep.objid, 0))
+      into v_user
+    from dep
+    where not exists (select from pg_catalog.pg_depend e
+                      where e.classid = dep.classid and e.objid = dep.objid
+                        and e.refclassid = 'pg_catalog.pg_extension'::regclass and e.deptype = 'e');
+    if v_user is not null then
+        raise exception 'objects outside the extension depend on the materialized views that whoop_fdw 1.1 replaces: %', v_user
+            using errcode = 'dependent_objects_still_exist',
+                  detail = '1.1 turns the facts and metrics into views over tables that whoop.refresh() maintains per member; the update drops the 1.0 materialized views and does not drop objects of yours.',
+                  hint = 'Save their definitions, drop them, run ALTER EXTENSION whoop_fdw UPDATE, then recreate them (the columns are unchanged).';
+    end if;
+    -- only the extension's own objects depend on them (checked above)
+    drop materialized view whoop.training_load, whoop.seasonal_adaptation, whoop.autonomic_balance,
+        whoop.recovery_volatility, whoop.training_readiness_gap, whoop.strain_recovery_efficiency,
+        whoop.recovery_momentum, whoop.fact_daily_strain, whoop.fact_daily_recovery cascade;
+end;
+$$;
+
+create table whoop_internal.maintained (
+    name        text primary key,
+    built       boolean not null default false,
+    row_count   bigint not null default 0
+);
+
+comment on table whoop_internal.maintained is
+    'the objects whoop.refresh() maintains per member: whoop.<name> reads whoop_internal.<name>_rows, computed from whoop_internal.<name>_def; built is false until the first full rebuild (after CREATE EXTENSION, an upgrade, a restore or a TRUNCATE of a raw table); not dumped, so a restore starts unbuilt';
+comment on column whoop_internal.maintained.built is 'the rows were fully built once and are kept up to date since; false = the next refresh rebuilds them whole';
+comment on column whoop_internal.maintained.row_count is 'rows in whoop_internal.<name>_rows, kept by whoop.refresh() (exact without counting)';
+
+create function whoop_internal.create_maintained(p_name text, p_key text[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_def regclass := format('whoop_internal.%I', p_name || '_def')::regclass;
+    v_cols text;
+begin
+    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into v_cols
+    from pg_attribute a
+    where a.attrelid = v_def and a.attnum > 0 and not a.attisdropped;
+    execute format('create table whoop_internal.%I (like %s, primary key (%s))',
+                   p_name || '_rows', v_def,
+                   (select string_agg(quote_ident(k), ', ' order by o) from unnest(p_key) with ordinality k(k, o)));
+    if p_key[1] <> 'user_id' then
+        execute format('create index on whoop_internal.%I (user_id)', p_name || '_rows');
+    end if;
+    execute format('create view whoop.%I as select %s from whoop_internal.%I', p_name, v_cols, p_name || '_rows');
+    execute format('comment on view %s is %L', v_def,
+                   format('the definition of whoop.%s: whoop.refresh() computes whoop_internal.%s from it, per changed member or whole', p_name, p_name || '_rows'));
+    execute format('comment on table whoop_internal.%I is %L', p_name || '_rows',
+                   format('the rows of whoop.%s, maintained per member by whoop.refresh() from whoop_internal.%s; not dumped (rebuilt by the first refresh after a restore)', p_name, p_name || '_def'));
+    insert into whoop_internal.maintained (name) values (p_name);
+end;
+$$;
+
+comment on function whoop_internal.create_maintained(text, text[]) is
+    'creates a maintained object from its definition view whoop_internal.<name>_def: the table whoop_internal.<name>_rows (same columns, primary key p_key) and the view whoop.<name> over it, and registers it in whoop_internal.maintained (used by the install script)';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+create view whoop_internal.fact_daily_recovery_def as
 select
     cd.user_id,
     cd.day,
@@ -243,9 +347,9 @@ left join whoop.stg_sleep s on s.sleep_id = cd.main_sleep_id
 where cd.is_primary
   and (r.cycle_id is not null or s.sleep_id is not null);
 
-create unique index fact_daily_recovery_user_id_day on whoop.fact_daily_recovery (user_id, day);
+select whoop_internal.create_maintained('fact_daily_recovery', '{user_id,day}');
 
-comment on materialized view whoop.fact_daily_recovery is
+comment on view whoop.fact_daily_recovery is
     'one row per member and WHOOP day that has a recovery or a main sleep (any score state): recovery and main-sleep measures of the day''s primary cycle; scores only from SCORED records';
 comment on column whoop.fact_daily_recovery.day is 'the WHOOP day (see whoop.stg_cycle_day)';
 comment on column whoop.fact_daily_recovery.date_sk is 'key into whoop.dim_date';
@@ -274,11 +378,13 @@ comment on column whoop.fact_daily_recovery.rem_sleep_hours is 'main sleep: REM 
 comment on column whoop.fact_daily_recovery.disturbance_count is 'main sleep: number of disturbances';
 comment on column whoop.fact_daily_recovery.updated_at is 'latest updated_at of the recovery and the main sleep';
 
-create materialized view whoop.fact_daily_strain as
+create view whoop_internal.fact_daily_strain_def as
 -- Workouts summed per cycle once (sums in start order, so that float
 -- results do not depend on the physical row order).
+-- (grouped by member too -- a cycle has one member, so the groups are the
+-- same -- so that a filter on the member reaches raw_workout)
 with w as (
-    select x.cycle_id,
+    select x.user_id, x.cycle_id,
            count(*) as workout_count,
            max(x.strain) as max_workout_strain,
            sum(x.duration_minutes order by x.start, x.workout_id) as workout_minutes,
@@ -294,7 +400,7 @@ with w as (
            max(x.updated_at) as updated_at
     from whoop.stg_workout x
     where x.cycle_id is not null and x.score_state = 'SCORED'
-    group by x.cycle_id
+    group by x.user_id, x.cycle_id
 )
 select
     cd.user_id,
@@ -323,14 +429,14 @@ select
     greatest(c.updated_at, w.updated_at) as updated_at
 from whoop.stg_cycle_day cd
 join whoop.stg_cycle c on c.cycle_id = cd.cycle_id
-left join w on w.cycle_id = cd.cycle_id
+left join w on w.cycle_id = cd.cycle_id and w.user_id = cd.user_id
 left join whoop_internal.dim_user_days u
     on u.user_id = cd.user_id and cd.day >= u.from_day and cd.day < u.to_day
 where cd.is_primary;
 
-create unique index fact_daily_strain_user_id_day on whoop.fact_daily_strain (user_id, day);
+select whoop_internal.create_maintained('fact_daily_strain', '{user_id,day}');
 
-comment on materialized view whoop.fact_daily_strain is
+comment on view whoop.fact_daily_strain is
     'one row per member and WHOOP day: strain and energy of the day''s primary cycle and the SCORED workouts within it';
 comment on column whoop.fact_daily_strain.day is 'the WHOOP day (see whoop.stg_cycle_day)';
 comment on column whoop.fact_daily_strain.date_sk is 'key into whoop.dim_date';
@@ -355,3 +461,4 @@ comment on column whoop.fact_daily_strain.distance_km is 'distance covered in wo
 comment on column whoop.fact_daily_strain.sports is 'distinct sport names of the workouts, sorted; empty without workouts';
 comment on column whoop.fact_daily_strain.cycle_complete is 'false for the ongoing cycle, whose strain still grows';
 comment on column whoop.fact_daily_strain.updated_at is 'latest updated_at of the cycle and its workouts';
+--upgrade 1.0--1.1 end

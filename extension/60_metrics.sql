@@ -1,4 +1,6 @@
--- 60_metrics.sql: the analytic metrics -- materialized views over the facts.
+-- 60_metrics.sql: the analytic metrics -- maintained objects over the facts
+-- (whoop.<name> over whoop_internal.<name>_rows, computed per member from
+-- whoop_internal.<name>_def; see 50_marts.sql and 70_refresh.sql).
 --
 -- Rules shared by every metric (see README, "Warehouse"):
 --  * windows are calendar windows over the WHOOP day: "7 days" is D-6 ... D,
@@ -22,7 +24,6 @@
 --upgrade 1.0--1.1: alter function whoop.balance_category(double precision) set schema whoop_internal;
 --upgrade 1.0--1.1: alter function whoop.adaptation_category(double precision) set schema whoop_internal;
 --upgrade 1.0--1.1: alter function whoop.load_zone(double precision) set schema whoop_internal;
---upgrade 1.0--1.1: alter view whoop.daily_scores set schema whoop_internal;
 
 -- Categories as immutable SQL functions: one definition per category, used
 -- by the views and testable at their exact edges.  Single CASE expressions,
@@ -136,10 +137,13 @@ $$;
 comment on function whoop_internal.load_zone(double precision) is
     'acute:chronic ratio < 0.8 Detraining, <= 1.3 Optimal, <= 1.5 Caution, else High Risk (a heuristic, not a diagnosis)';
 
+--upgrade 1.0--1.1 begin
+-- (the full join of the two facts written as a union of its two halves, so
+-- that a filter on the member reaches both facts' scans: same rows)
 create view whoop_internal.daily_scores as
 select
-    coalesce(r.user_id, s.user_id) as user_id,
-    coalesce(r.day, s.day) as day,
+    s.user_id,
+    s.day,
     r.recovery_score,
     r.recovery_zone,
     r.hrv_rmssd_milli,
@@ -148,15 +152,29 @@ select
     r.respiratory_rate,
     r.skin_temp_celsius,
     s.day_strain
+from whoop.fact_daily_strain s
+left join whoop.fact_daily_recovery r on r.user_id = s.user_id and r.day = s.day
+union all
+select
+    r.user_id,
+    r.day,
+    r.recovery_score,
+    r.recovery_zone,
+    r.hrv_rmssd_milli,
+    case when r.hrv_rmssd_milli > 0 then ln(r.hrv_rmssd_milli) end as ln_rmssd,
+    r.resting_heart_rate,
+    r.respiratory_rate,
+    r.skin_temp_celsius,
+    null::double precision as day_strain
 from whoop.fact_daily_recovery r
-full join whoop.fact_daily_strain s on s.user_id = r.user_id and s.day = r.day;
+where not exists (select from whoop.fact_daily_strain s where s.user_id = r.user_id and s.day = r.day);
 
 comment on view whoop_internal.daily_scores is
     'the scored daily inputs of the metrics, recovery and strain facts side by side (one row per member and day)';
 comment on column whoop_internal.daily_scores.ln_rmssd is 'natural log of hrv_rmssd_milli (ms); NULL unless positive';
 
 -- 1. recovery_momentum: a row per day with a scored recovery.
-create materialized view whoop.recovery_momentum as
+create view whoop_internal.recovery_momentum_def as
 with w as (
     select
         user_id, day, recovery_score,
@@ -196,9 +214,9 @@ select
     whoop_internal.momentum_category(momentum_score) as momentum_category
 from s;
 
-create unique index recovery_momentum_user_id_day on whoop.recovery_momentum (user_id, day);
+select whoop_internal.create_maintained('recovery_momentum', '{user_id,day}');
 
-comment on materialized view whoop.recovery_momentum is
+comment on view whoop.recovery_momentum is
     'direction of recovery: day-over-day change and least-squares trends over 3/7/14 calendar days; a row per day with a scored recovery';
 comment on column whoop.recovery_momentum.change_1d is 'recovery today - recovery yesterday (D-1); NULL if either is missing';
 comment on column whoop.recovery_momentum.trend_3d is
@@ -211,7 +229,7 @@ comment on column whoop.recovery_momentum.momentum_category is
     '>= 2 Accelerating, >= 0.5 Improving, > -0.5 Stable, > -2 Declining, else Deteriorating';
 
 -- 2. strain_recovery_efficiency: a row per day with a scored day strain.
-create materialized view whoop.strain_recovery_efficiency as
+create view whoop_internal.strain_recovery_efficiency_def as
 with b as (
     select
         user_id, day, day_strain, recovery_score,
@@ -243,9 +261,9 @@ select
     whoop_internal.efficiency_category(efficiency) as efficiency_category
 from m;
 
-create unique index strain_recovery_efficiency_user_id_day on whoop.strain_recovery_efficiency (user_id, day);
+select whoop_internal.create_maintained('strain_recovery_efficiency', '{user_id,day}');
 
-comment on materialized view whoop.strain_recovery_efficiency is
+comment on view whoop.strain_recovery_efficiency is
     'how well the body answers load: next-day recovery against the prior week''s recovery, per unit of strain; a row per day with a scored day strain';
 comment on column whoop.strain_recovery_efficiency.recovery_score is 'recovery on day D itself (context only)';
 comment on column whoop.strain_recovery_efficiency.baseline_recovery is 'mean recovery over D-7 ... D-1; NULL below 3 observations';
@@ -257,7 +275,7 @@ comment on column whoop.strain_recovery_efficiency.efficiency_category is
     'on the day''s efficiency: > 1 Highly Efficient, > 0.5 Efficient, > 0 Moderate, > -0.5 Poor, else Very Poor; NULL stays NULL';
 
 -- 3. training_readiness_gap: a row per day with a scored recovery.
-create materialized view whoop.training_readiness_gap as
+create view whoop_internal.training_readiness_gap_def as
 with b as (
     select
         user_id, day, recovery_score, recovery_zone, day_strain,
@@ -288,9 +306,9 @@ select
         as overtraining_risk
 from g;
 
-create unique index training_readiness_gap_user_id_day on whoop.training_readiness_gap (user_id, day);
+select whoop_internal.create_maintained('training_readiness_gap', '{user_id,day}');
 
-comment on materialized view whoop.training_readiness_gap is
+comment on view whoop.training_readiness_gap is
     'does training match readiness: day strain against the strain band recommended for the day''s recovery zone; a row per day with a scored recovery';
 comment on column whoop.training_readiness_gap.recommended_strain_min is 'lower edge of the recommended band: red 0, yellow 10, green 14';
 comment on column whoop.training_readiness_gap.recommended_strain_max is 'upper edge of the recommended band: red 10, yellow 14, green 18';
@@ -303,7 +321,7 @@ comment on column whoop.training_readiness_gap.overtraining_risk is
     'zone not green AND avg_strain_prior_7d > 14 AND strain_gap > 2 (SQL logic: false as soon as one part is false, NULL when undecided for lack of data)';
 
 -- 4. recovery_volatility: a row per day with a scored recovery.
-create materialized view whoop.recovery_volatility as
+create view whoop_internal.recovery_volatility_def as
 with w as (
     select
         user_id, day, recovery_score,
@@ -332,9 +350,9 @@ select
     whoop_internal.volatility_category(volatility_30d) as volatility_category
 from v;
 
-create unique index recovery_volatility_user_id_day on whoop.recovery_volatility (user_id, day);
+select whoop_internal.create_maintained('recovery_volatility', '{user_id,day}');
 
-comment on materialized view whoop.recovery_volatility is
+comment on view whoop.recovery_volatility is
     'stability of recovery: rolling sample standard deviations over 7 and 30 calendar days; a row per day with a scored recovery';
 comment on column whoop.recovery_volatility.volatility_7d is 'sample sd of recovery over D-6 ... D; NULL below 3 observations';
 comment on column whoop.recovery_volatility.volatility_30d is 'sample sd of recovery over D-29 ... D; NULL below 10 observations';
@@ -351,9 +369,7 @@ comment on column whoop.recovery_volatility.volatility_category is
 -- only after them: a scored recovery with an HRV of 0 still has a resting
 -- HR, and an unscorable recovery after a scored sleep still has a
 -- respiratory rate (the sleep's, in fact_daily_recovery).
---upgrade 1.0--1.1: drop materialized view whoop.autonomic_balance cascade;
---upgrade 1.0--1.1 begin
-create materialized view whoop.autonomic_balance as
+create view whoop_internal.autonomic_balance_def as
 with w as (
     select
         user_id, day, hrv_rmssd_milli, ln_rmssd, resting_heart_rate, respiratory_rate,
@@ -414,9 +430,9 @@ select
     whoop_internal.balance_category(balance_score) as balance_category
 from b;
 
-create unique index autonomic_balance_user_id_day on whoop.autonomic_balance (user_id, day);
+select whoop_internal.create_maintained('autonomic_balance', '{user_id,day}');
 
-comment on materialized view whoop.autonomic_balance is
+comment on view whoop.autonomic_balance is
     'nervous-system balance from ln rMSSD against its own 60-day baseline and smallest worthwhile change (Plews 2012/2014, Buchheit 2014); a row per day with a scored, positive HRV; the resting-HR and respiratory baselines count every day with their own measure scored';
 comment on column whoop.autonomic_balance.ln_rmssd is 'ln(hrv_rmssd_milli), HRV in ms';
 comment on column whoop.autonomic_balance.hrv_7d is 'mean ln_rmssd over D-6 ... D; NULL below 3 observations';
@@ -443,7 +459,6 @@ comment on column whoop.autonomic_balance.balance_state is
     'hrv_7d above swc_high Parasympathetic, within [swc_low, swc_high] Balanced, below Sympathetic';
 comment on column whoop.autonomic_balance.balance_category is
     'on balance_score: >= 80 Excellent, >= 60 Good, >= 40 Moderate, >= 20 Poor, else Very Poor';
---upgrade 1.0--1.1 end
 
 -- 6. seasonal_adaptation: grain (user_id, year, season).  A season's mean of
 -- a measure needs 14 observations of it within the season, two weeks of the
@@ -451,9 +466,7 @@ comment on column whoop.autonomic_balance.balance_category is
 -- season treats the member, and a category from one day reads as a finding.
 -- Below 14 the mean is NULL, and with it the deviation, z-score, index and
 -- category built on it.
---upgrade 1.0--1.1: drop materialized view whoop.seasonal_adaptation cascade;
---upgrade 1.0--1.1 begin
-create materialized view whoop.seasonal_adaptation as
+create view whoop_internal.seasonal_adaptation_def as
 with d as (
     select
         f.user_id, f.day, dd.season_year,
@@ -530,9 +543,9 @@ select
     whoop_internal.adaptation_category(recovery_deviation) as adaptation_category
 from v;
 
-create unique index seasonal_adaptation_user_id_year_season on whoop.seasonal_adaptation (user_id, year, season);
+select whoop_internal.create_maintained('seasonal_adaptation', '{user_id,year,season}');
 
-comment on materialized view whoop.seasonal_adaptation is
+comment on view whoop.seasonal_adaptation is
     'how a member fares per meteorological season against everything before it; grain (user_id, year, season); a season counts days with a scored recovery or strain; each season mean needs 14 observations of its measure, each baseline 30';
 comment on column whoop.seasonal_adaptation.year is
     'the year the season ends in: December counts to the next year''s Dec-Feb season (whoop.dim_date.season_year)';
@@ -568,12 +581,11 @@ comment on column whoop.seasonal_adaptation.adaptation_index is
     '0.4 z_recovery + 0.3 z_hrv + 0.2 z_rhr + 0.1 z_skin; NULL when any term is (e.g. a strap without skin temperature)';
 comment on column whoop.seasonal_adaptation.adaptation_category is
     'on recovery_deviation: > 10 Thriving, > 5 Well Adapted, > -5 Normal Adaptation, > -10 Struggling, else Poorly Adapted; NULL until the season has 14 days with a scored recovery and a baseline';
---upgrade 1.0--1.1 end
 
 -- 7. training_load: a row per day with a scored day strain.
 -- The EWMAs run over the member's scored days in order (a day without data
 -- is skipped, not counted as zero strain: an unworn strap is not rest).
-create materialized view whoop.training_load as
+create view whoop_internal.training_load_def as
 with w as (
     select
         user_id, day, day_strain,
@@ -608,9 +620,9 @@ select
     whoop_internal.load_zone(acwr_ewma) as load_zone
 from r;
 
-create unique index training_load_user_id_day on whoop.training_load (user_id, day);
+select whoop_internal.create_maintained('training_load', '{user_id,day}');
 
-comment on materialized view whoop.training_load is
+comment on view whoop.training_load is
     'acute:chronic workload ratio of day strain (Williams et al. 2017): EWMA (lambda = 2/(N+1), N = 7 and 28) and rolling coupled 7/28-day means; a heuristic, not a diagnosis; a row per day with a scored day strain';
 comment on column whoop.training_load.acute_load_ewma is
     'whoop.ewma(day_strain, 7) over the member''s scored days so far; NULL before the 7th';
@@ -622,3 +634,4 @@ comment on column whoop.training_load.chronic_load_28d is 'mean day strain over 
 comment on column whoop.training_load.acwr_rolling is 'acute_load_7d / chronic_load_28d (coupled rolling ratio)';
 comment on column whoop.training_load.load_zone is
     'on acwr_ewma: < 0.8 Detraining, <= 1.3 Optimal, <= 1.5 Caution, else High Risk (a heuristic, not a diagnosis)';
+--upgrade 1.0--1.1 end

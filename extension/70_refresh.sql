@@ -1,5 +1,5 @@
--- 70_refresh.sql: run ids, lineage and the refresh of the materialized
--- views in dependency order.
+-- 70_refresh.sql: run ids, lineage, change capture and the refresh of the
+-- materialized views and the maintained objects in dependency order.
 
 --upgrade 1.0--1.1: alter sequence whoop.run_id_seq set schema whoop_internal;
 
@@ -20,7 +20,8 @@ comment on sequence whoop_internal.run_id_seq is
 ------------------------------------------------------------------------------
 -- Lineage, from the catalog.
 
-create view whoop.lineage as
+--upgrade 1.0--1.1 begin
+create or replace view whoop.lineage as
 with recursive members as (
     select c.oid, c.relkind
     from pg_catalog.pg_depend e
@@ -31,14 +32,23 @@ with recursive members as (
       and e.deptype = 'e'
       and c.relkind in ('v', 'm')
 ),
+-- a maintained object (whoop_internal.maintained) reads its rows table and
+-- whatever its definition view reads
+maintained as (
+    select pg_catalog.to_regclass(format('whoop.%I', mt.name))::oid as view_oid,
+           coalesce(pg_catalog.to_regclass(format('whoop_internal.%I', mt.name || '_def'))::oid, 0) as def_oid
+    from whoop_internal.maintained mt
+),
 direct as (
     select distinct m.oid as view_oid, d.refclassid, d.refobjid
     from members m
-    join pg_catalog.pg_rewrite rw on rw.ev_class = m.oid
+    left join maintained mt on mt.view_oid = m.oid
+    join pg_catalog.pg_rewrite rw on rw.ev_class in (m.oid, coalesce(mt.def_oid, 0))
     join pg_catalog.pg_depend d
       on d.classid = 'pg_catalog.pg_rewrite'::regclass and d.objid = rw.oid and d.deptype = 'n'
     where d.refclassid in ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass)
-      and not (d.refclassid = 'pg_catalog.pg_class'::regclass and d.refobjid = m.oid)
+      and not (d.refclassid = 'pg_catalog.pg_class'::regclass
+               and d.refobjid in (m.oid, coalesce(mt.def_oid, 0)))
 ),
 walk (view_oid, refclassid, refobjid, depth) as (
     select view_oid, refclassid, refobjid, 1 from direct
@@ -81,7 +91,7 @@ left join pg_catalog.pg_proc p on s.refclassid = 'pg_catalog.pg_proc'::regclass 
 left join pg_catalog.pg_namespace pn on pn.oid = p.pronamespace;
 
 comment on view whoop.lineage is
-    'what every view and materialized view of the extension reads, directly (depth 1) or through other views (depth > 1), from pg_depend/pg_rewrite';
+    'what every view and materialized view of the extension reads, directly (depth 1) or through other views (depth > 1), from pg_depend/pg_rewrite; a maintained object (a fact or metric) reads its rows table and what its definition reads';
 comment on column whoop.lineage.object is 'the view or materialized view';
 comment on column whoop.lineage.object_type is 'view or materialized view';
 comment on column whoop.lineage.depends_on_type is 'table, view, materialized view, foreign table, function or aggregate';
@@ -89,22 +99,26 @@ comment on column whoop.lineage.depends_on is 'a table, view, materialized view 
 comment on column whoop.lineage.depth is '1 = named in the view''s own query; n = reached through n - 1 views in between (shortest path)';
 comment on column whoop.lineage.object_oid is 'the object as a regclass (for joins with the catalog)';
 comment on column whoop.lineage.depends_on_oid is 'the relation depended on as a regclass; NULL for functions';
+--upgrade 1.0--1.1 end
 
 ------------------------------------------------------------------------------
 -- Refresh.
 
+--upgrade 1.0--1.1: alter table whoop.refresh_log drop constraint refresh_log_mode_check, add constraint refresh_log_mode_check check (mode in ('concurrently', 'complete', 'full', 'incremental'));
+--upgrade 1.0--1.1: alter table whoop.refresh_log add column members integer;
 create table whoop.refresh_log (
     id            bigint generated always as identity primary key,
     run_id        bigint not null,
     view_name     text not null,
     refresh_order integer not null,
-    mode          text check (mode in ('concurrently', 'complete')),
+    mode          text check (mode in ('concurrently', 'complete', 'full', 'incremental')),
     status        text not null check (status in ('ok', 'failed', 'skipped')),
     started_at    timestamptz not null,
     finished_at   timestamptz not null,
     duration      interval generated always as (finished_at - started_at) stored,
     row_count     bigint,
-    error         text
+    error         text,
+    members       integer
 );
 create index on whoop.refresh_log (run_id);
 --upgrade 1.0--1.1 begin
@@ -113,53 +127,167 @@ select pg_catalog.pg_extension_config_dump('whoop.refresh_log', '');
 select pg_catalog.pg_extension_config_dump('whoop.refresh_log_id_seq', '');
 --upgrade 1.0--1.1 end
 
-comment on table whoop.refresh_log is 'one row per materialized view per whoop.refresh() call';
 --upgrade 1.0--1.1 begin
+comment on table whoop.refresh_log is 'one row per materialized view or maintained object per whoop.refresh() call';
 comment on column whoop.refresh_log.run_id is 'the pipeline run, or the stand-alone refresh call (ids from whoop_internal.run_id_seq)';
+comment on column whoop.refresh_log.mode is
+    'materialized views: concurrently (readers keep the old rows until commit) or complete (first population); maintained objects: incremental (only the queued members recomputed) or full (rebuilt whole); NULL when skipped';
+comment on column whoop.refresh_log.row_count is 'rows in the view after the refresh';
+comment on column whoop.refresh_log.members is 'incremental: how many members were recomputed (0 when none changed); NULL otherwise';
 --upgrade 1.0--1.1 end
 comment on column whoop.refresh_log.refresh_order is 'position in the dependency order of that refresh (1 = first)';
-comment on column whoop.refresh_log.mode is
-    'concurrently (readers keep the old rows until commit) or complete (first population: the view had no rows to keep); NULL when skipped';
 comment on column whoop.refresh_log.status is 'ok, failed (see error), or skipped because a view it depends on failed or was skipped';
-comment on column whoop.refresh_log.row_count is 'rows in the view after the refresh';
 comment on column whoop.refresh_log.error is 'SQLSTATE and message of the failure, or why it was skipped';
 
--- The extension's materialized views in refresh order.  A view depends on
--- another when the other one is among the relations it reads, directly or
--- through plain views (whoop.lineage).  If A depends on B, A's set of
--- upstream views strictly contains B's, so ordering by the size of that set
--- is a topological order; the name breaks ties.
-create view whoop.refresh_plan as
+-- The extension's materialized views and maintained objects in refresh
+-- order.  An object depends on another when the other one is among the
+-- relations it (for a maintained object: its definition) reads, directly or
+-- through plain views (whoop.lineage), transitively.  If A depends on B, A's
+-- set of upstream objects strictly contains B's, so ordering by the size of
+-- that set is a topological order; the name breaks ties.
+--upgrade 1.0--1.1 begin
+create or replace view whoop.refresh_plan as
+with recursive objects as (
+    select m.oid, m.oid as reads, m.oid as stored_in, m.relispopulated as populated, 'refresh'::text as method
+    from pg_catalog.pg_class m
+    join pg_catalog.pg_depend e
+      on e.classid = 'pg_catalog.pg_class'::regclass and e.objid = m.oid
+     and e.refclassid = 'pg_catalog.pg_extension'::regclass and e.deptype = 'e'
+    join pg_catalog.pg_extension x on x.oid = e.refobjid and x.extname = 'whoop_fdw'
+    where m.relkind = 'm'
+    union all
+    select format('whoop.%I', mt.name)::regclass::oid,
+           format('whoop_internal.%I', mt.name || '_def')::regclass::oid,
+           format('whoop_internal.%I', mt.name || '_rows')::regclass::oid,
+           mt.built, 'maintained'
+    from whoop_internal.maintained mt
+),
+edges as (
+    select distinct o.oid, u.oid as upstream
+    from objects o
+    join whoop.lineage l on l.object_oid = o.reads
+    join objects u on u.oid = l.depends_on_oid::oid
+    where u.oid <> o.oid
+),
+closure (oid, upstream) as (
+    select oid, upstream from edges
+    union
+    select c.oid, e.upstream from closure c join edges e on e.oid = c.upstream
+)
 select
-    row_number() over (order by cardinality(coalesce(u.upstream, '{}')), n.nspname, m.relname)::integer
+    row_number() over (order by cardinality(coalesce(u.upstream, '{}')), n.nspname, c.relname)::integer
         as refresh_order,
-    m.oid::regclass as view_oid,
-    format('%I.%I', n.nspname, m.relname) as view_name,
-    coalesce(u.upstream, '{}') as upstream
-from pg_catalog.pg_class m
-join pg_catalog.pg_namespace n on n.oid = m.relnamespace
-join pg_catalog.pg_depend e
-  on e.classid = 'pg_catalog.pg_class'::regclass and e.objid = m.oid
- and e.refclassid = 'pg_catalog.pg_extension'::regclass and e.deptype = 'e'
-join pg_catalog.pg_extension x on x.oid = e.refobjid and x.extname = 'whoop_fdw'
+    o.oid::regclass as view_oid,
+    format('%I.%I', n.nspname, c.relname) as view_name,
+    coalesce(u.upstream, '{}') as upstream,
+    o.method,
+    o.stored_in::regclass as stored_in,
+    o.populated
+from objects o
+join pg_catalog.pg_class c on c.oid = o.oid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 left join lateral (
-    select array_agg(distinct l.depends_on_oid order by l.depends_on_oid) as upstream
-    from whoop.lineage l
-    join pg_catalog.pg_class uc on uc.oid = l.depends_on_oid
-    where l.object_oid = m.oid and uc.relkind = 'm'
-) u on true
-where m.relkind = 'm';
+    select array_agg(cl.upstream::regclass order by cl.upstream) as upstream
+    from closure cl
+    where cl.oid = o.oid
+) u on true;
 
 comment on view whoop.refresh_plan is
-    'the extension''s materialized views in the order whoop.refresh() refreshes them, derived from the catalog';
-comment on column whoop.refresh_plan.upstream is 'materialized views this one reads, directly or through views';
+    'the extension''s materialized views and maintained objects in the order whoop.refresh() refreshes them, derived from the catalog and whoop_internal.maintained';
+comment on column whoop.refresh_plan.upstream is 'materialized views and maintained objects this one reads, directly or through views, transitively';
 comment on column whoop.refresh_plan.refresh_order is 'position in the refresh order (1 = first)';
-comment on column whoop.refresh_plan.view_oid is 'the materialized view as a regclass';
+comment on column whoop.refresh_plan.view_oid is 'the materialized view, or the public view of a maintained object, as a regclass';
+comment on column whoop.refresh_plan.method is 'refresh (a materialized view: REFRESH MATERIALIZED VIEW) or maintained (a view over a table whoop.refresh() keeps up to date per member)';
+comment on column whoop.refresh_plan.stored_in is 'where the rows are: the materialized view itself, or whoop_internal.<name>_rows';
+comment on column whoop.refresh_plan.populated is 'materialized view: populated; maintained object: built (false until the next refresh rebuilds it whole)';
+--upgrade 1.0--1.1 end
 
+------------------------------------------------------------------------------
+-- Change capture: which members the next refresh recomputes.
+--
+-- Statement-level triggers on every table the definitions read put the
+-- distinct member ids of the changed rows (transition tables) into
+-- refresh_queue; a TRUNCATE marks every maintained object for a full
+-- rebuild.  whoop.refresh() takes the queue in its transaction: changes
+-- committed meanwhile stay queued for the next refresh, and a refresh that
+-- fails leaves the queue as it was.
 --upgrade 1.0--1.1 begin
-create or replace function whoop.refresh(run_id bigint default null)
+create table whoop_internal.refresh_queue (
+    user_id     bigint primary key,
+    queued_at   timestamptz not null default now()
+);
+
+comment on table whoop_internal.refresh_queue is
+    'members whose raw data, profile or settings changed since the last whoop.refresh(): the next refresh recomputes their rows of every maintained object (not dumped: a restore rebuilds whole)';
+comment on column whoop_internal.refresh_queue.queued_at is 'when the first change since the last refresh was captured';
+
+create function whoop_internal.queue_changed_members()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if tg_op = 'INSERT' then
+        insert into whoop_internal.refresh_queue (user_id)
+        select distinct n.user_id from new_rows n
+        on conflict do nothing;
+    elsif tg_op = 'UPDATE' then
+        insert into whoop_internal.refresh_queue (user_id)
+        select n.user_id from new_rows n union select o.user_id from old_rows o
+        on conflict do nothing;
+    elsif tg_op = 'DELETE' then
+        insert into whoop_internal.refresh_queue (user_id)
+        select distinct o.user_id from old_rows o
+        on conflict do nothing;
+    end if;
+    return null;
+end;
+$$;
+
+comment on function whoop_internal.queue_changed_members() is
+    'statement trigger: queues the members of the inserted, updated or deleted rows (transition tables new_rows/old_rows) in whoop_internal.refresh_queue';
+
+create function whoop_internal.queue_full_rebuild()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    update whoop_internal.maintained set built = false where built;
+    return null;
+end;
+$$;
+
+comment on function whoop_internal.queue_full_rebuild() is
+    'TRUNCATE trigger: marks every maintained object unbuilt, so the next whoop.refresh() rebuilds them whole';
+
+do $$
+declare
+    v_table text;
+begin
+    foreach v_table in array array['raw_cycle', 'raw_sleep', 'raw_recovery', 'raw_workout', 'raw_profile',
+                                   'raw_body_measurement', 'user_settings'] loop
+        execute format('create trigger refresh_queue_insert after insert on whoop.%I referencing new table as new_rows '
+                       'for each statement execute function whoop_internal.queue_changed_members()', v_table);
+        execute format('create trigger refresh_queue_update after update on whoop.%I referencing old table as old_rows new table as new_rows '
+                       'for each statement execute function whoop_internal.queue_changed_members()', v_table);
+        execute format('create trigger refresh_queue_delete after delete on whoop.%I referencing old table as old_rows '
+                       'for each statement execute function whoop_internal.queue_changed_members()', v_table);
+        execute format('create trigger refresh_queue_truncate after truncate on whoop.%I '
+                       'for each statement execute function whoop_internal.queue_full_rebuild()', v_table);
+    end loop;
+end;
+$$;
+--upgrade 1.0--1.1 end
+
+------------------------------------------------------------------------------
+-- The refresh.
+
+--upgrade 1.0--1.1: drop function whoop.refresh(bigint);
+--upgrade 1.0--1.1 begin
+create function whoop.refresh(run_id bigint default null, full boolean default false)
 returns table (view_name text, refresh_order integer, mode text, status text,
-               duration interval, row_count bigint, error text)
+               duration interval, row_count bigint, error text, members integer)
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
@@ -167,25 +295,41 @@ declare
     v_run bigint := coalesce(refresh.run_id, nextval('whoop_internal.run_id_seq'));
     v_plan record;
     v_broken regclass[] := '{}';
+    v_rebuilt regclass[] := '{}';
+    v_changed bigint[];
+    v_requeue boolean := false;
+    v_name text;
     v_mode text;
     v_status text;
     v_rows bigint;
+    v_members integer;
+    v_deleted bigint;
+    v_inserted bigint;
     v_error text;
     v_start timestamptz;
     v_state text;
     v_msg text;
     v_work_mem text := current_setting('work_mem');
 begin
+    -- One refresh at a time (the maintained rows are read, then rewritten);
+    -- readers and the change capture never wait for this lock.
+    lock table whoop_internal.maintained in exclusive mode;
     -- The facts sort a few rows per member and day: give the sorts room
     -- (at least 64MB, for this refresh only) rather than spill to disk.
     if pg_size_bytes(v_work_mem) < 64 * 1024 * 1024 then
         perform set_config('work_mem', '64MB', true);
     end if;
+    -- The members changed since the last refresh.  Taken in this
+    -- transaction: a rollback leaves them queued.
+    with taken as (delete from whoop_internal.refresh_queue returning user_id)
+    select coalesce(array_agg(t.user_id order by t.user_id), '{}') into v_changed from taken t;
+
     for v_plan in select * from whoop.refresh_plan p order by p.refresh_order loop
         v_start := clock_timestamp();
         v_rows := null;
         v_error := null;
         v_mode := null;
+        v_members := null;
         if v_plan.upstream && v_broken then
             v_status := 'skipped';
             v_error := 'skipped: depends on '
@@ -193,7 +337,7 @@ begin
                            from unnest(v_broken) b where b = any (v_plan.upstream))
                        || ', which failed or was skipped';
             v_broken := v_broken || v_plan.view_oid;
-        else
+        elsif v_plan.method = 'refresh' then
             begin
                 -- CONCURRENTLY needs a populated view with a unique index on
                 -- plain columns (every view here has one); the first
@@ -217,25 +361,80 @@ begin
                 v_error := v_state || ': ' || v_msg;
                 v_broken := v_broken || v_plan.view_oid;
             end;
+        else
+            v_name := (select c.relname from pg_class c where c.oid = v_plan.view_oid);
+            begin
+                -- Whole when asked, never built, or when an object it reads
+                -- was rebuilt whole in this refresh; else only the queued
+                -- members' rows: every definition computes a member's rows
+                -- from that member's rows alone.
+                if refresh.full or not v_plan.populated or v_plan.upstream && v_rebuilt then
+                    v_mode := 'full';
+                    -- DELETE, not TRUNCATE: readers keep reading the old
+                    -- rows until the commit (TRUNCATE would lock them out).
+                    if exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
+                        execute format('delete from %s', v_plan.stored_in);
+                    else
+                        execute format('truncate %s', v_plan.stored_in);
+                    end if;
+                    execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');
+                    get diagnostics v_rows = row_count;
+                    v_rebuilt := v_rebuilt || v_plan.view_oid;
+                else
+                    v_mode := 'incremental';
+                    v_members := cardinality(v_changed);
+                    select m.row_count into v_rows from whoop_internal.maintained m where m.name = v_name;
+                    if v_members > 0 then
+                        execute format('delete from %s where user_id = any ($1)', v_plan.stored_in) using v_changed;
+                        get diagnostics v_deleted = row_count;
+                        -- one member at a time: the member id reaches every
+                        -- scan of the definition as an index condition
+                        execute format('insert into %s select d.* from unnest($1) u(user_id) '
+                                       'cross join lateral (select * from whoop_internal.%I x '
+                                       'where x.user_id = u.user_id offset 0) d',
+                                       v_plan.stored_in, v_name || '_def') using v_changed;
+                        get diagnostics v_inserted = row_count;
+                        v_rows := v_rows - v_deleted + v_inserted;
+                    end if;
+                end if;
+                update whoop_internal.maintained m set built = true, row_count = v_rows where m.name = v_name;
+                v_status := 'ok';
+            exception when others then
+                get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
+                v_status := 'failed';
+                v_error := v_state || ': ' || v_msg;
+                v_broken := v_broken || v_plan.view_oid;
+                v_rows := null;
+            end;
+        end if;
+        if v_status <> 'ok' and v_plan.method = 'maintained' then
+            -- its rows (and those of the objects skipped after it) were left
+            -- as they were: the changed members stay queued
+            v_requeue := true;
         end if;
         insert into whoop.refresh_log
-            (run_id, view_name, refresh_order, mode, status, started_at, finished_at, row_count, error)
+            (run_id, view_name, refresh_order, mode, status, started_at, finished_at, row_count, error, members)
         values (v_run, v_plan.view_name, v_plan.refresh_order, v_mode, v_status, v_start,
-                clock_timestamp(), v_rows, v_error);
+                clock_timestamp(), v_rows, v_error, v_members);
         if v_status = 'failed' then
             raise warning 'whoop.refresh: % failed: %', v_plan.view_name, v_error;
         end if;
     end loop;
 
+    if v_requeue then
+        insert into whoop_internal.refresh_queue (user_id)
+        select u from unnest(v_changed) u
+        on conflict do nothing;
+    end if;
     perform set_config('work_mem', v_work_mem, true);
     return query
-        select l.view_name, l.refresh_order, l.mode, l.status, l.duration, l.row_count, l.error
+        select l.view_name, l.refresh_order, l.mode, l.status, l.duration, l.row_count, l.error, l.members
         from whoop.refresh_log l
         where l.run_id = v_run
         order by l.refresh_order, l.id;
 end;
 $$;
 
-comment on function whoop.refresh(bigint) is
-    'refreshes every materialized view of the extension in dependency order (from the catalog), CONCURRENTLY when populated; logs each in whoop.refresh_log; a failure is logged (WARNING) and the views depending on it are skipped, the rest refreshed. One transaction: readers see all new contents at commit';
+comment on function whoop.refresh(bigint, boolean) is
+    'refreshes the extension''s materialized views (dim_date, dim_user: CONCURRENTLY when populated) and maintained objects (the facts and metrics) in dependency order; a maintained object is recomputed only for the members queued in whoop_internal.refresh_queue since the last refresh (incremental), or rebuilt whole when full => true, when it was never built (after CREATE EXTENSION, an upgrade or a restore) or after a TRUNCATE of a raw table. Logs each in whoop.refresh_log; a failure is logged (WARNING), the objects depending on it are skipped and the changed members stay queued. One transaction: readers never wait and see all new contents at commit';
 --upgrade 1.0--1.1 end

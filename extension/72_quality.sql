@@ -151,16 +151,16 @@ declare
     v_msg text;
 begin
     -- Unique grain and NOT NULL keys: every unique index of every
-    -- materialized view of the extension (facts, metrics and dimensions).
+    -- materialized view and maintained object of the extension (facts,
+    -- metrics and dimensions; a maintained object's rows table).
     for v_idx in
-        select p.view_oid, p.view_name, c.relispopulated, i.indexrelid,
+        select p.view_oid, p.view_name, p.populated as relispopulated, i.indexrelid,
                array_agg(quote_ident(a.attname) order by k.ord) as cols
         from whoop.refresh_plan p
-        join pg_class c on c.oid = p.view_oid
-        join pg_index i on i.indrelid = p.view_oid and i.indisunique
+        join pg_index i on i.indrelid = p.stored_in and i.indisunique
         cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
-        join pg_attribute a on a.attrelid = p.view_oid and a.attnum = k.attnum
-        group by p.view_oid, p.view_name, c.relispopulated, i.indexrelid, p.refresh_order
+        join pg_attribute a on a.attrelid = p.stored_in and a.attnum = k.attnum
+        group by p.view_oid, p.view_name, p.populated, i.indexrelid, p.refresh_order
         order by p.refresh_order, i.indexrelid
     loop
         v_cols := array_to_string(v_idx.cols, ', ');
@@ -196,8 +196,8 @@ begin
         order by r.rule_order
     loop
         begin
-            if exists (select from pg_class c where c.oid = v_check.object_name::regclass
-                                                and c.relkind = 'm' and not c.relispopulated) then
+            if exists (select from whoop.refresh_plan p
+                       where p.view_oid = v_check.object_name::regclass and not p.populated) then
                 v_n := null;
                 v_msg := 'not populated yet: run whoop.refresh()';
             else

@@ -212,7 +212,7 @@ begin
           into v_ok, v_failed, v_rows, v_error, v_total
         from whoop.refresh(v_run) r;
         v_status := case when v_failed > 0 then 'failed' else 'ok' end;
-        v_detail := format('%s of %s materialized views refreshed', v_ok, v_total);
+        v_detail := format('%s of %s views refreshed', v_ok, v_total);
     exception when others then
         get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
         v_status := 'failed';

@@ -72,7 +72,9 @@ grant select on whoop_internal.report_days to whoop_reader;
 
 -- The operations change data or reach outside the database: only the
 -- extension owner (and roles it grants them to) may run them.
-revoke execute on function whoop.refresh(bigint) from public;
+--upgrade 1.0--1.1 begin
+revoke execute on function whoop.refresh(bigint, boolean) from public;
+--upgrade 1.0--1.1 end
 revoke execute on function whoop.check_quality(bigint) from public;
 revoke execute on procedure whoop.run_pipeline(name, boolean) from public;
 revoke execute on function whoop.schedule(text) from public;

@@ -28,9 +28,9 @@ select year, season, hemisphere, days, recovery_days, avg_recovery, avg_day_stra
 from whoop.seasonal_adaptation where user_id = 4004 order by year, season;
 select day, day_strain, acute_load_ewma, chronic_load_ewma, acute_load_7d, load_zone
 from whoop.training_load where user_id = 4004 order by day;
--- Every materialized view has a unique index on plain columns (for REFRESH CONCURRENTLY);
--- that the key columns hold no NULLs is one of whoop.check_quality()'s checks.
-select c.relname, pg_get_indexdef(i.indexrelid)
-from pg_index i join pg_class c on c.oid = i.indrelid
-where c.relnamespace = 'whoop'::regnamespace and c.relkind = 'm' and i.indisunique
-order by 1, 2;
+-- Every materialized view has a unique index on plain columns (for REFRESH CONCURRENTLY),
+-- every maintained object's rows table a primary key on its grain; that the key
+-- columns hold no NULLs is one of whoop.check_quality()'s checks.
+select p.view_name, p.method, pg_get_indexdef(i.indexrelid)
+from whoop.refresh_plan p join pg_index i on i.indrelid = p.stored_in and i.indisunique
+order by 1, 3;

@@ -4,9 +4,15 @@ select object, depends_on, depends_on_type, depth from whoop.lineage
 where object in ('whoop.training_load', 'whoop.fact_daily_recovery')
   and depends_on_type not in ('function', 'aggregate')
 order by object, depth, depends_on;
--- A view that is not populated is refreshed completely, the others concurrently.
-refresh materialized view whoop.training_load with no data;
-select view_name, mode, status from whoop.refresh() where view_name like '%training%' order by 1;
+-- A materialized view that is not populated is refreshed completely, the others
+-- concurrently; a maintained object not built is rebuilt whole (full), the others
+-- recompute the queued members (incremental: none here).
+refresh materialized view whoop.dim_date with no data;
+update whoop_internal.maintained set built = false where name = 'training_load';
+select view_name, mode, status, members from whoop.refresh()
+where view_name like '%training%' or view_name like 'whoop.dim%' order by 1;
+-- The facts and metrics are no longer materialized views.
+refresh materialized view whoop.training_load;
 -- A failing view is logged, its dependents skipped, the rest refreshed (and a WARNING says so).
 insert into whoop.raw_cycle (id, user_id, start, "end", timezone_offset, score_state, created_at, updated_at, record)
 values (40049, 4004, '2025-03-23 06:30Z', null, '-04:00', 'SCORED', now(), now(),

@@ -11,7 +11,7 @@ where c.relnamespace = 'whoop'::regnamespace and c.relkind in ('r', 'v', 'm')
 order by can_read desc, c.relname;
 select p.oid::regprocedure as operation, has_function_privilege('whoop_reader', p.oid, 'execute') as can_run
 from pg_proc p
-where p.oid in ('whoop.refresh(bigint)'::regprocedure, 'whoop.check_quality(bigint)'::regprocedure,
+where p.oid in ('whoop.refresh(bigint, boolean)'::regprocedure, 'whoop.check_quality(bigint)'::regprocedure,
                 'whoop.run_pipeline(name, boolean)'::regprocedure, 'whoop.schedule(text)'::regprocedure,
                 'whoop.unschedule()'::regprocedure)
 order by 1::text;

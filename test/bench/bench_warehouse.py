@@ -78,7 +78,7 @@ def main(cluster):
         psql("create schema bench_ours; create schema bench_builtin; set work_mem = '64MB';")
         differing = []
         for view in METRICS:
-            definition = psql("select pg_get_viewdef('whoop.%s'::regclass)" % view).strip()
+            definition = psql("select pg_get_viewdef('whoop_internal.%s_def'::regclass)" % view).strip()
             variant = builtin_variant(definition)
             if variant != definition:
                 differing.append(view)

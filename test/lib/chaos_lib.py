@@ -121,7 +121,8 @@ class DB:
 
     def relations(self):
         """relations: what the warehouse holds -- raw tables, sync marks,
-        every materialized view of the extension and the daily_scores view."""
+        every materialized view and maintained object of the extension and
+        the daily_scores view."""
         views = [r[0] for r in self.rows("select view_name from whoop.refresh_plan "
                                          "order by refresh_order")]
         return (["whoop." + t for t in RAW_TABLES] + ["whoop.sync_state"] + views

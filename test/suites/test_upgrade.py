@@ -180,10 +180,20 @@ class UpgradeFrom10(unittest.TestCase):
         cls.old.link(cls.sim)
         cls.old_run = cls.old.pipeline()
         cls.before = durable_state(cls.old)
+        # a database where views of the user's depend on the materialized
+        # views 1.1 replaces: directly, and through whoop.daily_summary
+        cls.users = chaos_lib.DB("refused", env).create()
+        cls.users.psql("create view public.my_recovery as select user_id, day from whoop.fact_daily_recovery; "
+                       "create view public.my_summary as select user_id, day from whoop.daily_summary;")
 
         # the package upgrade: 1.1's module and scripts replace 1.0's
         make(ROOT, "install", destdir=cls.destdir)
         cls.update_output = cls.old.psql("alter extension whoop_fdw update")
+        try:
+            cls.users.psql("alter extension whoop_fdw update")
+            cls.refusal = None
+        except harness.SQLError as e:
+            cls.refusal = e
         cls.after = durable_state(cls.old, cls.before["columns"])
         cls.version = cls.old.scalar(
             "select extversion from pg_extension where extname = 'whoop_fdw'")
@@ -205,6 +215,22 @@ class UpgradeFrom10(unittest.TestCase):
         _, steps, _ = self.old_run
         self.assertIn(steps["sync"]["status"], ("ok", "warn"))
         self.assertGreater(int(self.before["raw_cycle"].split(":")[0]), 100)
+
+    def test_update_refuses_to_drop_user_objects(self):
+        # 1.1 replaces the nine materialized views: views of the user's on
+        # them stop the update, named, and are not dropped
+        self.assertIsNotNone(self.refusal)
+        self.assertEqual(self.refusal.sqlstate, "2BP01")
+        self.assertRegex(self.refusal.output, r"view (public\.)?my_recovery")
+        self.assertRegex(self.refusal.output, r"view (public\.)?my_summary")
+        self.assertIn("drop them", self.refusal.output)
+        self.assertEqual(self.users.scalar("select extversion from pg_extension where extname = 'whoop_fdw'"), "1.0")
+        self.assertEqual(self.users.scalar("select count(*) from public.my_summary") != "", True)
+        # dropped, the update goes through; the first refresh is full
+        self.users.psql("drop view public.my_recovery, public.my_summary; alter extension whoop_fdw update")
+        self.assertEqual(self.users.scalar("select extversion from pg_extension where extname = 'whoop_fdw'"), "1.1")
+        modes = self.users.rows("select distinct mode from whoop.refresh() where view_name like 'whoop.fact%'")
+        self.assertEqual(modes, [["full"]])
 
     def test_update_reaches_11(self):
         self.assertEqual(self.version, "1.1")

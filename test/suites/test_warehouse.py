@@ -682,7 +682,12 @@ class Refresh(unittest.TestCase):
 
     def test_concurrently_and_logged(self):
         res = refresh()
-        self.assertEqual({r["mode"] for r in res}, {"concurrently"})
+        # the dimensions are materialized views; the facts and metrics are
+        # maintained per member (nothing changed: nobody recomputed)
+        self.assertEqual({r["mode"] for r in res if r["view_name"] in ("whoop.dim_date", "whoop.dim_user")},
+                         {"concurrently"})
+        self.assertEqual({(r["mode"], r["members"]) for r in res
+                          if r["view_name"] not in ("whoop.dim_date", "whoop.dim_user")}, {("incremental", 0)})
         self.assertEqual(len(res), 11)
         run = scalar("select max(run_id) from whoop.refresh_log")
         logged = query("select * from whoop.refresh_log where run_id = %s order by refresh_order" % run)
@@ -692,11 +697,15 @@ class Refresh(unittest.TestCase):
         self.assertEqual([r["row_count"] for r in logged if r["view_name"] == "whoop.fact_daily_strain"], [n])
 
     def test_first_population_is_complete(self):
-        psql("refresh materialized view whoop.training_load with no data")
+        psql("refresh materialized view whoop.dim_date with no data")
+        psql("update whoop_internal.maintained set built = false where name = 'training_load'")
         res = {r["view_name"]: r for r in refresh()}
-        self.assertEqual(res["whoop.training_load"]["mode"], "complete")
-        self.assertEqual(res["whoop.recovery_momentum"]["mode"], "concurrently")
-        self.assertEqual(scalar("select relispopulated from pg_class where oid = 'whoop.training_load'::regclass"), "t")
+        self.assertEqual(res["whoop.dim_date"]["mode"], "complete")
+        self.assertEqual(res["whoop.dim_user"]["mode"], "concurrently")
+        self.assertEqual(res["whoop.training_load"]["mode"], "full")
+        self.assertEqual(res["whoop.recovery_momentum"]["mode"], "incremental")
+        self.assertEqual(scalar("select relispopulated from pg_class where oid = 'whoop.dim_date'::regclass"), "t")
+        self.assertEqual(scalar("select built from whoop_internal.maintained where name = 'training_load'"), "t")
 
     def test_readers_keep_the_old_rows_during_a_refresh(self):
         old = int(scalar("select count(*) from whoop.fact_daily_strain"))
@@ -835,7 +844,7 @@ class Quality(unittest.TestCase):
             refresh()
 
     def test_unpopulated_view_fails_its_check(self):
-        psql("refresh materialized view whoop.recovery_volatility with no data")
+        psql("update whoop_internal.maintained set built = false where name = 'recovery_volatility'")
         try:
             res = [r for r in self.checks() if r["object_name"] == "whoop.recovery_volatility"]
             self.assertTrue(res and all(r["status"] == "fail" for r in res))
@@ -897,7 +906,7 @@ class Pipeline(unittest.TestCase):
         self.assertEqual(steps["webhooks"]["status"], "ok")           # nothing queued
         self.assertEqual(steps["sync"]["status"], "ok")
         self.assertEqual(steps["refresh"]["status"], "ok")
-        self.assertEqual(steps["refresh"]["detail"], "11 of 11 materialized views refreshed")
+        self.assertEqual(steps["refresh"]["detail"], "11 of 11 views refreshed")
         self.assertGreater(steps["refresh"]["row_count"], 1000)
         self.assertEqual(steps["quality"]["status"], "warn")           # never synced
         self.assertEqual(steps["pipeline"]["status"], "warn")

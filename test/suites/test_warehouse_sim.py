@@ -105,7 +105,7 @@ class SimulatorData(Compare, unittest.TestCase):
         # every rule ran: one row per builtin rule, two per unique index, one for freshness
         expected = int(scalar("select count(*) from whoop.quality_rules"))
         expected += 2 * int(scalar(
-            "select count(*) from whoop.refresh_plan p join pg_index i on i.indrelid = p.view_oid "
+            "select count(*) from whoop.refresh_plan p join pg_index i on i.indrelid = p.stored_in "
             "where i.indisunique"))
         self.assertEqual(len(res), expected + 1)
         self.assertEqual({r["check_name"] for r in res} - {"unique_grain", "not_null_keys", "sync_freshness"},

@@ -1,0 +1,185 @@
+"""bench_refresh.py -- whoop.refresh() at 2,000 members x 2 years.
+
+Syncs ATHLETES simulator athletes x 730 days through the FDW (rate limits
+off), then clones their raw rows in SQL into 2,000 members (new user_ids,
+cycle ids and uuids, derived deterministically from the originals and the
+copy number) before the first refresh.  Then, side by side in one run:
+  1. whoop.refresh() the first time (never built: full);
+  2. a typical 5-minute batch -- BATCH members changed: a new day, re-scored
+     recoveries, new and tombstoned workouts -- then whoop.refresh()
+     (incremental), and a refresh with nothing queued;
+  3. the incremental result against a full rebuild (EXCEPT ALL both ways);
+  4. whoop.refresh(full => true) over the built tables;
+  5. 1.0's refresh: the nine facts and metrics as materialized views over the
+     same definitions (bench_mv.<name> = select * from whoop_internal.<name>_def),
+     refreshed once plainly and once CONCURRENTLY, in refresh order.
+Prints times and ratios; asserts nothing about time.
+"""
+
+import sys
+import time
+
+import harness
+from harness import psql, rows, scalar
+
+ATHLETES = 100
+COPIES = 20             # the originals and 19 clones: 2,000 members
+DAYS = 730
+BATCH = 30
+
+MAINTAINED = ["fact_daily_recovery", "fact_daily_strain", "recovery_momentum",
+              "strain_recovery_efficiency", "training_readiness_gap", "recovery_volatility",
+              "autonomic_balance", "seasonal_adaptation", "training_load"]
+
+# clone k of a member: user_id + k * 10^12, cycle id + k * 10^13, uuids md5(id || '/' || k)
+CLONE_SQL = """
+insert into whoop.raw_cycle (id, user_id, start, "end", timezone_offset, score_state, created_at, updated_at, record, _extracted_at)
+select c.id + k * 10000000000000, c.user_id + k * 1000000000000, c.start, c."end", c.timezone_offset, c.score_state,
+       c.created_at, c.updated_at, c.record, c._extracted_at
+from whoop.raw_cycle c cross join generate_series(1, %(n)d) k;
+insert into whoop.raw_sleep (id, cycle_id, user_id, start, "end", timezone_offset, nap, score_state, created_at, updated_at, record, _extracted_at, deleted_at)
+select md5(s.id::text || '/' || k)::uuid, s.cycle_id + k * 10000000000000, s.user_id + k * 1000000000000, s.start, s."end",
+       s.timezone_offset, s.nap, s.score_state, s.created_at, s.updated_at, s.record, s._extracted_at, s.deleted_at
+from whoop.raw_sleep s cross join generate_series(1, %(n)d) k;
+insert into whoop.raw_recovery (cycle_id, sleep_id, user_id, score_state, created_at, updated_at, record, _extracted_at, deleted_at)
+select r.cycle_id + k * 10000000000000, md5(r.sleep_id::text || '/' || k)::uuid, r.user_id + k * 1000000000000, r.score_state,
+       r.created_at, r.updated_at, r.record, r._extracted_at, r.deleted_at
+from whoop.raw_recovery r cross join generate_series(1, %(n)d) k;
+insert into whoop.raw_workout (id, user_id, start, "end", timezone_offset, sport_name, score_state, created_at, updated_at, record, _extracted_at, deleted_at)
+select md5(w.id::text || '/' || k)::uuid, w.user_id + k * 1000000000000, w.start, w."end", w.timezone_offset, w.sport_name,
+       w.score_state, w.created_at, w.updated_at, w.record, w._extracted_at, w.deleted_at
+from whoop.raw_workout w cross join generate_series(1, %(n)d) k;
+insert into whoop.raw_profile (user_id, observed_at, email, first_name, last_name, record)
+select p.user_id + k * 1000000000000, p.observed_at, p.email, p.first_name, p.last_name, p.record
+from whoop.raw_profile p cross join generate_series(1, %(n)d) k;
+insert into whoop.raw_body_measurement (user_id, observed_at, height_meter, weight_kilogram, max_heart_rate, record)
+select b.user_id + k * 1000000000000, b.observed_at, b.height_meter, b.weight_kilogram, b.max_heart_rate, b.record
+from whoop.raw_body_measurement b cross join generate_series(1, %(n)d) k;
+analyze whoop.raw_cycle, whoop.raw_sleep, whoop.raw_recovery, whoop.raw_workout, whoop.raw_profile,
+        whoop.raw_body_measurement;
+"""
+
+# The batch: members picked evenly; a third get a new day (a copy of their
+# last finished cycle a day later, with its sleeps and recovery), a third a
+# re-scored recovery, the rest a new workout or a tombstoned one.
+BATCH_SQL = """
+create temp table batch as
+select user_id, row_number() over (order by user_id) % 6 as kind
+from (select distinct user_id from whoop.raw_cycle) u
+order by hashint8(user_id) limit {batch};
+create temp table last_cycle as
+select distinct on (c.user_id) c.* from whoop.raw_cycle c join batch b using (user_id)
+where b.kind in (0, 1) and c."end" is not null order by c.user_id, c.start desc;
+insert into whoop.raw_cycle (id, user_id, start, "end", timezone_offset, score_state, created_at, updated_at, record, _extracted_at)
+select id + 500000000000, user_id, start + interval '1 day', "end" + interval '1 day', timezone_offset, score_state,
+       created_at + interval '1 day', updated_at + interval '1 day', record, _extracted_at
+from last_cycle;
+insert into whoop.raw_sleep (id, cycle_id, user_id, start, "end", timezone_offset, nap, score_state, created_at, updated_at, record, _extracted_at)
+select md5(s.id::text || 'next')::uuid, s.cycle_id + 500000000000, s.user_id, s.start + interval '1 day', s."end" + interval '1 day',
+       s.timezone_offset, s.nap, s.score_state, s.created_at + interval '1 day', s.updated_at + interval '1 day', s.record, s._extracted_at
+from whoop.raw_sleep s join last_cycle c on c.id = s.cycle_id;
+insert into whoop.raw_recovery (cycle_id, sleep_id, user_id, score_state, created_at, updated_at, record, _extracted_at)
+select r.cycle_id + 500000000000, md5(r.sleep_id::text || 'next')::uuid, r.user_id, r.score_state,
+       r.created_at + interval '1 day', r.updated_at + interval '1 day', r.record, r._extracted_at
+from whoop.raw_recovery r join last_cycle c on c.id = r.cycle_id;
+update whoop.raw_recovery r
+   set record = jsonb_set(r.record, '{{score,recovery_score}}',
+                          to_jsonb(least((r.record #>> '{{score,recovery_score}}')::float8 + 5, 99))),
+       updated_at = r.updated_at + interval '1 hour'
+from (select distinct on (x.user_id) x.cycle_id from whoop.raw_recovery x join batch b using (user_id)
+      where b.kind in (2, 3) and x.score_state = 'SCORED' order by x.user_id, x.cycle_id desc offset 0) t
+where r.cycle_id = t.cycle_id;
+insert into whoop.raw_workout (id, user_id, start, "end", timezone_offset, sport_name, score_state, created_at, updated_at, record, _extracted_at)
+select md5(w.id::text || 'again')::uuid, w.user_id, w.start + interval '2 hours', w."end" + interval '2 hours', w.timezone_offset,
+       w.sport_name, w.score_state, w.created_at, w.updated_at, w.record, w._extracted_at
+from (select distinct on (x.user_id) x.* from whoop.raw_workout x join batch b using (user_id)
+      where b.kind = 4 and x.score_state = 'SCORED' order by x.user_id, x.start desc) w;
+update whoop.raw_workout w set deleted_at = now()
+from (select distinct on (x.user_id) x.id from whoop.raw_workout x join batch b using (user_id)
+      where b.kind = 5 and x.deleted_at is null order by x.user_id, x.start desc) t
+where w.id = t.id;
+"""
+
+
+def timed(sql):
+    started = time.perf_counter()
+    psql(sql, timeout=7200)     # a full rebuild on a busy 2-core machine takes minutes
+    return time.perf_counter() - started
+
+
+def main(cluster):
+    t0 = time.perf_counter()
+    sim = harness.Simulator("--athletes", str(ATHLETES), "--days", str(DAYS),
+                            "--rate-per-minute", "0", "--rate-per-day", "0").start()
+    try:
+        harness.fresh_database("bench_refresh")
+        harness.link_simulator(sim, import_into=None)
+        sync_time = timed("call whoop.sync()")
+        print("sync: %d athletes x %d days in %.1f s (simulator started %.1f s before)"
+              % (ATHLETES, DAYS, sync_time, time.perf_counter() - t0 - sync_time))
+    finally:
+        sim.stop()
+
+    clone_time = timed(CLONE_SQL % {"n": COPIES - 1})
+    members = int(scalar("select count(distinct user_id) from whoop.raw_cycle"))
+    print("cloned into %d members in %.1f s: %s raw cycles, %s sleeps, %s recoveries, %s workouts"
+          % (members, clone_time, *rows("select (select count(*) from whoop.raw_cycle), "
+                                         "(select count(*) from whoop.raw_sleep), (select count(*) from whoop.raw_recovery), "
+                                         "(select count(*) from whoop.raw_workout)")[0]))
+
+    first_full = timed("select count(*) from whoop.refresh()")
+    sizes = dict(rows("select name, row_count from whoop_internal.maintained"))
+    print("rows: " + ", ".join("%s %s" % (n, sizes[n]) for n in MAINTAINED))
+
+    print("whoop.refresh() first (never built, full): %.1f s" % first_full, flush=True)
+    empty = timed("select count(*) from whoop.refresh()")
+    psql(BATCH_SQL.format(batch=BATCH), timeout=7200)
+    queued = int(scalar("select count(*) from whoop_internal.refresh_queue"))
+    incremental = timed("select count(*) from whoop.refresh()")
+    per_object = rows("select view_name, mode, members, round(extract(epoch from duration)::numeric, 2) "
+                      "from whoop.refresh_log where run_id = (select max(run_id) from whoop.refresh_log) "
+                      "order by refresh_order")
+    print("whoop.refresh() after a batch changing %d members: %.2f s (incremental); with nothing queued: %.2f s"
+          % (queued, incremental, empty))
+    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[3]) for r in per_object))
+
+    sys.stdout.flush()
+    diffs = {}
+    for n in MAINTAINED:
+        diffs[n] = int(scalar(timeout=7200, sql="select count(*) from ((select * from whoop.%s except all select * from whoop_internal.%s_def) "
+                              "union all (select * from whoop_internal.%s_def except all select * from whoop.%s)) d"
+                              % (n, n, n, n)))
+    print("incremental result vs a full rebuild: %s" % (
+        "identical (all nine, EXCEPT ALL both ways)" if not any(diffs.values())
+        else "DIFFERENT: %s" % diffs))
+    second_full = timed("select count(*) from whoop.refresh(full => true)")
+    print("whoop.refresh(full => true) over built tables: %.1f s" % second_full, flush=True)
+    # 1.0's way: the nine as materialized views over the same definitions
+    psql("create schema bench_mv")
+    for n in MAINTAINED:
+        key = rows("select string_agg(a.attname, ', ' order by k.o) from pg_index i "
+                   "cross join lateral unnest(i.indkey) with ordinality k(attnum, o) "
+                   "join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum "
+                   "where i.indrelid = 'whoop_internal.%s_rows'::regclass and i.indisprimary" % n)[0][0]
+        psql("create materialized view bench_mv.%s as select * from whoop_internal.%s_def with no data; "
+             "create unique index on bench_mv.%s (%s)" % (n, n, n, key))
+    plain = {}
+    for n in MAINTAINED:
+        plain[n] = timed("set work_mem = '64MB'; refresh materialized view bench_mv.%s" % n)
+    conc = {}
+    for n in MAINTAINED:
+        conc[n] = timed("set work_mem = '64MB'; refresh materialized view concurrently bench_mv.%s" % n)
+    print("1.0's refresh of the nine as materialized views (s):")
+    print("  %-28s %8s %13s" % ("view", "plain", "concurrently"))
+    for n in MAINTAINED:
+        print("  %-28s %8.1f %13.1f" % (n, plain[n], conc[n]))
+    print("  %-28s %8.1f %13.1f" % ("all nine", sum(plain.values()), sum(conc.values())))
+    psql("drop schema bench_mv cascade")
+
+    print("ratios: incremental vs 1.0 concurrently %.0fx, vs full %.0fx; full vs 1.0 concurrently %.1fx"
+          % (sum(conc.values()) / incremental, second_full / incremental, sum(conc.values()) / second_full))
+    return 1 if any(diffs.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(None))

@@ -1,0 +1,251 @@
+"""test_refresh.py -- whoop.refresh() maintains the facts and metrics per member.
+
+The facts and metrics are views over tables in whoop_internal that
+whoop.refresh() keeps up to date: only the members queued by the change
+capture triggers are recomputed (incremental), or everything (full).  On the
+hand-built warehouse fixture (three members), after a mixed series of
+changes, every one of the nine maintained objects must equal a full rebuild
+row for row (EXCEPT ALL both ways: floats bit for bit); only the changed
+members' rows may be rewritten; a failed refresh leaves the queue and the
+rows as they were; full => true, the never-built state and a TRUNCATE take
+the full path; REFRESH MATERIALIZED VIEW on a former materialized view
+fails with 42809.
+"""
+
+import json
+import os
+import unittest
+
+import harness
+import warehouse_fixture as fx
+from harness import psql, scalar
+
+DB = "wh_refresh"
+MAINTAINED = ["fact_daily_recovery", "fact_daily_strain", "recovery_momentum",
+              "strain_recovery_efficiency", "training_readiness_gap", "recovery_volatility",
+              "autonomic_balance", "seasonal_adaptation", "training_load"]
+A, B, C = fx.USER_A, fx.USER_B, fx.USER_C
+
+
+def query(sql):
+    """query runs a SELECT and returns its rows as dicts (through json)."""
+    return json.loads(psql("select coalesce(json_agg(t), '[]') from (%s) t" % sql))
+
+
+def refresh(full=False):
+    """refresh runs whoop.refresh() and returns {view_name: log row}."""
+    res = query("select * from whoop.refresh(full => %s)" % ("true" if full else "false"))
+    return {r["view_name"]: r for r in res}
+
+
+def differences(name):
+    """differences counts the rows in which whoop.NAME and a full rebuild
+    (its definition, evaluated now) differ, both ways."""
+    return int(scalar("select count(*) from ((select * from whoop.%s except all "
+                      "select * from whoop_internal.%s_def) union all "
+                      "(select * from whoop_internal.%s_def except all select * from whoop.%s)) d"
+                      % (name, name, name, name)))
+
+
+def row_versions(name):
+    """row_versions maps each row key of whoop_internal.NAME_rows to its xmin."""
+    return {tuple(r[:2]): r[2] for r in harness.rows(
+        "select user_id, %s, xmin::text from whoop_internal.%s_rows"
+        % ("year || season" if name == "seasonal_adaptation" else "day", name))}
+
+
+def setUpModule():
+    psql("drop database if exists %s with (force)" % DB, dbname="postgres")
+    psql("create database %s" % DB, dbname="postgres")
+    psql("create extension whoop_fdw", dbname=DB)
+    os.environ["WHOOP_TEST_DB"] = DB
+    psql(fx.load_sql(fx.build()))
+
+
+def tearDownModule():
+    psql("drop database if exists %s with (force)" % DB, dbname="postgres")
+
+
+# A new day for a member: a copy of their last cycle one day later, with its
+# main sleep and recovery (new ids).
+NEW_DAY = """
+with c as (
+    insert into whoop.raw_cycle (id, user_id, start, "end", timezone_offset, score_state, created_at, updated_at, record)
+    select id + 100000000, user_id, start + interval '1 day', "end" + interval '1 day', timezone_offset,
+           score_state, created_at + interval '1 day', updated_at + interval '1 day', record
+    from whoop.raw_cycle where user_id = %(u)d and "end" is not null order by start desc limit 1
+    returning id
+)
+select 1;
+insert into whoop.raw_sleep (id, cycle_id, user_id, start, "end", timezone_offset, nap, score_state, created_at, updated_at, record)
+select md5(s.id::text || 'next')::uuid, s.cycle_id + 100000000, s.user_id, s.start + interval '1 day',
+       s."end" + interval '1 day', s.timezone_offset, s.nap, s.score_state, s.created_at + interval '1 day',
+       s.updated_at + interval '1 day', s.record
+from whoop.raw_sleep s
+where s.cycle_id = (select max(id) - 100000000 from whoop.raw_cycle where user_id = %(u)d);
+insert into whoop.raw_recovery (cycle_id, sleep_id, user_id, score_state, created_at, updated_at, record)
+select r.cycle_id + 100000000, md5(r.sleep_id::text || 'next')::uuid, r.user_id, r.score_state,
+       r.created_at + interval '1 day', r.updated_at + interval '1 day', r.record
+from whoop.raw_recovery r
+where r.cycle_id = (select max(id) - 100000000 from whoop.raw_cycle where user_id = %(u)d);
+"""
+
+# A re-scored recovery and sleep in the middle of a member's history.
+RESCORE = """
+update whoop.raw_recovery
+   set record = jsonb_set(record, '{score,recovery_score}', to_jsonb(least((record #>> '{score,recovery_score}')::float8 + 7.25, 99.5))),
+       updated_at = updated_at + interval '1 hour'
+ where cycle_id = (select cycle_id from whoop.raw_recovery where user_id = %(u)d and score_state = 'SCORED'
+                   order by cycle_id offset 20 limit 1);
+update whoop.raw_sleep
+   set record = jsonb_set(record, '{score,respiratory_rate}', to_jsonb(17.125)),
+       updated_at = updated_at + interval '1 hour'
+ where id = (select id from whoop.raw_sleep where user_id = %(u)d and score_state = 'SCORED' and not nap
+             order by start offset 30 limit 1);
+"""
+
+# A new workout (a copy of one, an hour later) and a tombstoned one.
+WORKOUTS = """
+insert into whoop.raw_workout (id, user_id, start, "end", timezone_offset, sport_name, score_state, created_at, updated_at, record)
+select md5(w.id::text || 'again')::uuid, w.user_id, w.start + interval '1 hour', w."end" + interval '1 hour',
+       w.timezone_offset, w.sport_name, w.score_state, w.created_at, w.updated_at, w.record
+from whoop.raw_workout w where w.user_id = %(u)d and w.score_state = 'SCORED' order by w.start offset 5 limit 1;
+update whoop.raw_workout set deleted_at = now()
+ where id = (select id from whoop.raw_workout where user_id = %(u)d and score_state = 'SCORED' order by start offset 10 limit 1);
+"""
+
+PROFILE = """
+insert into whoop.raw_profile (user_id, observed_at, email, first_name, last_name, record)
+select user_id, observed_at + interval '40 days', 'new@example.org', first_name, 'Renamed', record
+from whoop.raw_profile where user_id = %(u)d order by observed_at desc limit 1;
+"""
+
+REMOVE = """
+delete from whoop.raw_workout where user_id = %(u)d;
+delete from whoop.raw_recovery where user_id = %(u)d;
+delete from whoop.raw_sleep where user_id = %(u)d;
+delete from whoop.raw_cycle where user_id = %(u)d;
+"""
+
+
+class RefreshTest(unittest.TestCase):
+    """The incremental path against full rebuilds, in order."""
+
+    def assertEqualToFull(self):
+        for name in MAINTAINED:
+            self.assertEqual(differences(name), 0, name)
+
+    def test_1_first_refresh_is_full(self):
+        self.assertEqual(scalar("select count(*) from whoop_internal.maintained where built"), "0")
+        res = refresh()
+        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
+        self.assertEqual({r["status"] for r in res.values()}, {"ok"})
+        self.assertEqual(res["whoop.dim_user"]["mode"], "concurrently")
+        self.assertGreater(res["whoop.fact_daily_recovery"]["row_count"], 200)
+        self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
+        self.assertEqualToFull()
+
+    def test_2_empty_queue_rewrites_nothing(self):
+        before = {n: row_versions(n) for n in MAINTAINED}
+        res = refresh()
+        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"incremental"})
+        self.assertEqual({res["whoop." + n]["members"] for n in MAINTAINED}, {0})
+        for n in MAINTAINED:
+            self.assertEqual(row_versions(n), before[n], n)
+            self.assertEqual(res["whoop." + n]["row_count"],
+                             int(scalar("select count(*) from whoop.%s" % n)), n)
+
+    def test_3_mixed_changes_equal_full_rebuild(self):
+        before = {n: row_versions(n) for n in MAINTAINED}
+        psql(NEW_DAY % {"u": A} + RESCORE % {"u": A} + WORKOUTS % {"u": B} + PROFILE % {"u": B})
+        self.assertEqual(scalar("select string_agg(user_id::text, ',' order by user_id) "
+                                "from whoop_internal.refresh_queue"), "%d,%d" % (A, B))
+        res = refresh()
+        for n in MAINTAINED:
+            r = res["whoop." + n]
+            self.assertEqual((r["status"], r["mode"], r["members"]), ("ok", "incremental", 2), n)
+            self.assertEqual(r["row_count"], int(scalar("select count(*) from whoop.%s" % n)), n)
+            # member C's rows were not rewritten; A's and B's were
+            after = row_versions(n)
+            self.assertEqual({k: v for k, v in after.items() if k[0] == str(C)},
+                             {k: v for k, v in before[n].items() if k[0] == str(C)}, n)
+            self.assertTrue(all(v not in before[n].values() for k, v in after.items() if k[0] == str(A)), n)
+        self.assertEqualToFull()
+        # the new day, the new dim_user version and the workouts arrived
+        self.assertEqual(scalar("select count(*) from whoop.dim_user where user_id = %d and last_name = 'Renamed'" % B), "1")
+        self.assertEqual(scalar("select count(distinct user_sk) from whoop.fact_daily_strain where user_id = %d" % B), "2")
+        # a settings change and a member removed
+        psql("update whoop.user_settings set hemisphere = 'north' where user_id = %d" % B)
+        psql(REMOVE % {"u": C})
+        res = refresh()
+        self.assertEqual({res["whoop." + n]["members"] for n in MAINTAINED}, {2})
+        self.assertEqual(scalar("select count(*) from whoop.fact_daily_recovery where user_id = %d" % C), "0")
+        self.assertEqualToFull()
+
+    def test_4_failed_refresh_leaves_queue_and_rows(self):
+        psql(RESCORE % {"u": A})
+        psql("update whoop.raw_recovery set record = jsonb_set(record, '{score,recovery_score}', '\"x\"') "
+             "where cycle_id = (select cycle_id from whoop.fact_daily_recovery where user_id = %d "
+             "and recovery_score is not null order by day desc limit 1)" % A)
+        queue = scalar("select string_agg(user_id::text, ',') from whoop_internal.refresh_queue")
+        before = {n: row_versions(n) for n in MAINTAINED}
+        res = refresh()
+        self.assertEqual(res["whoop.fact_daily_recovery"]["status"], "failed")
+        self.assertIn("22P02", res["whoop.fact_daily_recovery"]["error"])
+        self.assertEqual(res["whoop.recovery_momentum"]["status"], "skipped")
+        self.assertEqual(res["whoop.fact_daily_strain"]["status"], "ok")
+        self.assertEqual(res["whoop.training_load"]["status"], "ok")
+        self.assertEqual(scalar("select string_agg(user_id::text, ',') from whoop_internal.refresh_queue"), queue)
+        for n in ("fact_daily_recovery", "recovery_momentum", "autonomic_balance"):
+            self.assertEqual(row_versions(n), before[n], n)
+        # repaired, the next refresh catches up
+        psql("update whoop.raw_recovery set record = jsonb_set(record, '{score,recovery_score}', '55.5') "
+             "where record #>> '{score,recovery_score}' = 'x'")
+        res = refresh()
+        self.assertEqual({r["status"] for r in res.values()}, {"ok"})
+        self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
+        self.assertEqualToFull()
+
+    def test_5_full_and_truncate_take_the_full_path(self):
+        res = refresh(full=True)
+        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
+        self.assertEqualToFull()
+        psql("create temp table keep as select * from whoop.raw_workout; "
+             "truncate whoop.raw_workout; insert into whoop.raw_workout select * from keep")
+        self.assertEqual(scalar("select count(*) from whoop_internal.maintained where built"), "0")
+        res = refresh()
+        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
+        self.assertEqualToFull()
+        res = refresh()
+        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"incremental"})
+
+    def test_6_refresh_materialized_view_fails(self):
+        for n in MAINTAINED:
+            with self.assertRaises(harness.SQLError) as cm:
+                psql("refresh materialized view whoop.%s" % n)
+            self.assertEqual(cm.exception.sqlstate, "42809", n)
+
+    def test_7_per_member_plans(self):
+        """Every definition restricted to one member reads the raw tables
+        through indexes (the member id reaches every scan)."""
+        for n in MAINTAINED:
+            # (the fixture is small enough for sequential scans to be
+            # cheaper: forbid them to see whether an index path exists)
+            plan = psql("set enable_seqscan = off; explain (costs off) select d.* from unnest('{%d}'::bigint[]) u(user_id) "
+                        "cross join lateral (select * from whoop_internal.%s_def x "
+                        "where x.user_id = u.user_id offset 0) d" % (A, n))
+            self.assertNotRegex(plan, r"Seq Scan on (raw_|\w+_rows)", n + "\n" + plan)
+
+    def test_8_plan_and_lineage(self):
+        plan = query("select view_name, method, upstream::text[] from whoop.refresh_plan order by refresh_order")
+        names = [p["view_name"] for p in plan]
+        self.assertEqual(names[:2], ["whoop.dim_date", "whoop.dim_user"])
+        for p in plan:
+            for u in p["upstream"]:
+                self.assertLess(names.index(u), names.index(p["view_name"]))
+        self.assertEqual(scalar("select depends_on_type from whoop.lineage where object = 'whoop.fact_daily_strain' "
+                                "and depends_on = 'whoop.dim_user'"), "materialized view")
+
+
+if __name__ == "__main__":
+    unittest.main()
