@@ -50,8 +50,13 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-/* refresh this long before WHOOP would reject the token */
+/*
+ * Refresh this long before WHOOP would reject the token: a minute, but no
+ * more than a tenth of the token's lifetime, so that a short-lived token
+ * (a test server's, or one WHOOP might issue) is still used many times.
+ */
 #define EXPIRY_MARGIN_US (60 * USECS_PER_SEC)
+#define EXPIRY_MARGIN_FRACTION 10
 
 typedef struct TokenCacheKey
 {
@@ -64,14 +69,16 @@ typedef struct TokenCacheEntry
 	TokenCacheKey key;
 	char	   *access_token;	/* in TopMemoryContext, or NULL */
 	TimestampTz expires_at;
+	int64		margin_us;		/* refresh this long before expires_at */
 	int64		token_version;
 } TokenCacheEntry;
 
 static HTAB *token_cache = NULL;
 
 static TokenCacheEntry *cache_entry(const WhoopServer *server, int64 user_id);
+static int64 expiry_margin(const WhoopStoredAccount *account);
 static void cache_set(TokenCacheEntry *entry, const char *token,
-					  TimestampTz expires_at, int64 version);
+					  TimestampTz expires_at, int64 margin_us, int64 version);
 static bool token_usable(const WhoopStoredAccount *account, const char *rejected,
 						 int64 margin_us);
 static void check_account(const WhoopServer *server, const WhoopStoredAccount *account);
@@ -118,9 +125,22 @@ cache_entry(const WhoopServer *server, int64 user_id)
 	{
 		entry->access_token = NULL;
 		entry->expires_at = DT_NOBEGIN;
+		entry->margin_us = EXPIRY_MARGIN_US;
 		entry->token_version = -1;
 	}
 	return entry;
+}
+
+/*
+ * expiry_margin returns how long before its expiry an account's stored
+ * access token is refreshed.
+ */
+static int64
+expiry_margin(const WhoopStoredAccount *account)
+{
+	if (account->access_lifetime_us <= 0)
+		return EXPIRY_MARGIN_US;
+	return Min(EXPIRY_MARGIN_US, account->access_lifetime_us / EXPIRY_MARGIN_FRACTION);
 }
 
 /*
@@ -129,7 +149,7 @@ cache_entry(const WhoopServer *server, int64 user_id)
  */
 static void
 cache_set(TokenCacheEntry *entry, const char *token, TimestampTz expires_at,
-		  int64 version)
+		  int64 margin_us, int64 version)
 {
 	if (entry->access_token != NULL)
 	{
@@ -138,6 +158,7 @@ cache_set(TokenCacheEntry *entry, const char *token, TimestampTz expires_at,
 	}
 	entry->access_token = token ? MemoryContextStrdup(TopMemoryContext, token) : NULL;
 	entry->expires_at = expires_at;
+	entry->margin_us = margin_us;
 	entry->token_version = version;
 }
 
@@ -223,15 +244,15 @@ whoop_access_token(const WhoopServer *server, int64 user_id, const char *rejecte
 
 	if (entry->access_token != NULL &&
 		(rejected == NULL || strcmp(entry->access_token, rejected) != 0) &&
-		entry->expires_at - EXPIRY_MARGIN_US > GetCurrentTimestamp())
+		entry->expires_at - entry->margin_us > GetCurrentTimestamp())
 		return pstrdup(entry->access_token);
 
 	whoop_store_read(server->server_name, user_id, &account);
 	check_account(server, &account);
-	if (token_usable(&account, rejected, EXPIRY_MARGIN_US))
+	if (token_usable(&account, rejected, expiry_margin(&account)))
 	{
 		cache_set(entry, account.access_token, account.access_expires_at,
-				  account.token_version);
+				  expiry_margin(&account), account.token_version);
 		return pstrdup(account.access_token);
 	}
 
@@ -260,7 +281,8 @@ whoop_access_token(const WhoopServer *server, int64 user_id, const char *rejecte
 	}
 	PG_END_TRY();
 
-	cache_set(entry, token, account.access_expires_at, account.token_version);
+	cache_set(entry, token, account.access_expires_at, expiry_margin(&account),
+			  account.token_version);
 	return token;
 }
 
@@ -404,7 +426,8 @@ whoop_oauth_grant(const WhoopServer *server, WhoopGrant *grant)
 
 	memset(grant->form, 0, strlen(grant->form));
 	if (tokens != NULL)
-		cache_set(cache_entry(server, grant->user_id), NULL, DT_NOBEGIN, -1);
+		cache_set(cache_entry(server, grant->user_id), NULL, DT_NOBEGIN,
+				  EXPIRY_MARGIN_US, -1);
 	return tokens;
 }
 
@@ -418,7 +441,7 @@ whoop_oauth_forget(const WhoopServer *server, int64 user_id)
 	WhoopStoreWrite forget = {WHOOP_STORE_FORGET, server->server_name, user_id};
 
 	whoop_token_writer_commit(whoop_token_writer_start(), &forget);
-	cache_set(cache_entry(server, user_id), NULL, DT_NOBEGIN, -1);
+	cache_set(cache_entry(server, user_id), NULL, DT_NOBEGIN, EXPIRY_MARGIN_US, -1);
 }
 
 /*

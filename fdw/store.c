@@ -44,6 +44,7 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 /* advisory-lock field4 of our own, apart from user advisory locks (1, 2) */
 #define WHOOP_LOCK_SPACE 0x5748
@@ -122,7 +123,8 @@ whoop_store_read(const char *server_name, int64 user_id, WhoopStoredAccount *acc
 {
 	static const char query[] =
 		"select owner::oid, status, refresh_token, access_token, "
-		"access_expires_at, token_version, home_system_identifier, home_database "
+		"access_expires_at, token_version, home_system_identifier, home_database, "
+		"access_expires_at operator(pg_catalog.-) last_refresh_at "
 		"from " WHOOP_ACCOUNT_RELATION " "
 		"where server_name operator(pg_catalog.=) $1 "
 		"and user_id operator(pg_catalog.=) $2";
@@ -164,6 +166,16 @@ whoop_store_read(const char *server_name, int64 user_id, WhoopStoredAccount *acc
 		account->token_version = DatumGetInt64(SPI_getbinval(tuple, desc, 6, &isnull));
 		account->home_system_identifier = DatumGetInt64(SPI_getbinval(tuple, desc, 7, &isnull));
 		account->home_database = SPI_getvalue(tuple, desc, 8);
+		d = SPI_getbinval(tuple, desc, 9, &isnull);
+		if (isnull)
+			account->access_lifetime_us = -1;
+		else
+		{
+			Interval   *lifetime = DatumGetIntervalP(d);
+
+			account->access_lifetime_us = lifetime->time +
+				((int64) lifetime->day * USECS_PER_DAY);
+		}
 		account->at_home =
 			account->home_system_identifier == (int64) GetSystemIdentifier() &&
 			strcmp(account->home_database, get_database_name(MyDatabaseId)) == 0;

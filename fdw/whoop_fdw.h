@@ -377,6 +377,7 @@ typedef struct WhoopStoredAccount
 	char	   *refresh_token;
 	char	   *access_token;
 	TimestampTz access_expires_at;
+	int64		access_lifetime_us; /* expires_in it was issued with; -1 unknown */
 	int64		token_version;
 	int64		home_system_identifier; /* where its tokens were stored */
 	char	   *home_database;

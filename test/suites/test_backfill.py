@@ -461,6 +461,21 @@ class TokenTest(harness.SimulatorSuite):
         self.assertTrue(log[0][1].endswith("/oauth2/token"), log[0])
         self.assertIn("/v2/cycle", log[1][1])
 
+    def test_02_short_lived_token_is_used_more_than_once(self):
+        # a 2 s token is refreshed a tenth of its life (not a minute) early:
+        # a fetch right after the one that refreshed it uses it again
+        time.sleep(2.5)
+        sync("endpoint => 'cycle'")
+        self.sim.reset()
+        out = sync("endpoint => 'sleep'")
+        self.assertNotIn("WARNING", out)
+        log = self.api_log()
+        self.assertEqual([(m, s) for m, _, s in log], [("GET", 200)] * len(log), log)
+        # the lifetime it is judged by: expires_in less the time the request took
+        self.assertEqual(scalar("select access_expires_at - last_refresh_at "
+                                "between interval '1 second' and interval '2 seconds' "
+                                "from whoop_internal.account"), "t")
+
 
 class TokenClockTest(harness.SimulatorSuite):
 

@@ -29,6 +29,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -539,12 +540,13 @@ class HostileTest(unittest.TestCase):
                 self.assertNotIn("Welcome", err.output)
 
     def test_absurd_rate_limit_reset_fails_fast_and_keeps_the_account(self):
-        # link member 4242 with a token that is already within the refresh margin
+        # link member 4242 with a token that expires within a second
         self.fake.routes[("POST", "/oauth/token")] = (200, {}, TOKEN_ANSWER.replace(
-            b'"expires_in":3600', b'"expires_in":30'))
+            b'"expires_in":3600', b'"expires_in":1'))
         self.fake.routes[("GET", "/api/v2/user/profile/basic")] = (
             200, {}, b'{"user_id": 4242, "first_name": "Hos", "last_name": "Tile"}')
         self.assertEqual(scalar("select whoop.add_account('hostile', 'rt-4242')"), "4242")
+        time.sleep(1.2)
         # now the token endpoint says: come back in 68 years
         del self.fake.requests[:]
         self.fake.routes[("POST", "/oauth/token")] = (
