@@ -57,7 +57,9 @@ are extrapolated (x 24/hours) and say so.
 Options (BENCH_SCALE="--members 200 --hours 6" in the environment, or the
 command line when run as a script): --members, --team, --team-at,
 --clock-rate, --hours, --apply-minutes, --sync-hours, --refresh-hours,
---drop-rate, --cycle-poll-interval.
+--drop-rate, --cycle-poll-interval, --reconcile-interval (server options;
+'1 day' reconciles each member's recoveries, sleeps and workouts once a
+simulated day).
 
 Asserts nothing about time; returns 1 only if data was lost: a delivered
 event's change (of a linked member) missing from the raw tables at the end.
@@ -99,6 +101,7 @@ def options(argv):
     p.add_argument("--refresh-hours", type=float, default=1.0)
     p.add_argument("--drop-rate", type=float, default=0.03)
     p.add_argument("--cycle-poll-interval", default="6 hours")
+    p.add_argument("--reconcile-interval", default="1 day")
     a = p.parse_args(argv)
     if a.team_at is None:
         a.team_at = a.hours / 2
@@ -416,10 +419,11 @@ def run(a, cluster_port, tmp):
         harness.fresh_database(DB, ("whoop_fdw",))
         accounts = sim.accounts()
         psql("create server sim foreign data wrapper whoop_fdw options (api_url %s, oauth_url %s, "
-             "cycle_poll_interval %s);\n"
+             "cycle_poll_interval %s, reconcile_interval %s);\n"
              "create user mapping for current_user server sim options (client_id %s, "
              "client_secret %s);" % (quote_literal(sim.api_url), quote_literal(sim.oauth_url),
                                      quote_literal(a.cycle_poll_interval),
+                                     quote_literal(a.reconcile_interval),
                                      quote_literal(accounts["client_id"]),
                                      quote_literal(accounts["client_secret"])), dbname=DB)
         t = time.monotonic()
@@ -458,9 +462,10 @@ def run(a, cluster_port, tmp):
         print("day: clock rate %g (a simulated day = %.1f real minutes), limits 100/min "
               "(%.3f s) and 10,000/day, tokens live %d s, webhooks every %g simulated "
               "minute(s), sync every %g h, refresh every %g h, drop_rate %g, "
-              "cycle_poll_interval %s" % (X, 1440 / X, 60 / X, max(1, round(3600 / X)),
-                                          a.apply_minutes, a.sync_hours, a.refresh_hours,
-                                          a.drop_rate, a.cycle_poll_interval), flush=True)
+              "cycle_poll_interval %s, reconcile_interval %s"
+              % (X, 1440 / X, 60 / X, max(1, round(3600 / X)), a.apply_minutes, a.sync_hours,
+                 a.refresh_hours, a.drop_rate, a.cycle_poll_interval, a.reconcile_interval),
+              flush=True)
         dep = Deployment(a, sim, clock)
         dep.start()
         changes = Changes(sim, [x["user_id"] for x in accounts["athletes"][:a.members]],
