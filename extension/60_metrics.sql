@@ -466,8 +466,11 @@ comment on column whoop.autonomic_balance.balance_category is
 -- season treats the member, and a category from one day reads as a finding.
 -- Below 14 the mean is NULL, and with it the deviation, z-score, index and
 -- category built on it.
+-- d and s are each read twice (the season and its baseline): not
+-- materialized, so that a member filter reaches every read instead of a
+-- materialized scan of every member's days.
 create view whoop_internal.seasonal_adaptation_def as
-with d as (
+with d as not materialized (
     select
         f.user_id, f.day, dd.season_year,
         case when coalesce(us.hemisphere, 'north') = 'south' then dd.season_southern else dd.season end
@@ -483,7 +486,7 @@ with d as (
 -- whoop.rolling_avg/rolling_stddev sum in double-double, so their results do
 -- not depend on the physical order of rows (a refresh with unchanged data
 -- reproduces every value bit for bit) and need no ORDER BY (a sort per group).
-s as (
+s as not materialized (
     select user_id, season_year, season, hemisphere, season_start, season_end,
            count(*) as days,
            count(recovery_score) as recovery_days,

@@ -14,6 +14,7 @@ fails with 42809.
 
 import json
 import os
+import re
 import unittest
 
 import harness
@@ -235,6 +236,12 @@ class RefreshTest(unittest.TestCase):
                         "cross join lateral (select * from whoop_internal.%s_def x "
                         "where x.user_id = u.user_id offset 0) d" % (A, n))
             self.assertNotRegex(plan, r"Seq Scan on (raw_|\w+_rows)", n + "\n" + plan)
+            # and no index is read whole: every index scan of them has a condition
+            lines = plan.splitlines()
+            for i, line in enumerate(lines):
+                if re.search(r"Index (Only )?Scan (Backward )?using \S+ on (raw_|\w+_rows)", line):
+                    self.assertIn("Index Cond:", lines[i + 1] if i + 1 < len(lines) else "",
+                                  n + "\n" + plan)
 
     def test_8_plan_and_lineage(self):
         plan = query("select view_name, method, upstream::text[] from whoop.refresh_plan order by refresh_order")
