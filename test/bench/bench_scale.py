@@ -80,7 +80,7 @@ import time
 import harness
 from harness import psql, quote_literal, rows, scalar
 from webhook_lib import (BINARY, KINDS, Receiver, effects, make_certificate, parse_iso,
-                         percentile, receiver_role)
+                         receiver_role, summary_row)
 
 DB = "bench_scale"
 DAYS = 60
@@ -367,14 +367,6 @@ def lag_figures(sim_deliveries, members, real_from_ms, real_to_ms, end_ms, rate)
     return sorted(lags), missing
 
 
-def lag_line(label, lags):
-    if not lags:
-        return "  %-44s %6d" % (label, 0)
-    return "  %-44s %6d %8.1f %8.1f %8.1f %8.1f" % (
-        label, len(lags), percentile(lags, 50) / 60, percentile(lags, 90) / 60,
-        percentile(lags, 99) / 60, lags[-1] / 60)
-
-
 def request_kinds(stats):
     """request_kinds splits the simulator's per-route counts by kind."""
     kinds = collections.Counter()
@@ -580,12 +572,12 @@ def run(a, cluster_port, tmp):
         print("  request_budget at the day's end: %s" % "; ".join(" ".join(r) for r in budget))
         print("  %-44s %6s %8s %8s %8s %8s" % ("lag, simulated minutes", "n", "median", "p90",
                                                "p99", "max"))
-        print(lag_line("change -> raw row (members, last per record)", lags))
+        print(summary_row("change -> raw row (members, last per record)", lags, 60, 44, 1))
         if dep.team_link is not None:
             done = dep.team_done
             t_end = min(done[0] * 1000, day_end_ms) if done else day_end_ms
             during, _ = lag_figures(hooks, member_set, dep.team_link[0] * 1000, t_end, end_ms, X)
-            print(lag_line("  of which while the team loaded", during))
+            print(summary_row("  of which while the team loaded", during, 60, 44, 1))
             if done:
                 print("  team: %d members linked at %.2f h had 60 days of metrics after %.1f "
                       "simulated minutes (%.0f s real)" % (

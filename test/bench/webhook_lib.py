@@ -87,14 +87,15 @@ def percentile(values, p):
     return values[min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))]
 
 
-def summary_row(label, values_ms):
-    """summary_row formats count, median, p90, p99 and max of VALUES_MS in seconds."""
-    v = sorted(values_ms)
+def summary_row(label, values, unit=1000, width=34, digits=2):
+    """summary_row formats count, median, p90, p99 and max of VALUES divided
+    by UNIT (milliseconds to seconds by default)."""
+    v = sorted(values)
     if not v:
-        return "  %-34s %5d" % (label, 0)
-    return "  %-34s %5d %8.2f %8.2f %8.2f %8.2f" % (
-        label, len(v), percentile(v, 50) / 1000, percentile(v, 90) / 1000,
-        percentile(v, 99) / 1000, v[-1] / 1000)
+        return "  %-*s %5d" % (width, label, 0)
+    return "  %-*s %5d" % (width, label, len(v)) + "".join(
+        " %8.*f" % (digits, x / unit)
+        for x in (percentile(v, 50), percentile(v, 90), percentile(v, 99), v[-1]))
 
 
 def make_certificate(tmp):
