@@ -51,7 +51,18 @@ fi
 
 logs=$(mktemp -d --suffix=.whoop_fdw_tests -p /tmp)
 destdir=$(mktemp -d --suffix=.whoop_fdw_install -p /tmp)
-trap 'rm -rf "$destdir" "$logs"' EXIT
+# the versions running in the background, each the leader of its own
+# process group; on any exit they are stopped (pg_chroot.sh then stops what
+# runs in its chroot and unmounts) before the logs go
+background=()
+stop_background() {
+	local pid
+	for pid in "${background[@]}"; do
+		kill -TERM -- "-$pid" 2>/dev/null
+	done
+	wait
+}
+trap 'stop_background; rm -rf "$destdir" "$logs"' EXIT
 # a chroot run cleans up after Ctrl-C and exits; so does the whole command
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -80,29 +91,64 @@ run_chroot() {
 		bash test/pg_chroot.sh run "$v" "$@"
 }
 
-# Each version's output goes to the terminal as it comes and to a log; with
-# more than one version, their suite lines and totals are summed up at the end.
-status=0
-summary=()
-for v in $versions; do
+# where_is prints where version $1 runs: on this machine or in which chroot.
+where_is() {
+	local suite
+	if [ "$1" = "$here" ]; then
+		suite=${WHOOP_CHROOT_SUITE:+in the $WHOOP_CHROOT_SUITE chroot}
+		echo "${suite:-on this machine}"
+	elif suite=$(bash test/pg_chroot.sh suite "$1" 2>/dev/null); then
+		echo "in a Debian $suite chroot"
+	else
+		echo "nowhere: no Debian release ships it"
+	fi
+}
+
+# run_version runs version $1's suites with output to the standard output and
+# $logs/pgN.log, and writes its seconds to $logs/pgN.seconds; its status is
+# the suites'.
+run_version() {
+	local v=$1 t0 status
+	shift
 	t0=$(date +%s)
 	if [ "$v" = "$here" ]; then
-		where=${WHOOP_CHROOT_SUITE:+in the $WHOOP_CHROOT_SUITE chroot}
-		where=${where:-on this machine}
-		echo "==== PostgreSQL $v $where ($("${PG_CONFIG:-pg_config}" --bindir))"
+		echo "==== PostgreSQL $v $(where_is "$v") ($("${PG_CONFIG:-pg_config}" --bindir))"
 		run_here "$@" 2>&1 | tee "$logs/pg$v.log"
-		[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 	else
-		if suite=$(bash test/pg_chroot.sh suite "$v" 2>/dev/null); then
-			where="in a Debian $suite chroot"
-		else
-			where="nowhere: no Debian release ships it"
-		fi
-		echo "==== PostgreSQL $v $where"
+		echo "==== PostgreSQL $v $(where_is "$v")"
 		run_chroot "$v" "$@" 2>&1 | tee "$logs/pg$v.log"
-		[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 	fi
-	summary+=("$v|$(( $(date +%s) - t0 ))|$where")
+	status=${PIPESTATUS[0]}
+	echo $(( $(date +%s) - t0 )) > "$logs/pg$v.seconds"
+	return "$status"
+}
+
+# The other versions run in the background, beside this machine's, each
+# building its chroot first if it is not cached: the suites wait on servers,
+# simulators and timers about half the time (one core of two busy), and one
+# version after another took 55 minutes in CI.  This machine's version
+# writes to the terminal as it goes; each other version's output follows,
+# whole, when it is done.
+status=0
+for v in $versions; do
+	[ "$v" = "$here" ] && continue
+	set -m    # its own process group, which the EXIT trap can stop whole
+	run_version "$v" "$@" < /dev/null > "$logs/pg$v.out" 2>&1 &
+	background+=($!)
+	set +m
+done
+for v in $versions; do
+	[ "$v" = "$here" ] || continue
+	run_version "$v" "$@" || status=1
+done
+for i in "${!background[@]}"; do
+	wait "${background[$i]}" || status=1
+done
+background=()
+summary=()
+for v in $versions; do
+	[ "$v" = "$here" ] || cat "$logs/pg$v.out"
+	summary+=("$v|$(cat "$logs/pg$v.seconds" 2>/dev/null || echo 0)|$(where_is "$v")")
 done
 if [ ${#summary[@]} -eq 1 ]; then
 	# the version's own last line is the total, unless it never got that far

@@ -60,13 +60,39 @@ def without_classes(suite, names):
     return kept
 
 
+class TimedResult(unittest.TextTestResult):
+    """TimedResult is unittest's text result that also keeps each test's
+    wall-clock seconds, so a suite can name the tests that make it slow."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seconds = {}
+        self._started = None
+
+    def startTest(self, test):
+        self._started = time.time()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.seconds[test.id()] = time.time() - self._started
+
+
 def run_module(name, results_file):
-    """run_module runs one unittest module and writes its counts as JSON."""
+    """run_module runs one unittest module, names its slowest tests and writes
+    its counts as JSON."""
     module = __import__(name)
     suite = without_classes(unittest.defaultTestLoader.loadTestsFromModule(module),
                             left_out())
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2,
-                                     buffer=False).run(suite)
+    t0 = time.time()
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, buffer=False,
+                                     resultclass=TimedResult).run(suite)
+    # what the tests themselves took; the rest is class and module fixtures
+    slowest = sorted(result.seconds.items(), key=lambda kv: -kv[1])[:3]
+    print("time: %.0f s in tests, %.0f s in fixtures; slowest: %s"
+          % (sum(result.seconds.values()), time.time() - t0 - sum(result.seconds.values()),
+             ", ".join("%s %.0f s" % (test.split(".", 1)[1], seconds)
+                       for test, seconds in slowest)))
     # a test with failing subtests is one failed test, however many subtests failed
     failing = {getattr(test, "test_case", test).id()
                for test, _ in result.failures + result.errors}
