@@ -300,6 +300,17 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(scalar("select depends_on_type from whoop.lineage where object = 'whoop.fact_daily_strain' "
                                 "and depends_on = 'whoop.dim_user'"), "materialized view")
 
+    def test_9_dim_date_reads_its_bounds_off_indexes(self):
+        """dim_date's definition finds the first and last days of the raw
+        tables with index scans (min/max), not by reading them whole, at a
+        team's size."""
+        definition = psql("select pg_get_viewdef('whoop.dim_date'::regclass)").strip().rstrip(";")
+        plan = psql("begin; " + TEAM_COPIES + "analyze; explain (costs off) " + definition
+                    + "; rollback")
+        self.assertNotRegex(plan, r"Seq Scan on raw_", plan)
+        for index in ("raw_cycle_start_idx", "raw_cycle_coalesce_idx", "raw_sleep_end_idx"):
+            self.assertRegex(plan, r"Index (Only )?Scan (Backward )?using %s on raw_" % index, plan)
+
 
 if __name__ == "__main__":
     unittest.main()
