@@ -15,6 +15,8 @@
 # slowloris test, which fails with libmicrohttpd 1.0 (trixie, forky) --
 # a known gap, see README "Webhooks".
 #
+# The other versions run in the background beside this machine's (below).
+#
 # Arguments name suites to run on each version (default: all).  Every suite's
 # summary line names its version ("pg17 test_fdw: ..."); the last line
 # printed is "N passed, N failed" over all versions, and the exit status is
