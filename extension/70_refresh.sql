@@ -211,15 +211,20 @@ comment on column whoop.refresh_plan.populated is 'materialized view: populated;
 -- rebuild.  whoop.refresh() takes the queue in its transaction: changes
 -- committed meanwhile stay queued for the next refresh, and a refresh that
 -- fails leaves the queue as it was.
+--
+-- The queue has no unique key, and a member changed twice is queued twice:
+-- with one, a sync or webhook applier queueing a member that a running
+-- refresh had taken would wait, on the key, for that refresh to commit --
+-- minutes at a team's size, with WHOOP's data held back all that time.
 --upgrade 1.0--1.1 begin
 create table whoop_internal.refresh_queue (
-    user_id     bigint primary key,
+    user_id     bigint not null,
     queued_at   timestamptz not null default now()
 );
 
 comment on table whoop_internal.refresh_queue is
-    'members whose raw data, profile or settings changed since the last whoop.refresh(): the next refresh recomputes their rows of every maintained object (not dumped: a restore rebuilds whole)';
-comment on column whoop_internal.refresh_queue.queued_at is 'when the first change since the last refresh was captured';
+    'members whose raw data, profile or settings changed since the last whoop.refresh(), a row per changing statement (no unique key, so that a change never waits for a running refresh): the next refresh recomputes their rows of every maintained object (not dumped: a restore rebuilds whole)';
+comment on column whoop_internal.refresh_queue.queued_at is 'when the change was captured';
 
 create function whoop_internal.queue_changed_members()
 returns trigger
@@ -229,16 +234,13 @@ as $$
 begin
     if tg_op = 'INSERT' then
         insert into whoop_internal.refresh_queue (user_id)
-        select distinct n.user_id from new_rows n
-        on conflict do nothing;
+        select distinct n.user_id from new_rows n;
     elsif tg_op = 'UPDATE' then
         insert into whoop_internal.refresh_queue (user_id)
-        select n.user_id from new_rows n union select o.user_id from old_rows o
-        on conflict do nothing;
+        select n.user_id from new_rows n union select o.user_id from old_rows o;
     elsif tg_op = 'DELETE' then
         insert into whoop_internal.refresh_queue (user_id)
-        select distinct o.user_id from old_rows o
-        on conflict do nothing;
+        select distinct o.user_id from old_rows o;
     end if;
     return null;
 end;
@@ -322,7 +324,7 @@ begin
     -- The members changed since the last refresh.  Taken in this
     -- transaction: a rollback leaves them queued.
     with taken as (delete from whoop_internal.refresh_queue returning user_id)
-    select coalesce(array_agg(t.user_id order by t.user_id), '{}') into v_changed from taken t;
+    select coalesce(array_agg(distinct t.user_id order by t.user_id), '{}') into v_changed from taken t;
 
     for v_plan in select * from whoop.refresh_plan p order by p.refresh_order loop
         v_start := clock_timestamp();
@@ -423,8 +425,7 @@ begin
 
     if v_requeue then
         insert into whoop_internal.refresh_queue (user_id)
-        select u from unnest(v_changed) u
-        on conflict do nothing;
+        select u from unnest(v_changed) u;
     end if;
     perform set_config('work_mem', v_work_mem, true);
     return query

@@ -15,6 +15,8 @@ fails with 42809.
 import json
 import os
 import re
+import subprocess
+import time
 import unittest
 
 import harness
@@ -26,6 +28,9 @@ MAINTAINED = ["fact_daily_recovery", "fact_daily_strain", "recovery_momentum",
               "strain_recovery_efficiency", "training_readiness_gap", "recovery_volatility",
               "autonomic_balance", "seasonal_adaptation", "training_load"]
 A, B, C = fx.USER_A, fx.USER_B, fx.USER_C
+# the members in the change capture queue (a member changed twice is in it twice)
+QUEUED = ("select string_agg(u::text, ',' order by u) "
+          "from (select distinct user_id u from whoop_internal.refresh_queue) q")
 
 
 def query(sql):
@@ -177,7 +182,7 @@ class RefreshTest(unittest.TestCase):
         for name in MAINTAINED:
             self.assertEqual(differences(name), 0, name)
 
-    def test_1_first_refresh_is_full(self):
+    def test_01_first_refresh_is_full(self):
         self.assertEqual(scalar("select count(*) from whoop_internal.maintained where built"), "0")
         res = refresh()
         self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
@@ -187,7 +192,7 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
         self.assertEqualToFull()
 
-    def test_2_empty_queue_rewrites_nothing(self):
+    def test_02_empty_queue_rewrites_nothing(self):
         before = {n: row_versions(n) for n in MAINTAINED}
         res = refresh()
         self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"incremental"})
@@ -197,11 +202,10 @@ class RefreshTest(unittest.TestCase):
             self.assertEqual(res["whoop." + n]["row_count"],
                              int(scalar("select count(*) from whoop.%s" % n)), n)
 
-    def test_3_mixed_changes_equal_full_rebuild(self):
+    def test_03_mixed_changes_equal_full_rebuild(self):
         before = {n: row_versions(n) for n in MAINTAINED}
         psql(NEW_DAY % {"u": A} + RESCORE % {"u": A} + WORKOUTS % {"u": B} + PROFILE % {"u": B})
-        self.assertEqual(scalar("select string_agg(user_id::text, ',' order by user_id) "
-                                "from whoop_internal.refresh_queue"), "%d,%d" % (A, B))
+        self.assertEqual(scalar(QUEUED), "%d,%d" % (A, B))
         res = refresh()
         for n in MAINTAINED:
             r = res["whoop." + n]
@@ -224,12 +228,12 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(scalar("select count(*) from whoop.fact_daily_recovery where user_id = %d" % C), "0")
         self.assertEqualToFull()
 
-    def test_4_failed_refresh_leaves_queue_and_rows(self):
+    def test_04_failed_refresh_leaves_queue_and_rows(self):
         psql(RESCORE % {"u": A})
         psql("update whoop.raw_recovery set record = jsonb_set(record, '{score,recovery_score}', '\"x\"') "
              "where cycle_id = (select cycle_id from whoop.fact_daily_recovery where user_id = %d "
              "and recovery_score is not null order by day desc limit 1)" % A)
-        queue = scalar("select string_agg(user_id::text, ',') from whoop_internal.refresh_queue")
+        queue = scalar(QUEUED)
         before = {n: row_versions(n) for n in MAINTAINED}
         res = refresh()
         self.assertEqual(res["whoop.fact_daily_recovery"]["status"], "failed")
@@ -237,7 +241,7 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(res["whoop.recovery_momentum"]["status"], "skipped")
         self.assertEqual(res["whoop.fact_daily_strain"]["status"], "ok")
         self.assertEqual(res["whoop.training_load"]["status"], "ok")
-        self.assertEqual(scalar("select string_agg(user_id::text, ',') from whoop_internal.refresh_queue"), queue)
+        self.assertEqual(scalar(QUEUED), queue)
         for n in ("fact_daily_recovery", "recovery_momentum", "autonomic_balance"):
             self.assertEqual(row_versions(n), before[n], n)
         # repaired, the next refresh catches up
@@ -248,7 +252,7 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
         self.assertEqualToFull()
 
-    def test_5_full_and_truncate_take_the_full_path(self):
+    def test_05_full_and_truncate_take_the_full_path(self):
         res = refresh(full=True)
         self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
         self.assertEqualToFull()
@@ -261,13 +265,13 @@ class RefreshTest(unittest.TestCase):
         res = refresh()
         self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"incremental"})
 
-    def test_6_refresh_materialized_view_fails(self):
+    def test_06_refresh_materialized_view_fails(self):
         for n in MAINTAINED:
             with self.assertRaises(harness.SQLError) as cm:
                 psql("refresh materialized view whoop.%s" % n)
             self.assertEqual(cm.exception.sqlstate, "42809", n)
 
-    def test_7_per_member_plans(self):
+    def test_07_per_member_plans(self):
         """Every definition restricted to one member reads the raw tables
         through indexes (the member id reaches every scan)."""
         # On three members the planner rightly reads whole tables; the
@@ -290,7 +294,7 @@ class RefreshTest(unittest.TestCase):
                     self.assertIn("Index Cond:", lines[i + 1] if i + 1 < len(lines) else "",
                                   n + "\n" + plan)
 
-    def test_8_plan_and_lineage(self):
+    def test_08_plan_and_lineage(self):
         plan = query("select view_name, method, upstream::text[] from whoop.refresh_plan order by refresh_order")
         names = [p["view_name"] for p in plan]
         self.assertEqual(names[:2], ["whoop.dim_date", "whoop.dim_user"])
@@ -300,7 +304,7 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(scalar("select depends_on_type from whoop.lineage where object = 'whoop.fact_daily_strain' "
                                 "and depends_on = 'whoop.dim_user'"), "materialized view")
 
-    def test_9_dim_date_reads_its_bounds_off_indexes(self):
+    def test_09_dim_date_reads_its_bounds_off_indexes(self):
         """dim_date's definition finds the first and last days of the raw
         tables with index scans (min/max), not by reading them whole, at a
         team's size."""
@@ -310,6 +314,59 @@ class RefreshTest(unittest.TestCase):
         self.assertNotRegex(plan, r"Seq Scan on raw_", plan)
         for index in ("raw_cycle_start_idx", "raw_cycle_coalesce_idx", "raw_sleep_end_idx"):
             self.assertRegex(plan, r"Index (Only )?Scan (Backward )?using %s on raw_" % index, plan)
+
+    def test_10_a_change_never_waits_for_a_running_refresh(self):
+        """A member's raw rows change while a refresh that took that member
+        from the queue has not committed: the write goes through at once (it
+        does not wait for the refresh) and the member is queued again."""
+        gate_key = 7401301
+        psql(RESCORE % {"u": A})
+        self.assertEqual(scalar(QUEUED), str(A))
+        # the gate: a session holding an advisory lock, so that the
+        # refresher's transaction stays open after its refresh
+        gate = subprocess.Popen(["psql", "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        refresher = None
+        try:
+            gate.stdin.write("select pg_advisory_lock(%d);\n" % gate_key)
+            gate.stdin.flush()
+            self.assertTrue(self.wait_for("select count(*) from pg_locks where locktype = 'advisory' "
+                                          "and objid = %d and granted" % gate_key))
+            refresher = subprocess.Popen(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", "begin",
+                 "-c", "select count(*) from whoop.refresh()",
+                 "-c", "select pg_advisory_lock_shared(%d)" % gate_key, "-c", "commit"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            self.assertTrue(self.wait_for("select count(*) from pg_locks where locktype = 'advisory' "
+                                          "and objid = %d and not granted" % gate_key),
+                            "the refresher did not reach the gate")
+            # with a unique key on the queue this waited for the refresher
+            # (until the gate opened): lock_timeout turns that into an error
+            psql("set lock_timeout = '10s'; " + RESCORE % {"u": A})
+            gate.stdin.write("select pg_advisory_unlock_all();\n\\q\n")
+            gate.stdin.flush()
+            _, err = refresher.communicate(timeout=300)
+            self.assertEqual(refresher.returncode, 0, err)
+        finally:
+            for proc in (gate, refresher):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        # the refresher took the first change; the second is queued for the next
+        self.assertEqual(scalar(QUEUED), str(A))
+        res = refresh()
+        self.assertEqual({res["whoop." + n]["members"] for n in MAINTAINED}, {1})
+        self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
+        self.assertEqualToFull()
+
+    def wait_for(self, count_sql, seconds=120):
+        """wait_for polls COUNT_SQL until it returns a nonzero count; false on timeout."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if scalar(count_sql) != "0":
+                return True
+            time.sleep(0.1)
+        return False
 
 
 if __name__ == "__main__":
