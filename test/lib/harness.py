@@ -98,7 +98,7 @@ class Simulator:
     def oauth_url(self):
         return self.base + "/oauth/oauth2"
 
-    def request(self, method, path, body=None, headers=None, form=None):
+    def request(self, method, path, body=None, headers=None, form=None, timeout=30):
         """request sends one HTTP request; returns (status, headers, body bytes)."""
         data = None
         hdrs = dict(headers or {})
@@ -112,14 +112,18 @@ class Simulator:
                                      headers=hdrs)
         opener = urllib.request.build_opener(_NoRedirect)
         try:
-            with opener.open(req, timeout=30) as resp:
+            with opener.open(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
 
     def control(self, method, path, body=None):
         """control calls /_sim/<path> and returns the decoded JSON answer."""
-        status, _, data = self.request(method, "/_sim/" + path.lstrip("/"), body)
+        # a call that makes the simulator wait (flush_webhooks' timeout_ms)
+        # gets that long and the usual 30 s on top, not a socket timeout first
+        waits = body.get("timeout_ms", 0) / 1000 if isinstance(body, dict) else 0
+        status, _, data = self.request(method, "/_sim/" + path.lstrip("/"), body,
+                                       timeout=30 + waits)
         if status >= 300:
             raise RuntimeError("simulator control %s %s: %d %s"
                                % (method, path, status, data[:300]))
