@@ -107,6 +107,13 @@ def timed(sql):
     return time.perf_counter() - started
 
 
+def last_refresh_per_object():
+    """last_refresh_per_object returns (object, seconds) of the newest refresh, in refresh order."""
+    return rows("select view_name, round(extract(epoch from duration)::numeric, 2) "
+                "from whoop.refresh_log where run_id = (select max(run_id) from whoop.refresh_log) "
+                "order by refresh_order")
+
+
 def main(cluster):
     t0 = time.perf_counter()
     sim = harness.Simulator("--athletes", str(ATHLETES), "--days", str(DAYS),
@@ -131,17 +138,16 @@ def main(cluster):
     sizes = dict(rows("select name, row_count from whoop_internal.maintained"))
     print("rows: " + ", ".join("%s %s" % (n, sizes[n]) for n in MAINTAINED))
 
-    print("whoop.refresh() first (never built, full): %.1f s" % first_full, flush=True)
+    print("whoop.refresh() first (never built, full): %.1f s" % first_full)
+    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[1]) for r in last_refresh_per_object()), flush=True)
     empty = timed("select count(*) from whoop.refresh()")
     psql(BATCH_SQL.format(batch=BATCH), timeout=7200)
     queued = int(scalar("select count(*) from whoop_internal.refresh_queue"))
     incremental = timed("select count(*) from whoop.refresh()")
-    per_object = rows("select view_name, mode, members, round(extract(epoch from duration)::numeric, 2) "
-                      "from whoop.refresh_log where run_id = (select max(run_id) from whoop.refresh_log) "
-                      "order by refresh_order")
+    per_object = last_refresh_per_object()
     print("whoop.refresh() after a batch changing %d members: %.2f s (incremental); with nothing queued: %.2f s"
           % (queued, incremental, empty))
-    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[3]) for r in per_object))
+    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[1]) for r in per_object))
 
     sys.stdout.flush()
     diffs = {}
