@@ -108,10 +108,11 @@ def timed(sql):
 
 
 def last_refresh_per_object():
-    """last_refresh_per_object returns (object, seconds) of the newest refresh, in refresh order."""
-    return rows("select view_name, round(extract(epoch from duration)::numeric, 2) "
-                "from whoop.refresh_log where run_id = (select max(run_id) from whoop.refresh_log) "
-                "order by refresh_order")
+    """last_refresh_per_object names each object of the newest refresh with its seconds, in refresh order."""
+    return "  " + ", ".join("%s %s s" % (name.split(".")[1], seconds) for name, seconds in rows(
+        "select view_name, round(extract(epoch from duration)::numeric, 2) "
+        "from whoop.refresh_log where run_id = (select max(run_id) from whoop.refresh_log) "
+        "order by refresh_order"))
 
 
 def main(cluster):
@@ -139,15 +140,16 @@ def main(cluster):
     print("rows: " + ", ".join("%s %s" % (n, sizes[n]) for n in MAINTAINED))
 
     print("whoop.refresh() first (never built, full): %.1f s" % first_full)
-    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[1]) for r in last_refresh_per_object()), flush=True)
+    print(last_refresh_per_object(), flush=True)
     empty = timed("select count(*) from whoop.refresh()")
     psql(BATCH_SQL.format(batch=BATCH), timeout=7200)
-    queued = int(scalar("select count(*) from whoop_internal.refresh_queue"))
+    # a member changed by several statements is queued once for each
+    queued = int(scalar("select count(distinct user_id) from whoop_internal.refresh_queue"))
     incremental = timed("select count(*) from whoop.refresh()")
     per_object = last_refresh_per_object()
     print("whoop.refresh() after a batch changing %d members: %.2f s (incremental); with nothing queued: %.2f s"
           % (queued, incremental, empty))
-    print("  " + ", ".join("%s %s s" % (r[0].split(".")[1], r[1]) for r in per_object))
+    print(per_object)
 
     sys.stdout.flush()
     diffs = {}
