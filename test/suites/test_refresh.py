@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import time
 import unittest
 
 import harness
@@ -320,6 +319,10 @@ class RefreshTest(unittest.TestCase):
         from the queue has not committed: the write goes through at once (it
         does not wait for the refresh) and the member is queued again."""
         gate_key = 7401301
+
+        def gate_lock_count(state):
+            return int(scalar("select count(*) from pg_locks where locktype = 'advisory' "
+                              "and objid = %d and %s" % (gate_key, state)))
         psql(RESCORE % {"u": A})
         self.assertEqual(scalar(QUEUED), str(A))
         # the gate: a session holding an advisory lock, so that the
@@ -330,15 +333,13 @@ class RefreshTest(unittest.TestCase):
         try:
             gate.stdin.write("select pg_advisory_lock(%d);\n" % gate_key)
             gate.stdin.flush()
-            self.assertTrue(self.wait_for("select count(*) from pg_locks where locktype = 'advisory' "
-                                          "and objid = %d and granted" % gate_key))
+            self.assertTrue(harness.wait_until(lambda: gate_lock_count("granted") > 0, timeout=120))
             refresher = subprocess.Popen(
                 ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", "begin",
                  "-c", "select count(*) from whoop.refresh()",
                  "-c", "select pg_advisory_lock_shared(%d)" % gate_key, "-c", "commit"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            self.assertTrue(self.wait_for("select count(*) from pg_locks where locktype = 'advisory' "
-                                          "and objid = %d and not granted" % gate_key),
+            self.assertTrue(harness.wait_until(lambda: gate_lock_count("not granted") > 0, timeout=120),
                             "the refresher did not reach the gate")
             # with a unique key on the queue this waited for the refresher
             # (until the gate opened): lock_timeout turns that into an error
@@ -358,15 +359,6 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual({res["whoop." + n]["members"] for n in MAINTAINED}, {1})
         self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
         self.assertEqualToFull()
-
-    def wait_for(self, count_sql, seconds=120):
-        """wait_for polls COUNT_SQL until it returns a nonzero count; false on timeout."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if scalar(count_sql) != "0":
-                return True
-            time.sleep(0.1)
-        return False
 
 
 if __name__ == "__main__":
