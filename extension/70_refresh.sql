@@ -339,69 +339,65 @@ begin
                            from unnest(v_broken) b where b = any (v_plan.upstream))
                        || ', which failed or was skipped';
             v_broken := v_broken || v_plan.view_oid;
-        elsif v_plan.method = 'refresh' then
-            begin
-                -- CONCURRENTLY needs a populated view with a unique index on
-                -- plain columns (every view here has one); the first
-                -- population cannot be concurrent, but then there is nothing
-                -- for readers to see yet (they get an error until the commit).
-                if (select c.relispopulated from pg_class c where c.oid = v_plan.view_oid)
-                   and exists (select from pg_index i
-                               where i.indrelid = v_plan.view_oid and i.indisunique and i.indisvalid
-                                 and i.indpred is null and i.indexprs is null) then
-                    v_mode := 'concurrently';
-                    execute format('refresh materialized view concurrently %s', v_plan.view_oid);
-                else
-                    v_mode := 'complete';
-                    execute format('refresh materialized view %s', v_plan.view_oid);
-                end if;
-                execute format('select count(*) from %s', v_plan.view_oid) into v_rows;
-                v_status := 'ok';
-            exception when others then
-                get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
-                v_status := 'failed';
-                v_error := v_state || ': ' || v_msg;
-                v_broken := v_broken || v_plan.view_oid;
-            end;
         else
-            v_name := (select c.relname from pg_class c where c.oid = v_plan.view_oid);
             begin
-                -- Whole when asked, never built, or when an object it reads
-                -- was rebuilt whole in this refresh; else only the queued
-                -- members' rows: every definition computes a member's rows
-                -- from that member's rows alone.
-                if refresh.full or not v_plan.populated or v_plan.upstream && v_rebuilt then
-                    v_mode := 'full';
-                    -- DELETE, not TRUNCATE: readers keep reading the old
-                    -- rows until the commit (TRUNCATE would lock them out).
-                    if exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
-                        execute format('delete from %s', v_plan.stored_in);
+                if v_plan.method = 'refresh' then
+                    -- CONCURRENTLY needs a populated view with a unique index
+                    -- on plain columns (every view here has one); the first
+                    -- population cannot be concurrent, but then there is
+                    -- nothing for readers to see yet (they get an error until
+                    -- the commit).
+                    if (select c.relispopulated from pg_class c where c.oid = v_plan.view_oid)
+                       and exists (select from pg_index i
+                                   where i.indrelid = v_plan.view_oid and i.indisunique and i.indisvalid
+                                     and i.indpred is null and i.indexprs is null) then
+                        v_mode := 'concurrently';
+                        execute format('refresh materialized view concurrently %s', v_plan.view_oid);
                     else
-                        execute format('truncate %s', v_plan.stored_in);
+                        v_mode := 'complete';
+                        execute format('refresh materialized view %s', v_plan.view_oid);
                     end if;
-                    execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');
-                    get diagnostics v_rows = row_count;
-                    v_rebuilt := v_rebuilt || v_plan.view_oid;
+                    execute format('select count(*) from %s', v_plan.view_oid) into v_rows;
                 else
-                    v_mode := 'incremental';
-                    v_members := cardinality(v_changed);
-                    select m.row_count into v_rows from whoop_internal.maintained m where m.name = v_name;
-                    if v_members > 0 then
-                        execute format('delete from %s where user_id = any ($1)', v_plan.stored_in) using v_changed;
-                        get diagnostics v_deleted = row_count;
-                        -- one member at a time: the member id reaches every
-                        -- scan of the definition as an index condition
-                        execute format('insert into %s select d.* from unnest($1) u(user_id) '
-                                       'cross join lateral (select * from whoop_internal.%I x '
-                                       'where x.user_id = u.user_id offset 0) d',
-                                       v_plan.stored_in, v_name || '_def') using v_changed;
-                        get diagnostics v_inserted = row_count;
-                        v_rows := v_rows - v_deleted + v_inserted;
+                    v_name := (select c.relname from pg_class c where c.oid = v_plan.view_oid);
+                    -- Whole when asked, never built, or when an object it
+                    -- reads was rebuilt whole in this refresh; else only the
+                    -- queued members' rows: every definition computes a
+                    -- member's rows from that member's rows alone.
+                    if refresh.full or not v_plan.populated or v_plan.upstream && v_rebuilt then
+                        v_mode := 'full';
+                        -- DELETE, not TRUNCATE: readers keep reading the old
+                        -- rows until the commit (TRUNCATE would lock them out).
+                        if exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
+                            execute format('delete from %s', v_plan.stored_in);
+                        else
+                            execute format('truncate %s', v_plan.stored_in);
+                        end if;
+                        execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');
+                        get diagnostics v_rows = row_count;
+                        v_rebuilt := v_rebuilt || v_plan.view_oid;
+                    else
+                        v_mode := 'incremental';
+                        v_members := cardinality(v_changed);
+                        select m.row_count into v_rows from whoop_internal.maintained m where m.name = v_name;
+                        if v_members > 0 then
+                            execute format('delete from %s where user_id = any ($1)', v_plan.stored_in) using v_changed;
+                            get diagnostics v_deleted = row_count;
+                            -- one member at a time: the member id reaches
+                            -- every scan of the definition as an index condition
+                            execute format('insert into %s select d.* from unnest($1) u(user_id) '
+                                           'cross join lateral (select * from whoop_internal.%I x '
+                                           'where x.user_id = u.user_id offset 0) d',
+                                           v_plan.stored_in, v_name || '_def') using v_changed;
+                            get diagnostics v_inserted = row_count;
+                            v_rows := v_rows - v_deleted + v_inserted;
+                        end if;
                     end if;
+                    update whoop_internal.maintained m set built = true, row_count = v_rows where m.name = v_name;
                 end if;
-                update whoop_internal.maintained m set built = true, row_count = v_rows where m.name = v_name;
                 v_status := 'ok';
             exception when others then
+                -- the subtransaction is rolled back: the object keeps its rows
                 get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
                 v_status := 'failed';
                 v_error := v_state || ': ' || v_msg;
