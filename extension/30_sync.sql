@@ -440,6 +440,7 @@ declare
     stats_after record;
     result record;
     hint text;
+    failure_sqlstate text;
 begin
     insert into whoop.sync_state as s (server_name, user_id, endpoint)
     values (server, sync_history_step.user_id, sync_history_step.endpoint)
@@ -527,27 +528,17 @@ begin
           and s.endpoint = sync_history_step.endpoint;
         outcome := 'fetched';
     exception
-        when sqlstate '53400' then
-            -- the day's budget is kept for other requests: keep what is
-            -- loaded, the next run resumes
-            get stacked diagnostics error = message_text;
-            select * into stats_after from whoop.fetch_stats();
-            insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
-                                        finished_at, status, requests,
-                                        high_water_mark_before, high_water_mark_after, error,
-                                        chunk_from, chunk_to)
-            values (run_id, server, sync_history_step.user_id, sync_history_step.endpoint,
-                    started, clock_timestamp(), 'deferred',
-                    stats_after.requests - stats_before.requests,
-                    state.high_water_mark, state.high_water_mark, error, lo, hi);
-            outcome := 'deferred';
         when others then
-            get stacked diagnostics error = message_text, hint = pg_exception_hint;
-            if hint <> '' then
+            get stacked diagnostics error = message_text, hint = pg_exception_hint,
+                                    failure_sqlstate = returned_sqlstate;
+            -- 53400: the day's budget is kept for other requests; keep what
+            -- is loaded, the next run resumes
+            outcome := case when failure_sqlstate = '53400' then 'deferred' else 'failed' end;
+            if hint <> '' and outcome = 'failed' then
                 error := error || ' HINT: ' || hint;
             end if;
             select * into stats_after from whoop.fetch_stats();
-            if hi is null then
+            if hi is null and outcome = 'failed' then
                 update whoop.sync_state s
                    set last_attempt_at = clock_timestamp(), last_error = error
                  where s.server_name = server and s.user_id = sync_history_step.user_id
@@ -558,10 +549,9 @@ begin
                                         high_water_mark_before, high_water_mark_after, error,
                                         chunk_from, chunk_to)
             values (run_id, server, sync_history_step.user_id, sync_history_step.endpoint,
-                    started, clock_timestamp(), 'failed',
+                    started, clock_timestamp(), outcome,
                     stats_after.requests - stats_before.requests,
                     state.high_water_mark, state.high_water_mark, error, lo, hi);
-            outcome := 'failed';
     end;
 end
 $$;
