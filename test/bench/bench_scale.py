@@ -51,15 +51,21 @@ from a change at WHOOP (a delivery's changed_at_real_ms, every emitted
 event incl. the dropped ones, last change per record) to the raw row's
 _extracted_at (deleted_at for a deletion), times X: simulated seconds.  A
 change not in the raw tables by the end counts with the end as its effect
-(a lower bound) and is listed.  With --hours < 24 the per-member-day figures
-are extrapolated (x 24/hours) and say so.
+(a lower bound) and is listed, unless it altered nothing the warehouse
+keeps: the raw row, written before the change, holds the version the
+simulator serves at the end (same updated_at; a re-scored sleep announces
+its unchanged recovery too).  Those are left out of the lags and counted.
+With --hours < 24 the per-member-day figures are extrapolated (x 24/hours)
+and say so.
 
 Options (BENCH_SCALE="--members 200 --hours 6" in the environment, or the
 command line when run as a script): --members, --team, --team-at,
 --clock-rate, --hours, --apply-minutes, --sync-hours, --refresh-hours,
 --drop-rate, --cycle-poll-interval, --reconcile-interval (server options;
 '1 day' reconciles each member's recoveries, sleeps and workouts once a
-simulated day).
+simulated day), --per-minute and --per-day (the app's limits, WHOOP's 100
+and 10,000 unless given: WHOOP raises them on request; the simulator and
+the server's requests_per_minute/requests_per_day both follow).
 
 Asserts nothing about time; returns 1 only if data was lost: a delivered
 event's change (of a linked member) missing from the raw tables at the end.
@@ -102,6 +108,10 @@ def options(argv):
     p.add_argument("--drop-rate", type=float, default=0.03)
     p.add_argument("--cycle-poll-interval", default="6 hours")
     p.add_argument("--reconcile-interval", default="1 day")
+    p.add_argument("--per-minute", type=int, default=100,
+                   help="the app's limit a minute (WHOOP's default; raised on request)")
+    p.add_argument("--per-day", type=int, default=10000,
+                   help="the app's limit a day (WHOOP's default; raised on request)")
     a = p.parse_args(argv)
     if a.team_at is None:
         a.team_at = a.hours / 2
@@ -345,10 +355,12 @@ def deliveries(sim):
         since = rep["deliveries"][-1]["seq"]
 
 
-def lag_figures(sim_deliveries, members, real_from_ms, real_to_ms, end_ms, rate):
+def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, rate):
     """lag_figures: simulated-second lags of the last change per record of
-    MEMBERS made in [real_from_ms, real_to_ms), and the records whose change
-    is not in the raw tables (each counted with END_MS as its effect)."""
+    MEMBERS made in [real_from_ms, real_to_ms); the records whose change is
+    not in the raw tables (each counted with END_MS as its effect); and the
+    count of changes that altered nothing the warehouse keeps (left out of
+    the lags: see unchanged_at_whoop)."""
     last = {}
     for d in sim_deliveries:
         if d["knob"] == "duplicate" or d["user_id"] not in members:
@@ -356,15 +368,44 @@ def lag_figures(sim_deliveries, members, real_from_ms, real_to_ms, end_ms, rate)
         if real_from_ms <= d["changed_at_real_ms"] < real_to_ms:
             last[(d["type"].split(".")[0], d["id"])] = d
     raw = effects(DB, last)
+    late = {key: d for key, d in last.items()
+            if d["type"].endswith(".updated")
+            and (raw.get(key, (None, None))[0] or 0) < d["changed_at_real_ms"]}
+    unchanged = unchanged_at_whoop(sim, late)
     lags, missing = [], []
     for key, d in last.items():
+        if key in unchanged:
+            continue
         extracted, deleted = raw.get(key, (None, None))
         effect = deleted if d["type"].endswith(".deleted") else extracted
         if effect is None or effect < d["changed_at_real_ms"]:
             missing.append(d)
             effect = end_ms
         lags.append((effect - d["changed_at_real_ms"]) * rate / 1000)
-    return sorted(lags), missing
+    return sorted(lags), missing, len(unchanged)
+
+
+def unchanged_at_whoop(sim, records):
+    """unchanged_at_whoop: the (kind, id) of RECORDS whose raw row, written
+    before the record's announced change, holds the version the simulator
+    serves now (same updated_at): the change altered nothing the warehouse
+    keeps.  A re-scored sleep announces its recovery too, which keeps its
+    version; the applier fetches it, finds it unchanged and rightly leaves
+    the raw row (and its _extracted_at) as it was."""
+    by_member = collections.defaultdict(list)
+    for (kind, rid), d in records.items():
+        by_member[(kind, d["user_id"])].append(rid)
+    out = set()
+    for (kind, uid), ids in by_member.items():
+        key = "sleep_id" if kind == "recovery" else "id"
+        served = {r[key]: parse_iso(r["updated_at"]) for r in sim.records(kind, uid)}
+        for rid, updated in rows(
+                "select %s, extract(epoch from updated_at) * 1000 from whoop.raw_%s "
+                "where user_id = %d and deleted_at is null and %s = any(%s::uuid[])"
+                % (key, kind, uid, key, quote_literal("{" + ",".join(ids) + "}")), dbname=DB):
+            if rid in served and abs(served[rid] - float(updated)) < 1:
+                out.add((kind, rid))
+    return out
 
 
 def request_kinds(stats):
@@ -411,11 +452,12 @@ def run(a, cluster_port, tmp):
         harness.fresh_database(DB, ("whoop_fdw",))
         accounts = sim.accounts()
         psql("create server sim foreign data wrapper whoop_fdw options (api_url %s, oauth_url %s, "
-             "cycle_poll_interval %s, reconcile_interval %s);\n"
+             "cycle_poll_interval %s, reconcile_interval %s, requests_per_minute '%d', "
+             "requests_per_day '%d');\n"
              "create user mapping for current_user server sim options (client_id %s, "
              "client_secret %s);" % (quote_literal(sim.api_url), quote_literal(sim.oauth_url),
                                      quote_literal(a.cycle_poll_interval),
-                                     quote_literal(a.reconcile_interval),
+                                     quote_literal(a.reconcile_interval), a.per_minute, a.per_day,
                                      quote_literal(accounts["client_id"]),
                                      quote_literal(accounts["client_secret"])), dbname=DB)
         t = time.monotonic()
@@ -445,17 +487,18 @@ def run(a, cluster_port, tmp):
         # -- the measured day ------------------------------------------------
         X = a.clock_rate
         sim.reset()
-        sim.control("POST", "ratelimit", {"per_minute": 100, "per_day": 10000,
+        sim.control("POST", "ratelimit", {"per_minute": a.per_minute, "per_day": a.per_day,
                                           "minute_seconds": 60 / X})
         since = scalar("select now()", dbname="postgres")
         real0 = time.time()
         sim.control("POST", "clock", {"now": iso(real0 * 1000), "rate": X})
         clock = Clock(X, real0, real0 * 1000)
-        print("day: clock rate %g (a simulated day = %.1f real minutes), limits 100/min "
-              "(%.3f s) and 10,000/day, tokens live %d s, webhooks every %g simulated "
+        print("day: clock rate %g (a simulated day = %.1f real minutes), limits %d/min "
+              "(%.3f s) and %d/day, tokens live %d s, webhooks every %g simulated "
               "minute(s), sync every %g h, refresh every %g h, drop_rate %g, "
               "cycle_poll_interval %s, reconcile_interval %s"
-              % (X, 1440 / X, 60 / X, max(1, round(3600 / X)), a.apply_minutes, a.sync_hours,
+              % (X, 1440 / X, a.per_minute, 60 / X, a.per_day, max(1, round(3600 / X)),
+                 a.apply_minutes, a.sync_hours,
                  a.refresh_hours, a.drop_rate, a.cycle_poll_interval, a.reconcile_interval),
               flush=True)
         dep = Deployment(a, sim, clock)
@@ -530,7 +573,8 @@ def run(a, cluster_port, tmp):
 
         hooks, counters = deliveries(sim)
         member_set = set(x["user_id"] for x in accounts["athletes"][:a.members])
-        lags, missing = lag_figures(hooks, member_set, real0 * 1000, day_end_ms, end_ms, X)
+        lags, missing, unchanged = lag_figures(sim, hooks, member_set, real0 * 1000, day_end_ms,
+                                               end_ms, X)
         events = {r[0]: r[1] for r in rows("select trace_id, status from whoop.webhook_events",
                                            dbname=DB)}
         lost = [d for d in missing if d["status"] == "delivered"
@@ -550,8 +594,14 @@ def run(a, cluster_port, tmp):
         print("  webhooks: %d events, %d delivered, %d dropped by the knob (drop_rate %g), "
               "%d retries" % (counters["events"], counters["delivered"],
                               counters["dropped_by_knob"], a.drop_rate, counters["retries"]))
-        print("  requests in the day: %d (limit 10,000%s), 429 answers: %d"
-              % (total, "" if a.hours == 24 else "; %d per 24 h extrapolated" % (total * factor),
+        emitted = collections.Counter(d["type"] for d in hooks if d["knob"] != "duplicate"
+                                      and d["user_id"] in member_set
+                                      and real0 * 1000 <= d["changed_at_real_ms"] < day_end_ms)
+        print("  events of the members per member-day%s: %s" % (ext, ", ".join(
+            "%s %.2f" % (t, n * factor / a.members) for t, n in sorted(emitted.items()))))
+        print("  requests in the day: %d (limit %d%s), 429 answers: %d"
+              % (total, a.per_day,
+                 "" if a.hours == 24 else "; %d per 24 h extrapolated" % (total * factor),
                  too_many))
         print("  %-52s %8s %14s" % ("requests by kind (simulator)", "count",
                                       "per member-day"))
@@ -573,10 +623,12 @@ def run(a, cluster_port, tmp):
         print("  %-44s %6s %8s %8s %8s %8s" % ("lag, simulated minutes", "n", "median", "p90",
                                                "p99", "max"))
         print(summary_row("change -> raw row (members, last per record)", lags, 60, 44, 1))
+        print("  left out: %d changes that altered nothing the warehouse keeps (its raw row "
+              "already held the version WHOOP serves)" % unchanged)
         if dep.team_link is not None:
             done = dep.team_done
             t_end = min(done[0] * 1000, day_end_ms) if done else day_end_ms
-            during, _ = lag_figures(hooks, member_set, dep.team_link[0] * 1000, t_end, end_ms, X)
+            during, _, _ = lag_figures(sim, hooks, member_set, dep.team_link[0] * 1000, t_end, end_ms, X)
             print(summary_row("  of which while the team loaded", during, 60, 44, 1))
             if done:
                 print("  team: %d members linked at %.2f h had 60 days of metrics after %.1f "
