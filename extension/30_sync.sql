@@ -281,12 +281,12 @@ create function whoop_internal.sync_settings(server name,
     out max_sync_deletions integer, out cycle_poll_interval interval,
     out profile_poll_interval interval, out backfill_first_days integer,
     out backfill_chunk_days integer, out backfill_max_chunks_per_sync integer,
-    out reconcile_interval interval)
+    out reconcile_interval interval, out poll_cycles_on_event boolean)
 language c stable strict
 as 'MODULE_PATHNAME', 'whoop_sync_settings';
 
 comment on function whoop_internal.sync_settings(name) is
-    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day), backfill_first_days (60), backfill_chunk_days (180), backfill_max_chunks_per_sync (NULL: no limit), reconcile_interval (NULL: every sync)';
+    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day), backfill_first_days (60), backfill_chunk_days (180), backfill_max_chunks_per_sync (NULL: no limit), reconcile_interval (NULL: every sync), poll_cycles_on_event (true: whoop.apply_webhooks() polls the cycles a sleep or workout event marked)';
 
 create function whoop_internal.update_window(source regclass)
 returns interval
@@ -692,6 +692,116 @@ comment on function whoop_internal.assert_outside_transaction_block(text) is
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
+-- One incremental (or full) fetch of an account endpoint into the raw layer,
+-- for the caller to commit: whoop.sync() for each account endpoint it
+-- polls, whoop.apply_webhooks() for the cycles an event marked.
+create function whoop_internal.sync_step(
+    server name, user_id bigint, endpoint text, full boolean default false,
+    run_id bigint default null,
+    out status text, out error text, out deletions_refused bigint)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    started timestamptz := clock_timestamp();
+    stats_before record;
+    stats_after record;
+    mark timestamptz;
+    loaded_from timestamptz;
+    fetch_from timestamptz;
+    result record;
+    hint text;
+    failure_sqlstate text;
+begin
+    deletions_refused := 0;
+    select * into stats_before from whoop.fetch_stats();
+    insert into whoop.sync_state as s (server_name, user_id, endpoint)
+    values (server, sync_step.user_id, sync_step.endpoint)
+    on conflict do nothing;
+    begin
+        select s.high_water_mark, s.history_from into mark, loaded_from
+        from whoop.sync_state s
+        where s.server_name = server and s.user_id = sync_step.user_id
+          and s.endpoint = sync_step.endpoint
+        for update;
+        -- an hour of slack for clock skew at WHOOP; the upsert ignores repeats.
+        -- A history that is still loading and has shown no record yet:
+        -- what may have changed in it started after history_from less
+        -- the update window; older records are the chunks' part.
+        fetch_from := case when sync_step.full then null
+                           else coalesce(mark - interval '1 hour',
+                                         nullif(loaded_from, '-infinity')) end;
+        -- the request class the day's budget judges the fetch by (a first
+        -- load is whoop_internal.sync_history_step()'s)
+        perform set_config('whoop_fdw.request_class',
+            case when sync_step.full then 'backfill'
+                 when endpoint in ('sleep', 'workout') then 'reconcile'
+                 else 'cycle' end, true);
+
+        select * into result
+        from whoop_internal.sync_endpoint(server, sync_step.user_id, endpoint, fetch_from);
+
+        select * into stats_after from whoop.fetch_stats();
+        update whoop.sync_state s
+           set high_water_mark = greatest(s.high_water_mark, result.max_updated_at),
+               -- full => true has listed all history
+               history_from = case when sync_step.full and s.endpoint not in ('profile', 'body_measurement')
+                                   then '-infinity' else s.history_from end,
+               last_success_at = clock_timestamp(),
+               last_attempt_at = clock_timestamp(),
+               last_error = null,
+               -- a webhook's mark set after this fetch began stays
+               pending_since = case when s.pending_since <= started then null
+                                    else s.pending_since end
+         where s.server_name = server and s.user_id = sync_step.user_id
+           and s.endpoint = sync_step.endpoint;
+        insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                    finished_at, status, full_resync, fetch_from,
+                                    rows_seen, rows_inserted, rows_updated, requests,
+                                    high_water_mark_before, high_water_mark_after,
+                                    rows_deleted, deletions_refused)
+        values (run_id, server, sync_step.user_id, endpoint, started,
+                clock_timestamp(), 'ok', sync_step.full, fetch_from,
+                result.rows_seen, result.rows_inserted, result.rows_updated,
+                stats_after.requests - stats_before.requests,
+                mark, greatest(mark, result.max_updated_at),
+                result.rows_deleted, result.deletions_refused);
+        status := 'ok';
+        deletions_refused := result.deletions_refused;
+    exception when others then
+        get stacked diagnostics error = message_text, hint = pg_exception_hint,
+                                failure_sqlstate = returned_sqlstate;
+        -- 53400: the request budget kept the day for higher-priority
+        -- requests; nothing was fetched or spent, the marks stay, and the
+        -- next sync tries again
+        status := case when failure_sqlstate = '53400' then 'deferred' else 'failed' end;
+        -- the hint says what to do (e.g. link the account again)
+        if hint <> '' and status = 'failed' then
+            error := error || ' HINT: ' || hint;
+        end if;
+        select * into stats_after from whoop.fetch_stats();
+        if status = 'failed' then
+            update whoop.sync_state s
+               set last_attempt_at = clock_timestamp(), last_error = error
+             where s.server_name = server and s.user_id = sync_step.user_id
+               and s.endpoint = sync_step.endpoint;
+        end if;
+        insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
+                                    finished_at, status, full_resync, fetch_from,
+                                    requests, high_water_mark_before,
+                                    high_water_mark_after, error)
+        values (run_id, server, sync_step.user_id, endpoint, started,
+                clock_timestamp(), status, sync_step.full, fetch_from,
+                stats_after.requests - stats_before.requests, mark, mark, error);
+    end;
+end
+$$;
+
+comment on function whoop_internal.sync_step(name, bigint, text, boolean, bigint) is
+    'one fetch of an account endpoint into the raw layer for the caller to commit: incremental from the high-water mark less an hour (full => true: all history, request class backfill), tombstoning vanished sleeps and workouts up to max_sync_deletions; updates sync_state (clearing a webhook mark set before it began) and logs in whoop.sync_log; returns ok, deferred (SQLSTATE 53400 from the request budget) or failed with the error, and how many deletions max_sync_deletions refused';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
 create or replace procedure whoop.sync(server name default null, user_id bigint default null,
                             endpoint text default null, full boolean default false,
                             run_id bigint default null)
@@ -704,14 +814,7 @@ declare
     settings record;
     state record;
     ep text;
-    mark timestamptz;
-    fetch_from timestamptz;
-    started timestamptz;
-    stats_before record;
-    stats_after record;
-    result record;
-    message text;
-    hint text;
+    step record;
     failures integer := 0;
     attempts integer := 0;
     failed text[] := '{}';
@@ -719,7 +822,6 @@ declare
     deferred text[] := '{}';
     synced_any boolean := false;
     history record;
-    loaded_from timestamptz;
     backfill_deferred boolean := false;
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.sync()');
@@ -797,103 +899,21 @@ begin
                 continue;
             end if;
             attempts := attempts + 1;
-            started := clock_timestamp();
-            select * into stats_before from whoop.fetch_stats();
-            mark := null;
-            fetch_from := null;
-            insert into whoop.sync_state as s (server_name, user_id, endpoint)
-            values (target.server_name, target.user_id, ep)
-            on conflict do nothing;
-            begin
-                select s.high_water_mark, s.history_from into mark, loaded_from
-                from whoop.sync_state s
-                where s.server_name = target.server_name and s.user_id = target.user_id
-                  and s.endpoint = ep
-                for update;
-                -- an hour of slack for clock skew at WHOOP; the upsert ignores repeats.
-                -- A history that is still loading and has shown no record yet:
-                -- what may have changed in it started after history_from less
-                -- the update window; older records are the chunks' part.
-                fetch_from := case when sync.full then null
-                                   else coalesce(mark - interval '1 hour',
-                                                 nullif(loaded_from, '-infinity')) end;
-                -- the request class the day's budget judges the fetch by (a
-                -- first load is whoop_internal.sync_history_step()'s, above)
-                perform pg_catalog.set_config('whoop_fdw.request_class',
-                    case when sync.full then 'backfill'
-                         when ep in ('sleep', 'workout') then 'reconcile'
-                         else 'cycle' end, true);
-
-                select * into result
-                from whoop_internal.sync_endpoint(target.server_name, target.user_id, ep, fetch_from);
-
-                select * into stats_after from whoop.fetch_stats();
-                update whoop.sync_state s
-                   set high_water_mark = greatest(s.high_water_mark, result.max_updated_at),
-                       -- full => true has listed all history
-                       history_from = case when sync.full and ep not in ('profile', 'body_measurement')
-                                           then '-infinity' else s.history_from end,
-                       last_success_at = clock_timestamp(),
-                       last_attempt_at = clock_timestamp(),
-                       last_error = null,
-                       -- a webhook's mark set after this fetch began stays
-                       pending_since = case when s.pending_since <= started then null
-                                            else s.pending_since end
-                 where s.server_name = target.server_name and s.user_id = target.user_id
-                   and s.endpoint = ep;
-                insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
-                                            finished_at, status, full_resync, fetch_from,
-                                            rows_seen, rows_inserted, rows_updated, requests,
-                                            high_water_mark_before, high_water_mark_after,
-                                            rows_deleted, deletions_refused)
-                values (run_id, target.server_name, target.user_id, ep, started,
-                        clock_timestamp(), 'ok', sync.full, fetch_from,
-                        result.rows_seen, result.rows_inserted, result.rows_updated,
-                        stats_after.requests - stats_before.requests,
-                        mark, greatest(mark, result.max_updated_at),
-                        result.rows_deleted, result.deletions_refused);
-                if result.deletions_refused > 0 then
-                    refusals := refusals || format('%s/%s/%s: %s records vanished, max_sync_deletions is %s',
-                                                   target.server_name, target.user_id, ep,
-                                                   result.deletions_refused,
-                                                   settings.max_sync_deletions);
-                end if;
-            exception when sqlstate '53400' then
-                -- the request budget kept the day for higher-priority
-                -- requests: nothing was fetched or spent, the marks stay,
-                -- and the next sync tries again
-                get stacked diagnostics message = message_text;
-                select * into stats_after from whoop.fetch_stats();
+            step := whoop_internal.sync_step(target.server_name, target.user_id, ep, sync.full,
+                                             run_id);
+            if step.status = 'deferred' then
                 deferred := deferred || format('%s/%s/%s', target.server_name, target.user_id, ep);
-                insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
-                                            finished_at, status, full_resync, fetch_from,
-                                            requests, high_water_mark_before,
-                                            high_water_mark_after, error)
-                values (run_id, target.server_name, target.user_id, ep, started,
-                        clock_timestamp(), 'deferred', sync.full, fetch_from,
-                        stats_after.requests - stats_before.requests, mark, mark, message);
-            when others then
-                get stacked diagnostics message = message_text, hint = pg_exception_hint;
-                -- the hint says what to do (e.g. link the account again)
-                if hint <> '' then
-                    message := message || ' HINT: ' || hint;
-                end if;
-                select * into stats_after from whoop.fetch_stats();
+            elsif step.status = 'failed' then
                 failures := failures + 1;
                 failed := failed || format('%s/%s/%s: %s', target.server_name,
-                                           target.user_id, ep, message);
-                update whoop.sync_state s
-                   set last_attempt_at = clock_timestamp(), last_error = message
-                 where s.server_name = target.server_name and s.user_id = target.user_id
-                   and s.endpoint = ep;
-                insert into whoop.sync_log (run_id, server_name, user_id, endpoint, started_at,
-                                            finished_at, status, full_resync, fetch_from,
-                                            requests, high_water_mark_before,
-                                            high_water_mark_after, error)
-                values (run_id, target.server_name, target.user_id, ep, started,
-                        clock_timestamp(), 'failed', sync.full, fetch_from,
-                        stats_after.requests - stats_before.requests, mark, mark, message);
-            end;
+                                           target.user_id, ep, step.error);
+            end if;
+            if step.deletions_refused > 0 then
+                refusals := refusals || format('%s/%s/%s: %s records vanished, max_sync_deletions is %s',
+                                               target.server_name, target.user_id, ep,
+                                               step.deletions_refused,
+                                               settings.max_sync_deletions);
+            end if;
             commit;
         end loop;
     end loop;

@@ -338,6 +338,11 @@ declare
     hint text;
     dead_letters text[] := '{}';
     deferred integer := 0;
+    batch_applied boolean;
+    poll_cycles boolean;
+    cycles_deferred boolean := false;
+    poll record;
+    polls_failed text[] := '{}';
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.apply_webhooks()');
     if max_events is null or max_events < 1 then
@@ -398,10 +403,12 @@ begin
 
         -- the request budget keeps the day longest for webhook applies
         perform pg_catalog.set_config('whoop_fdw.request_class', 'webhook', true);
+        batch_applied := false;
         begin
             applied := applied
                        + whoop_internal.apply_webhook_events(target.server_name, target.user_id, ids,
                                                              apply_webhooks.run_id);
+            batch_applied := true;
         exception when sqlstate '53400' then
             -- the day's request budget is used up: nothing was fetched; the
             -- events stay queued, not counted as attempts, and so do the
@@ -432,6 +439,32 @@ begin
         end;
         commit;
         exit when deferred > 0;
+
+        -- The cycles a sleep or workout event marked are polled now, while
+        -- the member's token is fresh from the fetches: one request, where
+        -- the next sync would most likely refresh the token first, and the
+        -- day's strain is minutes old instead of hours.  Not while the
+        -- member's first load is still to come (whoop.sync() makes it), nor
+        -- when a sync or another applier is fetching them (locked), nor
+        -- after the budget deferred one: the mark stays for the sync.
+        continue when not batch_applied or cycles_deferred;
+        select s.poll_cycles_on_event into poll_cycles
+        from whoop_internal.sync_settings(target.server_name) s;
+        continue when not poll_cycles;
+        perform from whoop.sync_state s
+        where s.server_name = target.server_name and s.user_id = target.user_id
+          and s.endpoint = 'cycle' and s.pending_since is not null and s.history_from is not null
+        for update skip locked;
+        if found then
+            poll := whoop_internal.sync_step(target.server_name, target.user_id, 'cycle', false,
+                                             apply_webhooks.run_id);
+            cycles_deferred := poll.status = 'deferred';
+            if poll.status = 'failed' then
+                polls_failed := polls_failed || format('%s/%s: %s', target.server_name,
+                                                       target.user_id, poll.error);
+            end if;
+        end if;
+        commit;
     end loop;
 
     if deferred > 0 then
@@ -447,11 +480,16 @@ begin
         raise notice 'whoop.apply_webhooks: % events applied, % failed and will be retried', applied, failed
             using hint = 'See whoop.webhook_events.last_error and next_attempt_at.';
     end if;
+    if cardinality(polls_failed) > 0 then
+        raise notice 'whoop.apply_webhooks: polling the cycles of % members failed', cardinality(polls_failed)
+            using detail = array_to_string(polls_failed, E'\n'),
+                  hint = 'Their cycles stay marked; the next whoop.sync() polls them. See whoop.sync_log.';
+    end if;
 end
 $$;
 
 comment on procedure whoop.apply_webhooks(name, integer, bigint) is
-    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles for the next sync; one transaction per account; a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
+    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles and, with the server option poll_cycles_on_event (default true), polls them at once (request class cycle; deferred or failed: the mark stays for the next sync); one transaction per account; a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin

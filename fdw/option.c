@@ -46,7 +46,8 @@ typedef enum WhoopOptionKind
 	WHOOP_OPTION_TEXT,
 	WHOOP_OPTION_INTERVAL,
 	WHOOP_OPTION_ENDPOINT,
-	WHOOP_OPTION_RESERVE
+	WHOOP_OPTION_RESERVE,
+	WHOOP_OPTION_BOOL
 } WhoopOptionKind;
 
 typedef struct WhoopOption
@@ -68,6 +69,7 @@ static const WhoopOption whoop_options[] = {
 	{"update_window", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"max_sync_deletions", ForeignServerRelationId, WHOOP_OPTION_INT, 0, 1000000},
 	{"cycle_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
+	{"poll_cycles_on_event", ForeignServerRelationId, WHOOP_OPTION_BOOL},
 	{"reconcile_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"profile_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"backfill_first_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
@@ -296,6 +298,19 @@ check_option_value(const WhoopOption *option, DefElem *def)
 				whoop_parse_day_reserve(value, pct);
 				break;
 			}
+		case WHOOP_OPTION_BOOL:
+			{
+				bool		flag;
+
+				if (!parse_bool(value, &flag))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"%s\": \"%s\"",
+									option->name, value),
+							 errhint("\"%s\" must be a boolean: true or false.",
+									 option->name)));
+				break;
+			}
 	}
 }
 
@@ -463,6 +478,7 @@ whoop_get_server(Oid serverid)
 	server->update_window_us = -1;
 	server->max_sync_deletions = DEFAULT_MAX_SYNC_DELETIONS;
 	server->cycle_poll_interval_us = -1;
+	server->poll_cycles_on_event = true;
 	server->reconcile_interval_us = -1;
 	server->profile_poll_interval_us = DEFAULT_PROFILE_POLL_INTERVAL_US;
 	server->backfill_first_days = DEFAULT_BACKFILL_FIRST_DAYS;
@@ -496,6 +512,8 @@ whoop_get_server(Oid serverid)
 			server->max_sync_deletions = atoi(value);
 		else if (strcmp(def->defname, "cycle_poll_interval") == 0)
 			server->cycle_poll_interval_us = whoop_parse_interval_us(value, def->defname);
+		else if (strcmp(def->defname, "poll_cycles_on_event") == 0)
+			(void) parse_bool(value, &server->poll_cycles_on_event);
 		else if (strcmp(def->defname, "reconcile_interval") == 0)
 			server->reconcile_interval_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "profile_poll_interval") == 0)

@@ -103,6 +103,7 @@ typedef struct WhoopServer
 	int64		update_window_us;	/* -1: not declared */
 	int			max_sync_deletions; /* per account and endpoint and sync */
 	int64		cycle_poll_interval_us; /* -1: cycles every sync */
+	bool		poll_cycles_on_event;	/* the applier polls marked cycles */
 	int64		reconcile_interval_us;	/* -1: sleeps, workouts, recoveries every sync */
 	int64		profile_poll_interval_us;	/* 0: profile every sync */
 	int			backfill_first_days;	/* a member's first sync: newest days */

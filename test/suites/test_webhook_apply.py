@@ -15,6 +15,13 @@ simulator.  A record deleted at WHOOP is deleted in the simulator
                    with it stored, duplicates cost one fetch, a 404 is 'not
                    found', sleeps and workouts mark the member's cycles,
                    staging and facts ignore tombstones, the status view
+  CyclePollTest    a sleep or workout event's batch polls the member's cycles
+                   at once (one listing from the mark, logged with the run
+                   id), a recovery event's does not; poll_cycles_on_event
+                   'false' leaves the mark for the sync, and a value that is
+                   no boolean is refused (HV024)
+  CyclePollBudgetTest  a poll the request budget defers leaves the mark, and
+                   the call polls no other member's cycles
   RetryTest        a failing fetch is retried with doubling backoff, dead
                    after 8 attempts with a WARNING, queued again by
                    whoop.requeue_webhooks(); the events of an account that is
@@ -294,6 +301,82 @@ class FactsTest(WebhookSuite):
         self.assertEqual(scalar("select count(*) from whoop.raw_workout where id = '%s' "
                                 "and deleted_at is not null" % workout), "1")
         self.assertEqual(int(scalar(in_facts)), count_before - 1)
+
+
+class CyclePollTest(WebhookSuite):
+    DB = "webhook_cycle_poll"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        psql("call whoop.sync()")
+
+    def cycle_state(self, user):
+        return rows("select pending_since is not null, last_success_at > now() - interval '1 minute' "
+                    "from whoop.sync_state where endpoint = 'cycle' and user_id = %d" % user)[0]
+
+    def test_a_sleep_or_workout_event_polls_the_cycles_at_once_a_recovery_event_does_not(self):
+        run = 4711
+        self.deliver(self.users[0], "workout.updated", self.record("workout", 0, 1)["id"])
+        self.assertEqual(apply_and_count("call whoop.apply_webhooks(run_id => %d)" % run), 2)
+        paths = [r["path"] for r in self.sim.request_log()]
+        self.assertEqual(sorted(p.split("/")[2] for p in paths), ["activity", "cycle"], paths)
+        cycle_poll = [r for r in self.sim.request_log() if r["path"] == "/v2/cycle"][0]
+        self.assertIn("start", cycle_poll["query"])     # from the high-water mark, not all history
+        self.assertEqual(self.cycle_state(self.users[0]), ["f", "t"])
+        self.assertEqual(rows("select status, requests from whoop.sync_log "
+                              "where run_id = %d and endpoint = 'cycle' and user_id = %d"
+                              % (run, self.users[0])), [["ok", "1"]])
+
+        self.sim.reset()
+        sleep = self.record("sleep", 1, 1)
+        self.deliver(self.users[1], "recovery.updated", sleep["id"])
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual([r["path"] for r in self.sim.request_log()],
+                         ["/v2/cycle/%s/recovery" % sleep["cycle_id"]])
+
+    def test_the_option_off_leaves_the_mark_for_the_sync(self):
+        psql("alter server sim options (add poll_cycles_on_event 'false')")
+        self.addCleanup(psql, "alter server sim options (drop poll_cycles_on_event)")
+        self.deliver(self.users[1], "sleep.updated", self.record("sleep", 1, 2)["id"])
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual(self.cycle_state(self.users[1])[0], "t")
+        psql("call whoop.sync(user_id => %d)" % self.users[1])
+        self.assertEqual(self.cycle_state(self.users[1]), ["f", "t"])
+
+        with self.assertRaises(SQLError) as cm:
+            psql("alter server sim options (set poll_cycles_on_event 'sometimes')")
+        self.assertEqual(cm.exception.sqlstate, "HV024")
+        self.assertIn('invalid value for option "poll_cycles_on_event": "sometimes"',
+                      cm.exception.output)
+        self.assertIn("must be a boolean", cm.exception.output)
+
+
+class CyclePollBudgetTest(WebhookSuite):
+    DB = "webhook_cycle_poll_budget"
+
+    def test_a_poll_the_budget_defers_leaves_the_mark_and_ends_the_polls(self):
+        psql("call whoop.sync()")
+        # WHOOP's day holds 100 and the cycle class must leave 99: after one
+        # by-id fetch a cycle poll is refused
+        self.sim.control("POST", "ratelimit", {"per_minute": 0, "per_day": 100,
+                                               "minute_seconds": 60})
+        psql("alter server sim options (add requests_per_day '100', "
+             "add day_budget_reserve 'cycle=99,reconcile=99,backfill=99')")
+        events = [self.deliver(self.users[u], "workout.updated", self.record("workout", u, 1)["id"])
+                  for u in (0, 1)]
+        self.sim.reset()
+        out = harness.psql_full("call whoop.apply_webhooks(run_id => 42)")
+        self.assertNotIn("WARNING", out)
+        self.assertEqual({event(t)["status"] for t in events}, {"applied"})
+        self.assertEqual([r["path"] for r in self.sim.request_log() if r["path"] == "/v2/cycle"], [])
+        self.assertEqual(rows("select user_id, pending_since is not null from whoop.sync_state "
+                              "where endpoint = 'cycle' order by user_id"),
+                         [[str(u), "t"] for u in sorted(self.users)])
+        # the first member's poll was deferred; after that none was tried
+        self.assertEqual(rows("select user_id, status, requests from whoop.sync_log "
+                              "where run_id = 42 and endpoint = 'cycle'"),
+                         [[str(self.users[0]), "deferred", "0"]])
 
 
 class RetryTest(WebhookSuite):
