@@ -54,7 +54,9 @@ change not in the raw tables by the end counts with the end as its effect
 (a lower bound) and is listed, unless it altered nothing the warehouse
 keeps: the raw row, written before the change, holds the version the
 simulator serves at the end (same updated_at; a re-scored sleep announces
-its unchanged recovery too).  Those are left out of the lags and counted.
+its unchanged recovery too), or a deleted record was never stored (its
+deletion overtook its first fetch).  Those are left out of the lags and
+counted.
 With --hours < 24 the per-member-day figures are extrapolated (x 24/hours)
 and say so.
 
@@ -357,10 +359,12 @@ def deliveries(sim):
 
 def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, rate):
     """lag_figures: simulated-second lags of the last change per record of
-    MEMBERS made in [real_from_ms, real_to_ms); the records whose change is
-    not in the raw tables (each counted with END_MS as its effect); and the
-    count of changes that altered nothing the warehouse keeps (left out of
-    the lags: see unchanged_at_whoop)."""
+    MEMBERS made in [real_from_ms, real_to_ms), as (lag, delivered) pairs
+    (delivered: its webhook reached the receiver; else only a reconciling
+    sync can catch it); the records whose change is not in the raw tables
+    (each counted with END_MS as its effect); and the count of changes that
+    altered nothing the warehouse keeps (left out of the lags: see
+    unchanged_at_whoop)."""
     last = {}
     for d in sim_deliveries:
         if d["knob"] == "duplicate" or d["user_id"] not in members:
@@ -371,7 +375,9 @@ def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, 
     late = {key: d for key, d in last.items()
             if d["type"].endswith(".updated")
             and (raw.get(key, (None, None))[0] or 0) < d["changed_at_real_ms"]}
-    unchanged = unchanged_at_whoop(sim, late)
+    # a record deleted before the warehouse ever stored it: nothing to remove
+    unchanged = unchanged_at_whoop(sim, late) | {
+        key for key, d in last.items() if d["type"].endswith(".deleted") and key not in raw}
     lags, missing = [], []
     for key, d in last.items():
         if key in unchanged:
@@ -381,7 +387,8 @@ def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, 
         if effect is None or effect < d["changed_at_real_ms"]:
             missing.append(d)
             effect = end_ms
-        lags.append((effect - d["changed_at_real_ms"]) * rate / 1000)
+        lags.append(((effect - d["changed_at_real_ms"]) * rate / 1000,
+                     d["status"] == "delivered"))
     return sorted(lags), missing, len(unchanged)
 
 
@@ -622,14 +629,21 @@ def run(a, cluster_port, tmp):
         print("  request_budget at the day's end: %s" % "; ".join(" ".join(r) for r in budget))
         print("  %-44s %6s %8s %8s %8s %8s" % ("lag, simulated minutes", "n", "median", "p90",
                                                "p99", "max"))
-        print(summary_row("change -> raw row (members, last per record)", lags, 60, 44, 1))
+        print(summary_row("change -> raw row (members, last per record)",
+                          [lag for lag, _ in lags], 60, 44, 1))
+        print(summary_row("  of which delivered by webhook", [lag for lag, hook in lags if hook],
+                          60, 44, 1))
+        print(summary_row("  of which never delivered (the sync's part)",
+                          [lag for lag, hook in lags if not hook], 60, 44, 1))
         print("  left out: %d changes that altered nothing the warehouse keeps (its raw row "
-              "already held the version WHOOP serves)" % unchanged)
+              "already held the version WHOOP serves, or a deleted record was never stored)"
+              % unchanged)
         if dep.team_link is not None:
             done = dep.team_done
             t_end = min(done[0] * 1000, day_end_ms) if done else day_end_ms
             during, _, _ = lag_figures(sim, hooks, member_set, dep.team_link[0] * 1000, t_end, end_ms, X)
-            print(summary_row("  of which while the team loaded", during, 60, 44, 1))
+            print(summary_row("  delivered, while the team loaded",
+                              [lag for lag, hook in during if hook], 60, 44, 1))
             if done:
                 print("  team: %d members linked at %.2f h had 60 days of metrics after %.1f "
                       "simulated minutes (%.0f s real)" % (
