@@ -46,7 +46,9 @@ Measured and printed: requests in the day (the simulator's count per route,
 429s), requests per member-day by kind (by-id webhook applies from the
 applier's whoop.fetch_stats(); cycle polls, reconciling syncs, profile+body
 and backfill from whoop.sync_log; tokens from the simulator's grants),
-sync_log rows 'deferred' per endpoint, whoop.request_budget, and the lag
+sync_log rows 'deferred' per endpoint, whoop.request_budget, how long the
+applier waited for the request budget (its sessions' fetch_stats paced_ms, in
+all and while the team loaded), and the lag
 from a change at WHOOP (a delivery's changed_at_real_ms, every emitted
 event incl. the dropped ones, last change per record) to the raw row's
 _extracted_at (deleted_at for a deletion), times X: simulated seconds.  A
@@ -197,6 +199,7 @@ class Deployment:
         self.apply_requests = 0
         self.apply_times = []
         self.apply_late = 0
+        self.apply_paced = []       # (simulated hour at the end, s waited for the budget)
         self.sync_times = []
         self.refresh_times = []
         self.errors = collections.Counter()
@@ -221,10 +224,12 @@ class Deployment:
         while not self.stop.is_set():
             t = time.monotonic()
             try:
-                n = int(scalar("call whoop.apply_webhooks(); "
-                               "select requests from whoop.fetch_stats()", dbname=DB))
+                n, paced_ms = scalar("call whoop.apply_webhooks(); "
+                                     "select requests || ' ' || paced_ms from whoop.fetch_stats()",
+                                     dbname=DB).split()
                 with self.lock:
-                    self.apply_requests += n
+                    self.apply_requests += int(n)
+                    self.apply_paced.append((self.clock.hours(), float(paced_ms) / 1000))
             except harness.SQLError as e:
                 self.errors["apply: %s" % str(e).splitlines()[0][:100]] += 1
             self.apply_times.append(time.monotonic() - t)
@@ -597,6 +602,13 @@ def run(a, cluster_port, tmp):
                  max(dep.apply_times or [0]), max(dep.apply_times or [0]) * X / 60,
                  ", ".join("%.1fh:%.0fs" % st for st in dep.sync_times) or "none",
                  ", ".join("%.0f" % d for _, d in dep.refresh_times) or "none"))
+        paced = [p for _, p in dep.apply_paced]
+        team_paced = [p for h, p in dep.apply_paced
+                      if dep.team_link is not None and h >= a.team_at
+                      and (dep.team_done is None or h <= a.team_at + (dep.team_done[1] - dep.team_link[1]) / 3.6e6 + 0.01)]
+        print("  applier waiting for the request budget (whoop.fetch_stats paced_ms): %.1f s real in "
+              "all, longest run %.1f s; while the team loaded %.1f s in %d runs"
+              % (sum(paced), max(paced or [0]), sum(team_paced), len(team_paced)))
         print("  bench changes: %s" % ", ".join("%s %d" % kv for kv in sorted(changes.done.items())))
         print("  webhooks: %d events, %d delivered, %d dropped by the knob (drop_rate %g), "
               "%d retries" % (counters["events"], counters["delivered"],
