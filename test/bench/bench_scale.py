@@ -364,9 +364,9 @@ def deliveries(sim):
 
 def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, rate):
     """lag_figures: simulated-second lags of the last change per record of
-    MEMBERS made in [real_from_ms, real_to_ms), as (lag, delivered) pairs
-    (delivered: its webhook reached the receiver; else only a reconciling
-    sync can catch it); the records whose change is not in the raw tables
+    MEMBERS made in [real_from_ms, real_to_ms), as (lag, delivered,
+    changed_at_real_ms) triples (delivered: its webhook reached the
+    receiver; else only a reconciling sync can catch it); the records whose change is not in the raw tables
     (each counted with END_MS as its effect); and the count of changes that
     altered nothing the warehouse keeps (left out of the lags: see
     unchanged_at_whoop)."""
@@ -393,7 +393,7 @@ def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, 
             missing.append(d)
             effect = end_ms
         lags.append(((effect - d["changed_at_real_ms"]) * rate / 1000,
-                     d["status"] == "delivered"))
+                     d["status"] == "delivered", d["changed_at_real_ms"]))
     return sorted(lags), missing, len(unchanged)
 
 
@@ -642,20 +642,23 @@ def run(a, cluster_port, tmp):
         print("  %-44s %6s %8s %8s %8s %8s" % ("lag, simulated minutes", "n", "median", "p90",
                                                "p99", "max"))
         print(summary_row("change -> raw row (members, last per record)",
-                          [lag for lag, _ in lags], 60, 44, 1))
-        print(summary_row("  of which delivered by webhook", [lag for lag, hook in lags if hook],
+                          [lag for lag, _, _ in lags], 60, 44, 1))
+        print(summary_row("  of which delivered by webhook", [lag for lag, hook, _ in lags if hook],
                           60, 44, 1))
         print(summary_row("  of which never delivered (the sync's part)",
-                          [lag for lag, hook in lags if not hook], 60, 44, 1))
+                          [lag for lag, hook, _ in lags if not hook], 60, 44, 1))
         print("  left out: %d changes that altered nothing the warehouse keeps (its raw row "
               "already held the version WHOOP serves, or a deleted record was never stored)"
               % unchanged)
         if dep.team_link is not None:
             done = dep.team_done
             t_end = min(done[0] * 1000, day_end_ms) if done else day_end_ms
-            during, _, _ = lag_figures(sim, hooks, member_set, dep.team_link[0] * 1000, t_end, end_ms, X)
+            # the day's last change per record, made while the team loaded: a
+            # record changed again later (a sleep scored after it appeared)
+            # is the later change's, since its raw row shows only that one
             print(summary_row("  delivered, while the team loaded",
-                              [lag for lag, hook in during if hook], 60, 44, 1))
+                              [lag for lag, hook, at in lags
+                               if hook and dep.team_link[0] * 1000 <= at < t_end], 60, 44, 1))
             if done:
                 print("  team: %d members linked at %.2f h had 60 days of metrics after %.1f "
                       "simulated minutes (%.0f s real)" % (
