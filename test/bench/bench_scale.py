@@ -199,7 +199,7 @@ class Deployment:
         self.apply_requests = 0
         self.apply_times = []
         self.apply_late = 0
-        self.apply_paced = []       # (simulated hour at the end, s waited for the budget)
+        self.apply_paced = []       # (real time at the end, s waited for the budget)
         self.sync_times = []
         self.refresh_times = []
         self.errors = collections.Counter()
@@ -229,7 +229,7 @@ class Deployment:
                                      dbname=DB).split()
                 with self.lock:
                     self.apply_requests += int(n)
-                    self.apply_paced.append((self.clock.hours(), float(paced_ms) / 1000))
+                    self.apply_paced.append((time.time(), float(paced_ms) / 1000))
             except harness.SQLError as e:
                 self.errors["apply: %s" % str(e).splitlines()[0][:100]] += 1
             self.apply_times.append(time.monotonic() - t)
@@ -366,10 +366,10 @@ def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, 
     """lag_figures: simulated-second lags of the last change per record of
     MEMBERS made in [real_from_ms, real_to_ms), as (lag, delivered,
     changed_at_real_ms) triples (delivered: its webhook reached the
-    receiver; else only a reconciling sync can catch it); the records whose change is not in the raw tables
-    (each counted with END_MS as its effect); and the count of changes that
-    altered nothing the warehouse keeps (left out of the lags: see
-    unchanged_at_whoop)."""
+    receiver; else only a reconciling sync can catch it); the records whose
+    change is not in the raw tables (each counted with END_MS as its
+    effect); and the count of changes that altered nothing the warehouse
+    keeps (left out of the lags: see unchanged_at_whoop)."""
     last = {}
     for d in sim_deliveries:
         if d["knob"] == "duplicate" or d["user_id"] not in members:
@@ -603,9 +603,9 @@ def run(a, cluster_port, tmp):
                  ", ".join("%.1fh:%.0fs" % st for st in dep.sync_times) or "none",
                  ", ".join("%.0f" % d for _, d in dep.refresh_times) or "none"))
         paced = [p for _, p in dep.apply_paced]
-        team_paced = [p for h, p in dep.apply_paced
-                      if dep.team_link is not None and h >= a.team_at
-                      and (dep.team_done is None or h <= a.team_at + (dep.team_done[1] - dep.team_link[1]) / 3.6e6 + 0.01)]
+        team_from = dep.team_link[0] if dep.team_link else float("inf")
+        team_to = dep.team_done[0] if dep.team_done else float("inf")
+        team_paced = [p for t, p in dep.apply_paced if team_from <= t <= team_to]
         print("  applier waiting for the request budget (whoop.fetch_stats paced_ms): %.1f s real in "
               "all, longest run %.1f s; while the team loaded %.1f s in %d runs"
               % (sum(paced), max(paced or [0]), sum(team_paced), len(team_paced)))
