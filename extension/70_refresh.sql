@@ -312,6 +312,7 @@ declare
     v_state text;
     v_msg text;
     v_work_mem text := current_setting('work_mem');
+    v_jit text := current_setting('jit');
 begin
     -- One refresh at a time (the maintained rows are read, then rewritten);
     -- readers and the change capture never wait for this lock.
@@ -321,6 +322,13 @@ begin
     if pg_size_bytes(v_work_mem) < 64 * 1024 * 1024 then
         perform set_config('work_mem', '64MB', true);
     end if;
+    -- JIT compiles a statement's expressions before it runs, 0.5-1.5 s for
+    -- these plans.  That pays off over a full rebuild's million rows, but it
+    -- costs more than an incremental statement's whole work (the changed
+    -- members' few hundred rows each), and the planner cannot tell the two
+    -- apart: its estimate of the loop over the members is as high.  So JIT
+    -- is off here, and on (as the caller had it) only for full rebuilds.
+    perform set_config('jit', 'off', true);
     -- The members changed since the last refresh.  Taken in this
     -- transaction: a rollback leaves them queued.
     with taken as (delete from whoop_internal.refresh_queue returning user_id)
@@ -373,8 +381,10 @@ begin
                         else
                             execute format('truncate %s', v_plan.stored_in);
                         end if;
+                        perform set_config('jit', v_jit, true);
                         execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');
                         get diagnostics v_rows = row_count;
+                        perform set_config('jit', 'off', true);
                         v_rebuilt := v_rebuilt || v_plan.view_oid;
                     else
                         v_mode := 'incremental';
@@ -424,6 +434,7 @@ begin
         select u from unnest(v_changed) u;
     end if;
     perform set_config('work_mem', v_work_mem, true);
+    perform set_config('jit', v_jit, true);
     return query
         select l.view_name, l.refresh_order, l.mode, l.status, l.duration, l.row_count, l.error, l.members
         from whoop.refresh_log l

@@ -360,6 +360,32 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
         self.assertEqualToFull()
 
+    def test_11_jit_only_for_full_rebuilds(self):
+        """With JIT forced on for every plan, no incremental statement of
+        whoop.refresh() is JIT-compiled, a full rebuild's statements are (as
+        the caller asked), and the caller's setting is back afterwards."""
+        if scalar("select pg_jit_available()") != "t":
+            self.skipTest("this server has no JIT provider")
+
+        def compiled_writes(full):
+            # auto_explain sends every statement's plan, nested ones too, as
+            # a NOTICE; a JIT-compiled plan ends with a "JIT:" section
+            out = psql("load 'auto_explain'; set auto_explain.log_min_duration = 0; "
+                       "set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice; "
+                       "set jit = on; set jit_above_cost = 0; "
+                       "select count(*) from whoop.refresh(full => %s); "
+                       "set auto_explain.log_min_duration = -1; select current_setting('jit')"
+                       % ("true" if full else "false"), with_messages=True)
+            plans = [p for p in out.split("NOTICE:  duration:")
+                     if re.search(r"Query Text: insert into whoop_internal\.\w+_rows", p)]
+            self.assertEqual(len(plans), len(MAINTAINED), out)
+            self.assertIn("\non\n", out)
+            return sum("\nJIT:" in p for p in plans)
+        self.assertEqual(compiled_writes(full=True), len(MAINTAINED))
+        psql(RESCORE % {"u": A} + RESCORE % {"u": B})
+        self.assertEqual(compiled_writes(full=False), 0)
+        self.assertEqualToFull()
+
 
 if __name__ == "__main__":
     unittest.main()
