@@ -148,9 +148,12 @@ begin
         whoop_internal.raw_upsert(endpoint), key)
     into fetched
     using user_id, ids, cycle_ids;
+    -- (the keys compared as their type, not as text, so that the primary
+    -- key finds them instead of a scan of every member's rows)
     execute format('select coalesce(array_agg(r.%I::text), ''{}'') from whoop.%I r '
-                   'where r.%I::text = any($1) and r._extracted_at = now()',
-                   key, 'raw_' || endpoint, key)
+                   'where r.%I = any($1::%s[]) and r._extracted_at = now()',
+                   key, 'raw_' || endpoint, key,
+                   case endpoint when 'recovery' then 'bigint' else 'uuid' end)
     into written
     using fetched;
 end

@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -141,6 +142,27 @@ class ApplyTest(WebhookSuite):
         third = self.deliver(self.users[0], "workout.updated", w["id"])
         psql("call whoop.apply_webhooks()")
         self.assertEqual(event(third)["outcome"], "unchanged")
+
+    def test_written_records_are_looked_up_by_primary_key(self):
+        """After a by-id fetch, the applier finds the rows it wrote through
+        the raw tables' primary keys, not by reading every member's rows
+        (which at a team's size cost more than the fetch)."""
+        w = self.record("workout", 1, 2)
+        r = [x for x in self.sim.records("recovery", self.users[1]) if x.get("sleep_id")][4]
+        self.deliver(self.users[1], "workout.updated", w["id"])
+        self.deliver(self.users[1], "recovery.updated", r["sleep_id"])
+        # auto_explain sends the plans of the applier's statements as
+        # NOTICEs; with sequential scans disabled, one is chosen only where
+        # no index can answer
+        out = psql("load 'auto_explain'; set auto_explain.log_min_duration = 0; "
+                   "set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice; "
+                   "set enable_seqscan = off; call whoop.apply_webhooks()", with_messages=True)
+        plans = [p for p in out.split("NOTICE:  duration:")
+                 if re.search(r"Query Text: select coalesce\(array_agg\(r\.", p)]
+        self.assertEqual(len(plans), 3, out)      # the workout, the sleep, the recovery
+        for plan in plans:
+            self.assertNotIn("Seq Scan", plan)
+            self.assertRegex(plan, r"Index Scan using raw_(workout|sleep|recovery)_pkey")
 
     def test_late_update_after_deletion_stays_a_tombstone(self):
         s = self.record("sleep", 0, 1)
