@@ -91,8 +91,13 @@ host_mirror() {
 }
 
 # packages_for prints the packages a chroot for major version $1 holds.
+# From 18 on, Debian ships the JIT provider in a package of its own, which
+# postgresql-18 only recommends (and --no-install-recommends skips): users
+# have it, and test_refresh checks how whoop.refresh() uses JIT.
 packages_for() {
-	echo "postgresql-$1 postgresql-server-dev-$1 postgresql-$1-cron libcurl4-openssl-dev" \
+	local jit=""
+	[ "$1" -ge 18 ] && jit="postgresql-$1-jit"
+	echo "postgresql-$1 postgresql-server-dev-$1 postgresql-$1-cron $jit libcurl4-openssl-dev" \
 		"libjson-c-dev libmicrohttpd-dev libpq-dev pkg-config make gcc python3 ${EXTRA_PACKAGES[*]}"
 }
 
