@@ -247,6 +247,18 @@ def psql_full(sql, **kw):
     return psql(sql, with_messages=True, **kw)
 
 
+def nested_plans(sql, query_text, **kw):
+    """nested_plans runs SQL in one session with auto_explain sending the
+    plan of every statement, nested ones too, as a NOTICE; returns the plans
+    whose query text matches the regular expression QUERY_TEXT (a plan that
+    was JIT-compiled ends with a "JIT:" section), and the whole output."""
+    out = psql_full("load 'auto_explain'; set auto_explain.log_min_duration = 0; "
+                    "set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice; "
+                    + sql, **kw)
+    plans = [p for p in out.split("NOTICE:  duration:") if re.search(r"Query Text: " + query_text, p)]
+    return plans, out
+
+
 def json_literal(value):
     """json_literal renders a JSON value as the body of an SQL string literal."""
     return json.dumps(value).replace("'", "''")

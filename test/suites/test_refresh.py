@@ -368,16 +368,11 @@ class RefreshTest(unittest.TestCase):
             self.skipTest("this server has no JIT provider")
 
         def compiled_writes(full):
-            # auto_explain sends every statement's plan, nested ones too, as
-            # a NOTICE; a JIT-compiled plan ends with a "JIT:" section
-            out = psql("load 'auto_explain'; set auto_explain.log_min_duration = 0; "
-                       "set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice; "
-                       "set jit = on; set jit_above_cost = 0; "
-                       "select count(*) from whoop.refresh(full => %s); "
-                       "set auto_explain.log_min_duration = -1; select current_setting('jit')"
-                       % ("true" if full else "false"), with_messages=True)
-            plans = [p for p in out.split("NOTICE:  duration:")
-                     if re.search(r"Query Text: insert into whoop_internal\.\w+_rows", p)]
+            plans, out = harness.nested_plans(
+                "set jit = on; set jit_above_cost = 0; "
+                "select count(*) from whoop.refresh(full => %s); "
+                "set auto_explain.log_min_duration = -1; select current_setting('jit')"
+                % ("true" if full else "false"), r"insert into whoop_internal\.\w+_rows")
             self.assertEqual(len(plans), len(MAINTAINED), out)
             self.assertIn("\non\n", out)
             return sum("\nJIT:" in p for p in plans)

@@ -42,7 +42,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -151,14 +150,10 @@ class ApplyTest(WebhookSuite):
         r = [x for x in self.sim.records("recovery", self.users[1]) if x.get("sleep_id")][4]
         self.deliver(self.users[1], "workout.updated", w["id"])
         self.deliver(self.users[1], "recovery.updated", r["sleep_id"])
-        # auto_explain sends the plans of the applier's statements as
-        # NOTICEs; with sequential scans disabled, one is chosen only where
-        # no index can answer
-        out = psql("load 'auto_explain'; set auto_explain.log_min_duration = 0; "
-                   "set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice; "
-                   "set enable_seqscan = off; call whoop.apply_webhooks()", with_messages=True)
-        plans = [p for p in out.split("NOTICE:  duration:")
-                 if re.search(r"Query Text: select coalesce\(array_agg\(r\.", p)]
+        # with sequential scans disabled, one is chosen only where no index
+        # can answer
+        plans, out = harness.nested_plans("set enable_seqscan = off; call whoop.apply_webhooks()",
+                                          r"select coalesce\(array_agg\(r\.")
         self.assertEqual(len(plans), 3, out)      # the workout, the sleep, the recovery
         for plan in plans:
             self.assertNotIn("Seq Scan", plan)
