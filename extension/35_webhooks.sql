@@ -37,13 +37,19 @@ create table whoop.webhook_events (
 );
 -- the applier's scan: due events of one account, oldest first
 create index on whoop.webhook_events (server_name, user_id, id) where status = 'queued';
+-- whoop.webhook_status reads these three instead of every event: the events
+-- not applied, those applied lately (also the retention's oldest first) and
+-- the newest arrival
+create index on whoop.webhook_events (server_name, status) where status <> 'applied';
+create index on whoop.webhook_events (server_name, applied_at) where status = 'applied';
+create index on whoop.webhook_events (server_name, received_at);
 
 -- the events are data, not schema: a dump keeps them
 select pg_catalog.pg_extension_config_dump('whoop.webhook_events', '');
 select pg_catalog.pg_extension_config_dump('whoop.webhook_events_id_seq', '');
 
 comment on table whoop.webhook_events is
-    'WHOOP webhook events received and verified by whoop.receive_webhook(), one row per delivery trace_id and server';
+    'WHOOP webhook events received and verified by whoop.receive_webhook(), one row per delivery trace_id and server; whoop.apply_webhooks() deletes applied ones after the server option webhook_retention (30 days)';
 comment on column whoop.webhook_events.id is
     'arrival order';
 comment on column whoop.webhook_events.server_name is
@@ -330,7 +336,9 @@ language plpgsql
 as $$
 declare
     max_attempts constant integer := 8;
+    prune_batch constant integer := 10000;
     target record;
+    retention record;
     ids bigint[];
     tried bigint[] := '{}';
     applied integer := 0;
@@ -470,6 +478,31 @@ begin
         commit;
     end loop;
 
+    -- Applied events older than their server's webhook_retention go, oldest
+    -- first and at most prune_batch per server and call: a backlog (the
+    -- first calls after an upgrade, a shortened retention) spreads over the
+    -- calls instead of holding one up.  Queued and dead events stay.  A
+    -- role that may apply but not delete events leaves them to the owner.
+    if pg_catalog.has_table_privilege('whoop.webhook_events', 'delete') then
+        for retention in
+            select s.srvname as server_name, st.webhook_retention
+            from pg_foreign_server s
+            join pg_foreign_data_wrapper w on w.oid = s.srvfdw and w.fdwname = 'whoop_fdw'
+            cross join lateral whoop_internal.sync_settings(s.srvname) st
+            where apply_webhooks.server is null or s.srvname = apply_webhooks.server
+        loop
+            delete from whoop.webhook_events e
+            where e.id in (select x.id
+                           from whoop.webhook_events x
+                           where x.server_name = retention.server_name and x.status = 'applied'
+                             and x.applied_at < now() - retention.webhook_retention
+                           order by x.applied_at
+                           limit prune_batch
+                           for update skip locked);
+        end loop;
+        commit;
+    end if;
+
     if deferred > 0 then
         raise notice 'whoop.apply_webhooks: the day''s request budget is used up; % events stay queued', deferred
             using hint = 'They are applied once the budget refills; see whoop.request_budget.';
@@ -492,7 +525,7 @@ end
 $$;
 
 comment on procedure whoop.apply_webhooks(name, integer, bigint) is
-    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles and, with the server option poll_cycles_on_event (default true), polls them at once (request class cycle; deferred or failed: the mark stays for the next sync); one transaction per account; a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
+    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles and, with the server option poll_cycles_on_event (default true), polls them at once (request class cycle; deferred or failed: the mark stays for the next sync); one transaction per account; then deletes applied events older than the server option webhook_retention (default 30 days; at most 10000 per server and call, when the role may delete events); a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
@@ -518,35 +551,63 @@ comment on function whoop.requeue_webhooks(name) is
 
 --upgrade 1.0--1.1 begin
 create view whoop.webhook_status as
-with e as (
-    select e.*, e.applied_at - e.received_at as lag
-    from whoop.webhook_events e
+-- Reads the events not applied and those applied in the last day, through
+-- their indexes, not the whole table: a day's events are what the figures
+-- need, and the table holds webhook_retention's worth (30 days by default).
+with servers (server_name) as (
+    -- the wrapper's servers that have events (one index probe each), and
+    -- the servers of events not applied: a dropped server's are dead
+    select s.srvname
+    from pg_catalog.pg_foreign_server s
+    join pg_catalog.pg_foreign_data_wrapper w on w.oid = s.srvfdw and w.fdwname = 'whoop_fdw'
+    where exists (select from whoop.webhook_events e where e.server_name = s.srvname)
+    union
+    select e.server_name from whoop.webhook_events e where e.status <> 'applied'
 )
-select e.server_name,
-       count(*) filter (where e.status = 'queued') as queued,
-       count(*) filter (where e.status = 'queued'
-                          and (e.next_attempt_at is null or e.next_attempt_at <= now())) as due,
-       count(*) filter (where e.status = 'queued' and e.next_attempt_at > now()) as retrying,
-       count(*) filter (where e.status = 'dead') as dead,
-       count(*) filter (where e.applied_at >= now() - interval '1 hour') as applied_last_hour,
-       count(*) filter (where e.applied_at >= now() - interval '1 day') as applied_last_day,
-       now() - min(e.received_at) filter (where e.status = 'queued') as oldest_queued_age,
-       percentile_cont(0.5) within group (order by e.lag)
-           filter (where e.applied_at >= now() - interval '1 hour') as lag_median_last_hour,
-       percentile_cont(0.99) within group (order by e.lag)
-           filter (where e.applied_at >= now() - interval '1 hour') as lag_p99_last_hour,
-       percentile_cont(0.5) within group (order by e.lag)
-           filter (where e.applied_at >= now() - interval '1 day') as lag_median_last_day,
-       percentile_cont(0.99) within group (order by e.lag)
-           filter (where e.applied_at >= now() - interval '1 day') as lag_p99_last_day,
+select s.server_name,
+       p.queued,
+       p.due,
+       p.retrying,
+       p.dead,
+       a.applied_last_hour,
+       a.applied_last_day,
+       p.oldest_queued_age,
+       a.lag_median_last_hour,
+       a.lag_p99_last_hour,
+       a.lag_median_last_day,
+       a.lag_p99_last_day,
        (select coalesce(jsonb_object_agg(o.outcome, o.n), '{}')
         from (select x.outcome, count(*) as n
               from whoop.webhook_events x
-              where x.server_name = e.server_name and x.applied_at >= now() - interval '1 day'
+              where x.server_name = s.server_name and x.status = 'applied'
+                and x.applied_at >= now() - interval '1 day'
               group by x.outcome) o) as outcomes_last_day,
-       max(e.received_at) as last_received_at
-from e
-group by e.server_name;
+       (select max(x.received_at) from whoop.webhook_events x
+        where x.server_name = s.server_name) as last_received_at
+from servers s
+cross join lateral (
+    select count(*) filter (where e.status = 'queued') as queued,
+           count(*) filter (where e.status = 'queued'
+                              and (e.next_attempt_at is null or e.next_attempt_at <= now())) as due,
+           count(*) filter (where e.status = 'queued' and e.next_attempt_at > now()) as retrying,
+           count(*) filter (where e.status = 'dead') as dead,
+           now() - min(e.received_at) filter (where e.status = 'queued') as oldest_queued_age
+    from whoop.webhook_events e
+    where e.server_name = s.server_name and e.status <> 'applied'
+) p
+cross join lateral (
+    select count(*) filter (where e.applied_at >= now() - interval '1 hour') as applied_last_hour,
+           count(*) as applied_last_day,
+           percentile_cont(0.5) within group (order by e.applied_at - e.received_at)
+               filter (where e.applied_at >= now() - interval '1 hour') as lag_median_last_hour,
+           percentile_cont(0.99) within group (order by e.applied_at - e.received_at)
+               filter (where e.applied_at >= now() - interval '1 hour') as lag_p99_last_hour,
+           percentile_cont(0.5) within group (order by e.applied_at - e.received_at) as lag_median_last_day,
+           percentile_cont(0.99) within group (order by e.applied_at - e.received_at) as lag_p99_last_day
+    from whoop.webhook_events e
+    where e.server_name = s.server_name and e.status = 'applied'
+      and e.applied_at >= now() - interval '1 day'
+) a;
 
 comment on view whoop.webhook_status is
     'the webhook queue per server: queued events (due now, waiting for a retry), dead letters, events applied in the last hour and day, the oldest queued event''s age, lag (applied_at - received_at: median and 99th percentile) and outcomes';

@@ -57,6 +57,7 @@ typedef struct WhoopOption
 	WhoopOptionKind kind;
 	int			min;			/* WHOOP_OPTION_INT bounds */
 	int			max;
+	const char *min_interval;	/* WHOOP_OPTION_INTERVAL lower bound, or NULL */
 } WhoopOption;
 
 static const WhoopOption whoop_options[] = {
@@ -71,6 +72,7 @@ static const WhoopOption whoop_options[] = {
 	{"cycle_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"poll_cycles_on_event", ForeignServerRelationId, WHOOP_OPTION_BOOL},
 	{"reconcile_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
+	{"webhook_retention", ForeignServerRelationId, WHOOP_OPTION_INTERVAL, 0, 0, "1 day"},
 	{"profile_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"backfill_first_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
 	{"backfill_chunk_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
@@ -91,6 +93,7 @@ static const WhoopOption whoop_options[] = {
 #define DEFAULT_MAX_RETRIES 4
 #define DEFAULT_MAX_SYNC_DELETIONS 10
 #define DEFAULT_PROFILE_POLL_INTERVAL_US USECS_PER_DAY
+#define DEFAULT_WEBHOOK_RETENTION_US (30 * USECS_PER_DAY)
 #define DEFAULT_BACKFILL_FIRST_DAYS 60
 #define DEFAULT_BACKFILL_CHUNK_DAYS 180
 #define DEFAULT_REQUESTS_PER_MINUTE 100
@@ -282,7 +285,15 @@ check_option_value(const WhoopOption *option, DefElem *def)
 						 errmsg("option \"%s\" must not be empty", option->name)));
 			break;
 		case WHOOP_OPTION_INTERVAL:
-			(void) whoop_parse_interval_us(value, option->name);
+			if (whoop_parse_interval_us(value, option->name) <
+				(option->min_interval ?
+				 whoop_parse_interval_us(option->min_interval, option->name) : 0))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"",
+								option->name, value),
+						 errhint("\"%s\" must be at least %s.", option->name,
+								 option->min_interval)));
 			break;
 		case WHOOP_OPTION_ENDPOINT:
 			if (whoop_endpoint_by_name(value) == NULL)
@@ -480,6 +491,7 @@ whoop_get_server(Oid serverid)
 	server->cycle_poll_interval_us = -1;
 	server->poll_cycles_on_event = true;
 	server->reconcile_interval_us = -1;
+	server->webhook_retention_us = DEFAULT_WEBHOOK_RETENTION_US;
 	server->profile_poll_interval_us = DEFAULT_PROFILE_POLL_INTERVAL_US;
 	server->backfill_first_days = DEFAULT_BACKFILL_FIRST_DAYS;
 	server->backfill_chunk_days = DEFAULT_BACKFILL_CHUNK_DAYS;
@@ -516,6 +528,8 @@ whoop_get_server(Oid serverid)
 			(void) parse_bool(value, &server->poll_cycles_on_event);
 		else if (strcmp(def->defname, "reconcile_interval") == 0)
 			server->reconcile_interval_us = whoop_parse_interval_us(value, def->defname);
+		else if (strcmp(def->defname, "webhook_retention") == 0)
+			server->webhook_retention_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "profile_poll_interval") == 0)
 			server->profile_poll_interval_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "backfill_first_days") == 0)

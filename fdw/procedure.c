@@ -59,16 +59,16 @@ whoop_assert_outside_transaction_block(PG_FUNCTION_ARGS)
  * whoop_sync_settings returns a server's max_sync_deletions,
  * cycle_poll_interval (NULL when not set), profile_poll_interval,
  * backfill_first_days, backfill_chunk_days, backfill_max_chunks_per_sync
- * (NULL when not set), reconcile_interval (NULL when not set) and
- * poll_cycles_on_event, with the defaults applied.
+ * (NULL when not set), reconcile_interval (NULL when not set),
+ * poll_cycles_on_event and webhook_retention, with the defaults applied.
  */
 Datum
 whoop_sync_settings(PG_FUNCTION_ARGS)
 {
 	WhoopServer *server = whoop_get_server_by_name(NameStr(*PG_GETARG_NAME(0)), false);
 	TupleDesc	desc;
-	Datum		values[8];
-	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+	Datum		values[9];
+	bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -89,6 +89,7 @@ whoop_sync_settings(PG_FUNCTION_ARGS)
 	else
 		values[6] = interval_datum_us(server->reconcile_interval_us);
 	values[7] = BoolGetDatum(server->poll_cycles_on_event);
+	values[8] = interval_datum_us(server->webhook_retention_us);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

@@ -22,6 +22,11 @@ simulator.  A record deleted at WHOOP is deleted in the simulator
                    no boolean is refused (HV024)
   CyclePollBudgetTest  a poll the request budget defers leaves the mark, and
                    the call polls no other member's cycles
+  RetentionTest    apply_webhooks() deletes applied events older than the
+                   server's webhook_retention (30 days; at least 1 day, else
+                   HV024), oldest first and at most 10000 per server and call;
+                   queued and dead events stay; webhook_status reads through
+                   indexes only and agrees with an aggregate over every event
   RetryTest        a failing fetch is retried with doubling backoff, dead
                    after 8 attempts with a WARNING, queued again by
                    whoop.requeue_webhooks(); the events of an account that is
@@ -289,6 +294,26 @@ class ApplyTest(WebhookSuite):
     def test_status_view(self):
         self.deliver(self.users[0], "workout.deleted", str(uuid.uuid4()))
         psql("call whoop.apply_webhooks()")
+        # the view's figures are those of an aggregate over every event
+        every_event = (
+            "select e.server_name, count(*) filter (where e.status = 'queued'), "
+            "count(*) filter (where e.status = 'queued' and (e.next_attempt_at is null "
+            "or e.next_attempt_at <= now())), "
+            "count(*) filter (where e.status = 'queued' and e.next_attempt_at > now()), "
+            "count(*) filter (where e.status = 'dead'), "
+            "count(*) filter (where e.applied_at >= now() - interval '1 hour'), "
+            "count(*) filter (where e.applied_at >= now() - interval '1 day'), "
+            "now() - min(e.received_at) filter (where e.status = 'queued'), "
+            "percentile_cont(0.5) within group (order by e.applied_at - e.received_at) "
+            "filter (where e.applied_at >= now() - interval '1 hour'), "
+            "percentile_cont(0.99) within group (order by e.applied_at - e.received_at) "
+            "filter (where e.applied_at >= now() - interval '1 day'), "
+            "max(e.received_at) from whoop.webhook_events e group by e.server_name")
+        both = rows("begin; " + every_event + "; select server_name, queued, due, retrying, dead, "
+                    "applied_last_hour, applied_last_day, oldest_queued_age, lag_median_last_hour, "
+                    "lag_p99_last_day, last_received_at from whoop.webhook_status; commit")
+        self.assertEqual(len(both), 2)
+        self.assertEqual(both[0], both[1])
         view = harness.rows("select server_name, queued, due, retrying, dead, applied_last_hour > 0, "
                             "applied_last_day >= applied_last_hour, oldest_queued_age is null, "
                             "lag_median_last_hour >= interval '0', "
@@ -394,6 +419,67 @@ class CyclePollBudgetTest(WebhookSuite):
         self.assertEqual(rows("select user_id, status, requests from whoop.sync_log "
                               "where run_id = 42 and endpoint = 'cycle'"),
                          [[str(self.users[0]), "deferred", "0"]])
+
+
+class RetentionTest(WebhookSuite):
+    DB = "webhook_retention"
+
+    def applied_event(self, age):
+        """applied_event queues and applies a deletion, then dates its application AGE back."""
+        trace = self.deliver(self.users[0], "workout.deleted", str(uuid.uuid4()))
+        psql("call whoop.apply_webhooks()")
+        psql("update whoop.webhook_events set received_at = now() - interval '%s', "
+             "applied_at = now() - interval '%s' where trace_id = '%s'" % (age, age, trace))
+        return trace
+
+    def kept(self, traces):
+        return [scalar("select count(*) from whoop.webhook_events where trace_id = '%s'" % t) == "1"
+                for t in traces]
+
+    def test_applied_events_past_the_retention_are_deleted_queued_and_dead_ones_stay(self):
+        old, recent = self.applied_event("31 days"), self.applied_event("29 days")
+        dead = self.deliver(self.users[0], "workout.deleted", str(uuid.uuid4()))
+        queued = self.deliver(self.users[1], "workout.deleted", str(uuid.uuid4()))
+        psql("update whoop.webhook_events set received_at = now() - interval '60 days', "
+             "status = case when trace_id = '%s' then 'dead' else status end, "
+             "next_attempt_at = case when trace_id = '%s' then now() + interval '1 hour' end "
+             "where trace_id in ('%s', '%s')" % (dead, queued, dead, queued))
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(self.kept([old, recent, dead, queued]), [False, True, True, True])
+        # the server option shortens (or lengthens) it
+        psql("alter server sim options (add webhook_retention '28 days')")
+        self.addCleanup(psql, "alter server sim options (drop webhook_retention)")
+        self.assertEqual(scalar("select extract(epoch from webhook_retention) "
+                                "from whoop_internal.sync_settings('sim')"), "2419200.000000")
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(self.kept([recent, dead, queued]), [False, True, True])
+
+    def test_one_call_deletes_at_most_10000_per_server(self):
+        psql("insert into whoop.webhook_events (server_name, trace_id, user_id, event_type, record_id, "
+             "signed_at, received_at, status, applied_at, outcome) "
+             "select 'sim', 'old-' || i, %d, 'workout.deleted', gen_random_uuid(), now() - interval '40 days', "
+             "now() - interval '40 days', 'applied', now() - interval '40 days' + i * interval '1 ms', "
+             "'not stored' from generate_series(1, 10002) i" % int(self.users[0]))
+        psql("call whoop.apply_webhooks()")
+        # the oldest go first
+        self.assertEqual(rows("select count(*), min(trace_id) from whoop.webhook_events "
+                              "where trace_id like 'old-%'"), [["2", "old-10001"]])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(scalar("select count(*) from whoop.webhook_events where trace_id like 'old-%'"), "0")
+
+    def test_the_option_is_checked(self):
+        for value, state, text in (("12 hours", "HV024", '"webhook_retention" must be at least 1 day'),
+                                   ("-1 day", "HV024", "must not be negative"),
+                                   ("forever", "22007", 'option "webhook_retention"')):
+            with self.subTest(value=value):
+                with self.assertRaises(SQLError) as cm:
+                    psql("alter server sim options (add webhook_retention '%s')" % value)
+                self.assertEqual(cm.exception.sqlstate, state, cm.exception.output)
+                self.assertIn(text, cm.exception.output)
+
+    def test_the_status_view_reads_no_event_outside_its_indexes(self):
+        plan = psql("set enable_seqscan = off; explain select * from whoop.webhook_status")
+        self.assertNotIn("Seq Scan on webhook_events", plan)
 
 
 class RetryTest(WebhookSuite):
