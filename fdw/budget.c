@@ -17,7 +17,9 @@
  * Within one window WHOOP's word only lowers the bucket (answers may arrive
  * out of order); a new window, or a new limit, sets it also when that is
  * more than we thought.  A request of a lower class may spend the day's
- * budget only while more than its reserve is left.
+ * budget only while more than its reserve is left (else it is refused),
+ * and the minute's likewise (else it waits): so a team's history load
+ * leaves room in every minute for the webhook applies.
  *
  * Where the state lives:
  *	- whoop_fdw in shared_preload_libraries: the main shared memory
@@ -36,6 +38,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "whoop_fdw.h"
 
@@ -329,11 +333,26 @@ wait_for(const BudgetBucket *bucket, double need, TimestampTz now)
 }
 
 /*
+ * minute_limit is what a minute reserve is a share of: the configured
+ * capacity, or WHOOP's own limit from the headers when that is lower (a
+ * share of a capacity WHOOP does not grant would keep the bucket from ever
+ * rising above the reserve).
+ */
+static double
+minute_limit(const BudgetBucket *minute)
+{
+	if (minute->observed_remaining >= 0 && minute->observed_limit > 0)
+		return Min(minute->capacity, minute->observed_limit);
+	return minute->capacity;
+}
+
+/*
  * whoop_budget_take asks SERVER's app for one request of REQUEST_CLASS.
  * Granted: a unit of both windows is spent.  Refused: the day's budget is
  * down to the class's reserve (DAY_AVAILABLE and DAY_RESERVE say how far).
- * Wait: the minute's bucket, or the day's for a class without a reserve,
- * is empty; WAIT_MS says when to ask again.
+ * Wait: the minute's bucket is down to the class's minute reserve (empty,
+ * for a class without one), or the day's is empty for a class without a
+ * day reserve; WAIT_MS says when to ask again.
  */
 WhoopBudgetVerdict
 whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
@@ -343,6 +362,7 @@ whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
 	char	   *key = whoop_budget_app_key(server);
 	TimestampTz now = GetCurrentTimestamp();
 	int			reserve;
+	double		minute_reserve;
 	WhoopBudgetVerdict verdict;
 	BudgetSlot *slot;
 	BudgetBucket *minute;
@@ -361,6 +381,8 @@ whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
 	day = &slot->window[WHOOP_BUDGET_DAY];
 	refill(minute, now);
 	refill(day, now);
+	minute_reserve = floor(minute_limit(minute) *
+						   server->minute_reserve_pct[request_class] / 100.0);
 	*wait_ms = 0;
 	*day_available = day->tokens;
 	*day_reserve = reserve;
@@ -374,10 +396,10 @@ whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
 			*wait_ms = (wait_for(day, 1, now) + 999) / 1000;
 		}
 	}
-	else if (minute->tokens < 1)
+	else if (minute->tokens < minute_reserve + 1)
 	{
 		verdict = WHOOP_BUDGET_WAIT;
-		*wait_ms = (wait_for(minute, 1, now) + 999) / 1000;
+		*wait_ms = (wait_for(minute, minute_reserve + 1, now) + 999) / 1000;
 	}
 	else
 	{

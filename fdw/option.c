@@ -80,6 +80,7 @@ static const WhoopOption whoop_options[] = {
 	{"requests_per_minute", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 1000000000},
 	{"requests_per_day", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 1000000000},
 	{"day_budget_reserve", ForeignServerRelationId, WHOOP_OPTION_RESERVE},
+	{"minute_budget_reserve", ForeignServerRelationId, WHOOP_OPTION_RESERVE},
 	{"client_id", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"client_secret", UserMappingRelationId, WHOOP_OPTION_TEXT},
 	{"endpoint", ForeignTableRelationId, WHOOP_OPTION_ENDPOINT},
@@ -101,7 +102,9 @@ static const WhoopOption whoop_options[] = {
 
 /* day_budget_reserve: percent of requests_per_day each class leaves */
 static const int default_day_reserve_pct[WHOOP_REQUEST_CLASSES] = {0, 0, 10, 25, 40};
-#define DAY_RESERVE_HINT "Give percentages of requests_per_day as 'cycle=10,reconcile=25,backfill=40': classes cycle, reconcile and backfill, integers from 0 to 99, in that order non-decreasing (a lower class keeps at least the reserve of a higher one)."
+/* minute_budget_reserve: percent of the minute's requests each class leaves */
+static const int default_minute_reserve_pct[WHOOP_REQUEST_CLASSES] = {0, 0, 0, 10, 25};
+#define RESERVE_HINT "Give percentages of %s as 'cycle=%d,reconcile=%d,backfill=%d': classes cycle, reconcile and backfill, integers from 0 to 99, in that order non-decreasing (a lower class keeps at least the reserve of a higher one)."
 
 static void check_option_value(const WhoopOption *option, DefElem *def);
 static char *valid_option_names(Oid context);
@@ -306,7 +309,7 @@ check_option_value(const WhoopOption *option, DefElem *def)
 			{
 				int			pct[WHOOP_REQUEST_CLASSES];
 
-				whoop_parse_day_reserve(value, pct);
+				whoop_parse_reserve(option->name, value, pct);
 				break;
 			}
 		case WHOOP_OPTION_BOOL:
@@ -384,19 +387,22 @@ whoop_parse_interval_us(const char *value, const char *option)
 }
 
 /*
- * whoop_parse_day_reserve reads a day_budget_reserve value such as
- * 'cycle=10,reconcile=25,backfill=40' into PCT (a percentage per request
- * class; classes not named keep their defaults, interactive and webhook
- * have none) and rejects anything else.
+ * whoop_parse_reserve reads the value of OPTION, day_budget_reserve or
+ * minute_budget_reserve, such as 'cycle=10,reconcile=25,backfill=40' into
+ * PCT (a percentage per request class; classes not named keep their
+ * defaults, interactive and webhook have none) and rejects anything else.
  */
 void
-whoop_parse_day_reserve(const char *value, int *pct)
+whoop_parse_reserve(const char *option, const char *value, int *pct)
 {
+	bool		day = strcmp(option, "day_budget_reserve") == 0;
+	const int  *defaults = day ? default_day_reserve_pct : default_minute_reserve_pct;
+	const char *window = day ? "requests_per_day" : "the minute's requests (requests_per_minute)";
 	char	   *copy = pstrdup(value);
 	char	   *item;
 	char	   *save = NULL;
 
-	memcpy(pct, default_day_reserve_pct, sizeof(default_day_reserve_pct));
+	memcpy(pct, defaults, sizeof(default_day_reserve_pct));
 	for (item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save))
 	{
 		char	   *eq = strchr(item, '=');
@@ -425,22 +431,24 @@ whoop_parse_day_reserve(const char *value, int *pct)
 			number < 0 || number > 99)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("invalid value for option \"day_budget_reserve\": \"%s\"", value),
+					 errmsg("invalid value for option \"%s\": \"%s\"", option, value),
 					 eq == NULL || cls < 0
 					 ? errdetail("\"%s\" is not a class=percent pair of a class with a reserve.", item)
 					 : errdetail("The reserve of class \"%s\" is not an integer from 0 to 99.", name),
-					 errhint(DAY_RESERVE_HINT)));
+					 errhint(RESERVE_HINT, window, defaults[WHOOP_CLASS_CYCLE],
+							 defaults[WHOOP_CLASS_RECONCILE], defaults[WHOOP_CLASS_BACKFILL])));
 		pct[cls] = (int) number;
 	}
 	if (pct[WHOOP_CLASS_CYCLE] > pct[WHOOP_CLASS_RECONCILE] ||
 		pct[WHOOP_CLASS_RECONCILE] > pct[WHOOP_CLASS_BACKFILL])
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"day_budget_reserve\": \"%s\"", value),
+				 errmsg("invalid value for option \"%s\": \"%s\"", option, value),
 				 errdetail("The reserves would be cycle=%d, reconcile=%d, backfill=%d: a lower class would outlast a higher one.",
 						   pct[WHOOP_CLASS_CYCLE], pct[WHOOP_CLASS_RECONCILE],
 						   pct[WHOOP_CLASS_BACKFILL]),
-				 errhint(DAY_RESERVE_HINT)));
+				 errhint(RESERVE_HINT, window, defaults[WHOOP_CLASS_CYCLE],
+						 defaults[WHOOP_CLASS_RECONCILE], defaults[WHOOP_CLASS_BACKFILL])));
 	pfree(copy);
 }
 
@@ -500,6 +508,8 @@ whoop_get_server(Oid serverid)
 	server->requests_per_day = DEFAULT_REQUESTS_PER_DAY;
 	memcpy(server->day_reserve_pct, default_day_reserve_pct,
 		   sizeof(default_day_reserve_pct));
+	memcpy(server->minute_reserve_pct, default_minute_reserve_pct,
+		   sizeof(default_minute_reserve_pct));
 
 	foreach(cell, fs->options)
 	{
@@ -543,7 +553,9 @@ whoop_get_server(Oid serverid)
 		else if (strcmp(def->defname, "requests_per_day") == 0)
 			server->requests_per_day = atoi(value);
 		else if (strcmp(def->defname, "day_budget_reserve") == 0)
-			whoop_parse_day_reserve(value, server->day_reserve_pct);
+			whoop_parse_reserve(def->defname, value, server->day_reserve_pct);
+		else if (strcmp(def->defname, "minute_budget_reserve") == 0)
+			whoop_parse_reserve(def->defname, value, server->minute_reserve_pct);
 	}
 	server->api_url = strip_trailing_slash(server->api_url);
 	server->oauth_url = strip_trailing_slash(server->oauth_url);

@@ -115,6 +115,8 @@ typedef struct WhoopServer
 	int			requests_per_day;
 	/* per class: percent of requests_per_day it must leave to the others */
 	int			day_reserve_pct[WHOOP_REQUEST_CLASSES];
+	/* per class: percent of the minute's requests it must leave to the others */
+	int			minute_reserve_pct[WHOOP_REQUEST_CLASSES];
 } WhoopServer;
 
 /* OAuth client credentials from a user mapping. */
@@ -130,7 +132,7 @@ extern WhoopClient *whoop_get_client(Oid serverid, Oid userid);
 extern int64 whoop_table_update_window(Oid foreigntableid, const WhoopServer *server);
 extern char *whoop_table_endpoint_name(Oid foreigntableid);
 extern int64 whoop_parse_interval_us(const char *value, const char *option);
-extern void whoop_parse_day_reserve(const char *value, int *pct);
+extern void whoop_parse_reserve(const char *option, const char *value, int *pct);
 
 
 /* ---------------------------------------------------------------------

@@ -28,6 +28,12 @@ session sees the same budget on every version.
                   a NOTICE, no WARNING) while cycles, an interactive query
                   and a webhook apply still get through; a refused request
                   is SQLSTATE 53400 with a hint
+  MinuteReserveTest with the minute down to 20 of 100 requests, backfill
+                  waits (its reserve of the minute is 25) while a webhook
+                  apply and reconciliation (reserve 10) are served at once;
+                  when WHOOP's minute limit is below the configured one,
+                  the reserve is a share of WHOOP's; minute_budget_reserve
+                  is validated like day_budget_reserve
   ExhaustedDayTest once WHOOP says the day is used up, a webhook apply sends
                   nothing and leaves its events queued, no attempt counted
   PreloadedTest   what one session spends, another session's view shows
@@ -125,6 +131,17 @@ class OptionTest(harness.SimulatorSuite):
                       "cycle = 5, reconcile = 30, backfill = 60"):
             psql("create server good foreign data wrapper whoop_fdw "
                  "options (day_budget_reserve '%s'); drop server good" % value)
+
+    def test_minute_reserve_is_checked(self):
+        for value in ("backfill", "webhook=5", "cycle=10,reconcile=abc", "backfill=100",
+                      "cycle=30,reconcile=20", "backfill=5"):
+            out = self.refused("minute_budget_reserve '%s'" % value)
+            self.assertIn('invalid value for option "minute_budget_reserve"', out)
+            self.assertIn("requests_per_minute", out)
+            self.assertIn("cycle=0,reconcile=10,backfill=25", out)
+        for value in ("backfill=50", "cycle=0,reconcile=0,backfill=0"):
+            psql("create server good foreign data wrapper whoop_fdw "
+                 "options (minute_budget_reserve '%s'); drop server good" % value)
 
     def test_request_class_setting(self):
         self.assertIn("whoop_fdw", scalar("show shared_preload_libraries"))
@@ -317,6 +334,63 @@ class DayReserveTest(harness.SimulatorSuite):
         out = harness.psql_full("call whoop.apply_webhooks()")
         self.assertNotIn("WARNING", out)
         self.assertEqual(event(trace)["status"], "applied")
+        self.assertNotIn("429", sim_requests(self.sim))
+
+
+class MinuteReserveTest(harness.SimulatorSuite):
+
+    # WHOOP's minute (a long one) holds 100 requests; others (this test)
+    # spend until 20 are left: below backfill's reserve of the minute (25),
+    # above reconcile's (10)
+    SIM_ARGS = ("--athletes", "1", "--days", "10", "--rate-per-minute", "0",
+                "--rate-per-day", "0", "--quiet")
+    DB = "budget_minute"
+    LINK = {"import_into": "api"}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sim.control("POST", "ratelimit", {"per_minute": 100, "per_day": 0,
+                                              "minute_seconds": 120})
+        token = cls.sim.token()
+        while True:
+            _, headers, _ = cls.sim.api("/v2/user/profile/basic", token)
+            if int(headers["X-RateLimit-Remaining"]) <= 21:
+                break
+
+    def test_lower_classes_wait_for_the_minute_higher_ones_are_served(self):
+        # the answer's headers tell the budget that 20 are left
+        self.assertEqual(scalar("select count(*) from api.profile"), "1")
+        self.assertLessEqual(float(budget("minute")["available"]), 20)
+        # backfill waits for the minute to refill past its reserve
+        with self.assertRaises(SQLError) as cm:
+            psql("set statement_timeout = '3s'; set whoop_fdw.request_class = backfill; "
+                 "select count(*) from api.profile")
+        self.assertEqual(cm.exception.sqlstate, "57014", cm.exception.output)
+        # webhook applies and reconciliation are served at once
+        for request_class in ("webhook", "reconcile"):
+            self.assertEqual(scalar("set statement_timeout = '3s'; set whoop_fdw.request_class = %s; "
+                                    "select count(*) from api.profile" % request_class), "1")
+        # without a minute reserve backfill is served too
+        psql("alter server sim options (add minute_budget_reserve 'backfill=0,reconcile=0')")
+        self.addCleanup(psql, "alter server sim options (drop minute_budget_reserve)")
+        self.assertEqual(scalar("set statement_timeout = '3s'; set whoop_fdw.request_class = backfill; "
+                                "select count(*) from api.profile"), "1")
+        self.assertNotIn("429", sim_requests(self.sim))
+
+    def test_the_reserve_is_a_share_of_whoops_limit_when_that_is_lower(self):
+        # WHOOP grants 10 a minute, not the configured 100: backfill's reserve
+        # is 2 of them (not 25 of 100, which the bucket would never reach)
+        self.sim.control("POST", "ratelimit", {"per_minute": 10, "per_day": 0,
+                                               "minute_seconds": 120})
+        token = self.sim.token()
+        while True:
+            _, headers, _ = self.sim.api("/v2/user/profile/basic", token)
+            if int(headers["X-RateLimit-Remaining"]) <= 6:
+                break
+        self.assertEqual(scalar("select count(*) from api.profile"), "1")
+        self.assertEqual(scalar("set statement_timeout = '3s'; set whoop_fdw.request_class = backfill; "
+                                "select count(*) from api.profile"), "1")
         self.assertNotIn("429", sim_requests(self.sim))
 
 
