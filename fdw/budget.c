@@ -347,6 +347,51 @@ minute_limit(const BudgetBucket *minute)
 }
 
 /*
+ * held_share is the part of the window still to run while WHOOP's word
+ * holds BUCKET (its window resets at hold_until), else 1.
+ */
+static double
+held_share(const BudgetBucket *bucket, TimestampTz now)
+{
+	if (bucket->hold_until <= now || bucket->window_s <= 0)
+		return 1.0;
+	return Min(1.0, (double) (bucket->hold_until - now) /
+			   (bucket->window_s * USECS_PER_SEC));
+}
+
+/*
+ * minute_reserve_wait says how long a request of a class with a minute
+ * reserve of PCT percent must wait (0: not at all).  While WHOOP's word
+ * holds the bucket -- a fixed window, nothing refills before its reset --
+ * the reserve shrinks with the time the window has left: what the classes
+ * above have not taken by the reset is lost, so the class below gets it.
+ */
+static int64
+minute_reserve_wait(const BudgetBucket *minute, int pct, TimestampTz now)
+{
+	double		full = minute_limit(minute) * pct / 100.0;
+	double		reserve = floor(full * held_share(minute, now));
+	double		tokens = floor(minute->tokens);
+	int64		wait;
+
+	if (minute->tokens >= reserve + 1)
+		return 0;
+	wait = wait_for(minute, reserve + 1, now);
+	/*
+	 * the reserve is down to tokens - 1 once less than tokens / full of the
+	 * window is left
+	 */
+	if (tokens >= 1 && full > 0 && minute->hold_until > now)
+	{
+		TimestampTz released = minute->hold_until -
+			(int64) (tokens / full * minute->window_s * USECS_PER_SEC);
+
+		wait = Min(wait, Max(released - now, 0) + 1);
+	}
+	return wait;
+}
+
+/*
  * whoop_budget_take asks SERVER's app for one request of REQUEST_CLASS.
  * Granted: a unit of both windows is spent.  Refused: the day's budget is
  * down to the class's reserve (DAY_AVAILABLE and DAY_RESERVE say how far).
@@ -362,7 +407,7 @@ whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
 	char	   *key = whoop_budget_app_key(server);
 	TimestampTz now = GetCurrentTimestamp();
 	int			reserve;
-	double		minute_reserve;
+	int64		minute_wait;
 	WhoopBudgetVerdict verdict;
 	BudgetSlot *slot;
 	BudgetBucket *minute;
@@ -381,8 +426,7 @@ whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
 	day = &slot->window[WHOOP_BUDGET_DAY];
 	refill(minute, now);
 	refill(day, now);
-	minute_reserve = floor(minute_limit(minute) *
-						   server->minute_reserve_pct[request_class] / 100.0);
+	minute_wait = minute_reserve_wait(minute, server->minute_reserve_pct[request_class], now);
 	*wait_ms = 0;
 	*day_available = day->tokens;
 	*day_reserve = reserve;
@@ -396,10 +440,10 @@ whoop_budget_take(const WhoopServer *server, int request_class, int64 *wait_ms,
 			*wait_ms = (wait_for(day, 1, now) + 999) / 1000;
 		}
 	}
-	else if (minute->tokens < minute_reserve + 1)
+	else if (minute_wait > 0)
 	{
 		verdict = WHOOP_BUDGET_WAIT;
-		*wait_ms = (wait_for(minute, minute_reserve + 1, now) + 999) / 1000;
+		*wait_ms = (minute_wait + 999) / 1000;
 	}
 	else
 	{

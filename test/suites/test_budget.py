@@ -32,7 +32,9 @@ session sees the same budget on every version.
                   waits (its reserve of the minute is 25) while a webhook
                   apply and reconciliation (reserve 10) are served at once;
                   when WHOOP's minute limit is below the configured one,
-                  the reserve is a share of WHOOP's; minute_budget_reserve
+                  the reserve is a share of WHOOP's; while WHOOP's headers
+                  hold the bucket, the reserve shrinks with the time the
+                  window has left; minute_budget_reserve
                   is validated like day_budget_reserve
   ExhaustedDayTest once WHOOP says the day is used up, a webhook apply sends
                   nothing and leaves its events queued, no attempt counted
@@ -87,6 +89,17 @@ def budget(window, server="sim", query=None):
     sql = ("select %s from whoop.request_budget where server_name = '%s' and \"window\" = '%s'"
            % (", ".join('"window"' if c == "window" else c for c in VIEW_COLUMNS), server, window))
     return dict(zip(VIEW_COLUMNS, (query or rows)(sql)[-1]))
+
+
+def spend_until(sim, left, **limits):
+    """spend_until sets the simulator's rate LIMITS and spends from them, as
+    another client of the app would, until LEFT requests or fewer remain."""
+    sim.control("POST", "ratelimit", limits)
+    token = sim.token()
+    while True:
+        _, headers, _ = sim.api("/v2/user/profile/basic", token)
+        if int(headers["X-RateLimit-Remaining"]) <= left:
+            return
 
 
 def sim_requests(sim):
@@ -281,14 +294,8 @@ class DayReserveTest(harness.SimulatorSuite):
         psql("call whoop.sync()")
         # WHOOP's day now holds 20 requests, and so does the server's budget;
         # others (this test) spend until 8 are left
-        cls.sim.control("POST", "ratelimit", {"per_minute": 0, "per_day": 20,
-                                              "minute_seconds": 60})
         psql("alter server sim options (add requests_per_day '20')")
-        token = cls.sim.token()
-        while True:
-            _, headers, _ = cls.sim.api("/v2/user/profile/basic", token)
-            if int(headers["X-RateLimit-Remaining"]) <= 8:
-                break
+        spend_until(cls.sim, 8, per_minute=0, per_day=20, minute_seconds=60)
 
     def test_lower_classes_deferred_higher_served(self):
         marks = rows("select endpoint, coalesce(high_water_mark::text, '') "
@@ -339,7 +346,7 @@ class DayReserveTest(harness.SimulatorSuite):
 
 class MinuteReserveTest(harness.SimulatorSuite):
 
-    # WHOOP's minute (a long one) holds 100 requests; others (this test)
+    # WHOOP's minute (a long one: 10 real minutes) holds 100 requests; others (this test)
     # spend until 20 are left: below backfill's reserve of the minute (25),
     # above reconcile's (10)
     SIM_ARGS = ("--athletes", "1", "--days", "10", "--rate-per-minute", "0",
@@ -350,13 +357,7 @@ class MinuteReserveTest(harness.SimulatorSuite):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.sim.control("POST", "ratelimit", {"per_minute": 100, "per_day": 0,
-                                              "minute_seconds": 120})
-        token = cls.sim.token()
-        while True:
-            _, headers, _ = cls.sim.api("/v2/user/profile/basic", token)
-            if int(headers["X-RateLimit-Remaining"]) <= 21:
-                break
+        spend_until(cls.sim, 21, per_minute=100, per_day=0, minute_seconds=600)
 
     def test_lower_classes_wait_for_the_minute_higher_ones_are_served(self):
         # the answer's headers tell the budget that 20 are left
@@ -381,15 +382,19 @@ class MinuteReserveTest(harness.SimulatorSuite):
     def test_the_reserve_is_a_share_of_whoops_limit_when_that_is_lower(self):
         # WHOOP grants 10 a minute, not the configured 100: backfill's reserve
         # is 2 of them (not 25 of 100, which the bucket would never reach)
-        self.sim.control("POST", "ratelimit", {"per_minute": 10, "per_day": 0,
-                                               "minute_seconds": 120})
-        token = self.sim.token()
-        while True:
-            _, headers, _ = self.sim.api("/v2/user/profile/basic", token)
-            if int(headers["X-RateLimit-Remaining"]) <= 6:
-                break
+        spend_until(self.sim, 6, per_minute=10, per_day=0, minute_seconds=120)
         self.assertEqual(scalar("select count(*) from api.profile"), "1")
         self.assertEqual(scalar("set statement_timeout = '3s'; set whoop_fdw.request_class = backfill; "
+                                "select count(*) from api.profile"), "1")
+        self.assertNotIn("429", sim_requests(self.sim))
+
+    def test_the_reserve_shrinks_as_a_held_window_runs_out(self):
+        # a 40-second window with 20 of 100 left: backfill's reserve (25)
+        # is down to 19 once less than 20/25 of the window is left, about
+        # 8 s in -- long before the window resets
+        spend_until(self.sim, 21, per_minute=100, per_day=0, minute_seconds=40)
+        self.assertEqual(scalar("select count(*) from api.profile"), "1")
+        self.assertEqual(scalar("set statement_timeout = '15s'; set whoop_fdw.request_class = backfill; "
                                 "select count(*) from api.profile"), "1")
         self.assertNotIn("429", sim_requests(self.sim))
 
