@@ -359,24 +359,28 @@ class MinuteReserveTest(harness.SimulatorSuite):
         super().setUpClass()
         spend_until(cls.sim, 21, per_minute=100, per_day=0, minute_seconds=600)
 
+    @staticmethod
+    def profile_as(request_class, timeout="3s"):
+        """profile_as reads api.profile (one request) as REQUEST_CLASS, giving
+        up after TIMEOUT; returns the row count."""
+        return scalar("set statement_timeout = '%s'; set whoop_fdw.request_class = %s; "
+                      "select count(*) from api.profile" % (timeout, request_class))
+
     def test_lower_classes_wait_for_the_minute_higher_ones_are_served(self):
         # the answer's headers tell the budget that 20 are left
         self.assertEqual(scalar("select count(*) from api.profile"), "1")
         self.assertLessEqual(float(budget("minute")["available"]), 20)
         # backfill waits for the minute to refill past its reserve
         with self.assertRaises(SQLError) as cm:
-            psql("set statement_timeout = '3s'; set whoop_fdw.request_class = backfill; "
-                 "select count(*) from api.profile")
+            self.profile_as("backfill")
         self.assertEqual(cm.exception.sqlstate, "57014", cm.exception.output)
         # webhook applies and reconciliation are served at once
         for request_class in ("webhook", "reconcile"):
-            self.assertEqual(scalar("set statement_timeout = '3s'; set whoop_fdw.request_class = %s; "
-                                    "select count(*) from api.profile" % request_class), "1")
+            self.assertEqual(self.profile_as(request_class), "1")
         # without a minute reserve backfill is served too
         psql("alter server sim options (add minute_budget_reserve 'backfill=0,reconcile=0')")
         self.addCleanup(psql, "alter server sim options (drop minute_budget_reserve)")
-        self.assertEqual(scalar("set statement_timeout = '3s'; set whoop_fdw.request_class = backfill; "
-                                "select count(*) from api.profile"), "1")
+        self.assertEqual(self.profile_as("backfill"), "1")
         self.assertNotIn("429", sim_requests(self.sim))
 
     def test_the_reserve_is_a_share_of_whoops_limit_when_that_is_lower(self):
@@ -384,8 +388,7 @@ class MinuteReserveTest(harness.SimulatorSuite):
         # is 2 of them (not 25 of 100, which the bucket would never reach)
         spend_until(self.sim, 6, per_minute=10, per_day=0, minute_seconds=120)
         self.assertEqual(scalar("select count(*) from api.profile"), "1")
-        self.assertEqual(scalar("set statement_timeout = '3s'; set whoop_fdw.request_class = backfill; "
-                                "select count(*) from api.profile"), "1")
+        self.assertEqual(self.profile_as("backfill"), "1")
         self.assertNotIn("429", sim_requests(self.sim))
 
     def test_the_reserve_shrinks_as_a_held_window_runs_out(self):
@@ -394,8 +397,7 @@ class MinuteReserveTest(harness.SimulatorSuite):
         # 8 s in -- long before the window resets
         spend_until(self.sim, 21, per_minute=100, per_day=0, minute_seconds=40)
         self.assertEqual(scalar("select count(*) from api.profile"), "1")
-        self.assertEqual(scalar("set statement_timeout = '15s'; set whoop_fdw.request_class = backfill; "
-                                "select count(*) from api.profile"), "1")
+        self.assertEqual(self.profile_as("backfill", timeout="15s"), "1")
         self.assertNotIn("429", sim_requests(self.sim))
 
 
