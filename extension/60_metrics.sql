@@ -466,9 +466,12 @@ comment on column whoop.autonomic_balance.balance_category is
 -- season treats the member, and a category from one day reads as a finding.
 -- Below 14 the mean is NULL, and with it the deviation, z-score, index and
 -- category built on it.
--- d and s are each read twice (the season and its baseline): not
--- materialized, so that a member filter reaches every read instead of a
--- materialized scan of every member's days.
+-- A season's baseline is every day before it: running aggregates over the
+-- member's days in order, read at the first day of each season -- one pass,
+-- where joining each season to all earlier days read a member's history
+-- once per season.  d is read twice (the seasons and the running
+-- baselines): not materialized, so that a member filter reaches both reads
+-- instead of a materialized scan of every member's days.
 create view whoop_internal.seasonal_adaptation_def as
 with d as not materialized (
     select
@@ -501,20 +504,38 @@ s as not materialized (
     group by user_id, season_year, season, hemisphere, season_start, season_end
 ),
 b as (
-    select s.user_id, s.season_year, s.season,
-           count(p.day) as baseline_days,
-           case when count(p.recovery_score) >= 30 then whoop.rolling_avg(p.recovery_score) end as recovery_mean,
-           case when count(p.recovery_score) >= 30 then whoop.rolling_stddev(p.recovery_score) end as recovery_sd,
-           case when count(p.ln_rmssd) >= 30 then whoop.rolling_avg(p.ln_rmssd) end as ln_rmssd_mean,
-           case when count(p.ln_rmssd) >= 30 then whoop.rolling_stddev(p.ln_rmssd) end as ln_rmssd_sd,
-           case when count(p.resting_heart_rate) >= 30 then whoop.rolling_avg(p.resting_heart_rate) end as rhr_mean,
-           case when count(p.resting_heart_rate) >= 30 then whoop.rolling_stddev(p.resting_heart_rate) end as rhr_sd,
-           case when count(p.skin_temp_celsius) >= 30 then whoop.rolling_avg(p.skin_temp_celsius) end as skin_mean,
-           case when count(p.skin_temp_celsius) >= 30 then whoop.rolling_stddev(p.skin_temp_celsius) end as skin_sd,
-           case when count(p.day_strain) >= 30 then whoop.rolling_avg(p.day_strain) end as strain_mean
-    from s
-    left join d p on p.user_id = s.user_id and p.day < s.season_start
-    group by s.user_id, s.season_year, s.season
+    select user_id, season_year, season, baseline_days,
+           case when recovery_n >= 30 then recovery_mean end as recovery_mean,
+           case when recovery_n >= 30 then recovery_sd end as recovery_sd,
+           case when ln_rmssd_n >= 30 then ln_rmssd_mean end as ln_rmssd_mean,
+           case when ln_rmssd_n >= 30 then ln_rmssd_sd end as ln_rmssd_sd,
+           case when rhr_n >= 30 then rhr_mean end as rhr_mean,
+           case when rhr_n >= 30 then rhr_sd end as rhr_sd,
+           case when skin_n >= 30 then skin_mean end as skin_mean,
+           case when skin_n >= 30 then skin_sd end as skin_sd,
+           case when strain_n >= 30 then strain_mean end as strain_mean
+    from (
+        select user_id, season_year, season, season_start,
+               lag(season_start) over (partition by user_id order by day) as previous_season_start,
+               count(*) over before as baseline_days,
+               count(recovery_score) over before as recovery_n,
+               whoop.rolling_avg(recovery_score) over before as recovery_mean,
+               whoop.rolling_stddev(recovery_score) over before as recovery_sd,
+               count(ln_rmssd) over before as ln_rmssd_n,
+               whoop.rolling_avg(ln_rmssd) over before as ln_rmssd_mean,
+               whoop.rolling_stddev(ln_rmssd) over before as ln_rmssd_sd,
+               count(resting_heart_rate) over before as rhr_n,
+               whoop.rolling_avg(resting_heart_rate) over before as rhr_mean,
+               whoop.rolling_stddev(resting_heart_rate) over before as rhr_sd,
+               count(skin_temp_celsius) over before as skin_n,
+               whoop.rolling_avg(skin_temp_celsius) over before as skin_mean,
+               whoop.rolling_stddev(skin_temp_celsius) over before as skin_sd,
+               count(day_strain) over before as strain_n,
+               whoop.rolling_avg(day_strain) over before as strain_mean
+        from d
+        window before as (partition by user_id order by day rows between unbounded preceding and 1 preceding)
+    ) x
+    where previous_season_start is distinct from season_start
 ),
 v as (
     select s.*, b.baseline_days,
