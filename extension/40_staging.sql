@@ -339,12 +339,14 @@ comment on column whoop.stg_workout.zone_5_minutes is 'minutes in heart-rate zon
 create or replace view whoop.stg_cycle_day as
 with main_sleep as (
     -- user_id leads the DISTINCT ON (a cycle has one member, so the rows
-    -- are the same) so that a filter on the member reaches raw_sleep
+    -- are the same) so that a filter on the member reaches raw_sleep.  A
+    -- sleep whose cycle is missing (or another member's) gets a group of its
+    -- own that no cycle joins below: no join with raw_cycle here, which the
+    -- planner misjudged (correlated keys) into a nested loop per sleep.
     select distinct on (s.user_id, s.cycle_id)
         s.user_id, s.cycle_id, s.id as sleep_id, s."end", s.timezone_offset,
         s."end" - s.start as length
     from whoop.raw_sleep s
-    join whoop.raw_cycle c on c.id = s.cycle_id and c.user_id = s.user_id
     left join whoop.raw_recovery r on r.cycle_id = s.cycle_id and r.deleted_at is null
     where not s.nap and s.deleted_at is null
     order by s.user_id, s.cycle_id, (s.id = r.sleep_id) is true desc, s."end" - s.start desc,
