@@ -4,8 +4,8 @@
 -- NULL key columns so that whoop.refresh() can use REFRESH ... CONCURRENTLY
 -- (readers keep the old contents until the new ones are committed); the
 -- facts are maintained objects (below), kept up to date per member.  Grain of both facts: one row
--- per (user_id, day), the WHOOP day of whoop.stg_cycle_day; a day's row
--- describes its primary cycle.
+-- per (user_id, day), the WHOOP day of whoop.stg_cycle_day (kept as
+-- whoop_internal.cycle_day); a day's row describes its primary cycle.
 
 -- Per-member settings that the data cannot tell.
 create table whoop.user_settings (
@@ -214,8 +214,12 @@ comment on column whoop_internal.dim_user_days.to_day is 'first day of the next 
 -- than materialized views that a refresh recomputes whole.  For an object
 -- <name>: whoop_internal.<name>_def holds its query (the definition),
 -- whoop_internal.<name>_rows its rows (primary key = the grain), and
--- whoop.<name> -- what everyone reads -- selects the rows.  See
--- 70_refresh.sql for the refresh and the change capture.
+-- whoop.<name> -- what everyone reads -- selects the rows.  Intermediates
+-- that several definitions read (whoop_internal.cycle_day here,
+-- whoop_internal.daily_scores in 60_metrics.sql) are maintained the same
+-- way with their view in whoop_internal, so that a refresh computes them
+-- once rather than once per reader.  See 70_refresh.sql for the refresh and
+-- the change capture.
 
 -- 1.0 had materialized views here.  They go, with the extension's own
 -- objects built on them (recreated further on); an object of the user's
@@ -269,16 +273,19 @@ $$;
 
 create table whoop_internal.maintained (
     name        text primary key,
+    view_schema name not null default 'whoop' check (view_schema in ('whoop', 'whoop_internal')),
     built       boolean not null default false,
     row_count   bigint not null default 0
 );
 
 comment on table whoop_internal.maintained is
-    'the objects whoop.refresh() maintains per member: whoop.<name> reads whoop_internal.<name>_rows, computed from whoop_internal.<name>_def; built is false until the first full rebuild (after CREATE EXTENSION, an upgrade, a restore or a TRUNCATE of a raw table); not dumped, so a restore starts unbuilt';
+    'the objects whoop.refresh() maintains per member: <view_schema>.<name> reads whoop_internal.<name>_rows, computed from whoop_internal.<name>_def; built is false until the first full rebuild (after CREATE EXTENSION, an upgrade, a restore or a TRUNCATE of a raw table); not dumped, so a restore starts unbuilt';
+comment on column whoop_internal.maintained.view_schema is
+    'whoop for the facts and metrics; whoop_internal for an intermediate that only definitions read';
 comment on column whoop_internal.maintained.built is 'the rows were fully built once and are kept up to date since; false = the next refresh rebuilds them whole';
 comment on column whoop_internal.maintained.row_count is 'rows in whoop_internal.<name>_rows, kept by whoop.refresh() (exact without counting)';
 
-create function whoop_internal.create_maintained(p_name text, p_key text[])
+create function whoop_internal.create_maintained(p_name text, p_key text[], p_view_schema name default 'whoop')
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -296,17 +303,33 @@ begin
     if p_key[1] <> 'user_id' then
         execute format('create index on whoop_internal.%I (user_id)', p_name || '_rows');
     end if;
-    execute format('create view whoop.%I as select %s from whoop_internal.%I', p_name, v_cols, p_name || '_rows');
+    execute format('create view %I.%I as select %s from whoop_internal.%I', p_view_schema, p_name, v_cols, p_name || '_rows');
     execute format('comment on view %s is %L', v_def,
-                   format('the definition of whoop.%s: whoop.refresh() computes whoop_internal.%s from it, per changed member or whole', p_name, p_name || '_rows'));
+                   format('the definition of %I.%I: whoop.refresh() computes whoop_internal.%s from it, per changed member or whole',
+                          p_view_schema, p_name, p_name || '_rows'));
     execute format('comment on table whoop_internal.%I is %L', p_name || '_rows',
-                   format('the rows of whoop.%s, maintained per member by whoop.refresh() from whoop_internal.%s; not dumped (rebuilt by the first refresh after a restore)', p_name, p_name || '_def'));
-    insert into whoop_internal.maintained (name) values (p_name);
+                   format('the rows of %I.%I, maintained per member by whoop.refresh() from whoop_internal.%s; not dumped (rebuilt by the first refresh after a restore)',
+                          p_view_schema, p_name, p_name || '_def'));
+    insert into whoop_internal.maintained (name, view_schema) values (p_name, p_view_schema);
 end;
 $$;
 
-comment on function whoop_internal.create_maintained(text, text[]) is
-    'creates a maintained object from its definition view whoop_internal.<name>_def: the table whoop_internal.<name>_rows (same columns, primary key p_key) and the view whoop.<name> over it, and registers it in whoop_internal.maintained (used by the install script)';
+comment on function whoop_internal.create_maintained(text, text[], name) is
+    'creates a maintained object from its definition view whoop_internal.<name>_def: the table whoop_internal.<name>_rows (same columns, primary key p_key) and the view <p_view_schema>.<name> over it, and registers it in whoop_internal.maintained (used by the install script)';
+--upgrade 1.0--1.1 end
+
+-- The WHOOP day of every cycle, kept per member: both facts start from it,
+-- and computing it (each cycle's main sleep, its day, the day's primary
+-- cycle) costs as much as the rest of a fact.
+--upgrade 1.0--1.1 begin
+create view whoop_internal.cycle_day_def as
+select cycle_id, user_id, day, day_rule, main_sleep_id, main_sleep_length, is_primary
+from whoop.stg_cycle_day;
+
+select whoop_internal.create_maintained('cycle_day', '{user_id,cycle_id}', 'whoop_internal');
+
+comment on view whoop_internal.cycle_day is
+    'whoop.stg_cycle_day as of the last whoop.refresh(), maintained per member: what the facts read';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
@@ -339,7 +362,7 @@ select
     s.rem_sleep_hours,
     s.disturbance_count,
     greatest(r.updated_at, s.updated_at) as updated_at
-from whoop.stg_cycle_day cd
+from whoop_internal.cycle_day cd
 left join whoop.stg_recovery r on r.cycle_id = cd.cycle_id
 left join whoop_internal.dim_user_days u
     on u.user_id = cd.user_id and cd.day >= u.from_day and cd.day < u.to_day
@@ -427,7 +450,7 @@ select
     coalesce(w.sports, '{}') as sports,
     c.cycle_complete,
     greatest(c.updated_at, w.updated_at) as updated_at
-from whoop.stg_cycle_day cd
+from whoop_internal.cycle_day cd
 join whoop.stg_cycle c on c.cycle_id = cd.cycle_id
 left join w on w.cycle_id = cd.cycle_id and w.user_id = cd.user_id
 left join whoop_internal.dim_user_days u

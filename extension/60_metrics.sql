@@ -138,9 +138,12 @@ comment on function whoop_internal.load_zone(double precision) is
     'acute:chronic ratio < 0.8 Detraining, <= 1.3 Optimal, <= 1.5 Caution, else High Risk (a heuristic, not a diagnosis)';
 
 --upgrade 1.0--1.1 begin
+-- Maintained like the metrics (in whoop_internal: only definitions read it):
+-- four metrics read it, seasonal_adaptation twice, and a stored copy in
+-- (user_id, day) order spares each of them the join of the facts and a sort.
 -- (the full join of the two facts written as a union of its two halves, so
 -- that a filter on the member reaches both facts' scans: same rows)
-create view whoop_internal.daily_scores as
+create view whoop_internal.daily_scores_def as
 select
     s.user_id,
     s.day,
@@ -168,6 +171,8 @@ select
     null::double precision as day_strain
 from whoop.fact_daily_recovery r
 where not exists (select from whoop.fact_daily_strain s where s.user_id = r.user_id and s.day = r.day);
+
+select whoop_internal.create_maintained('daily_scores', '{user_id,day}', 'whoop_internal');
 
 comment on view whoop_internal.daily_scores is
     'the scored daily inputs of the metrics, recovery and strain facts side by side (one row per member and day)';

@@ -35,7 +35,7 @@ with recursive members as (
 -- a maintained object (whoop_internal.maintained) reads its rows table and
 -- whatever its definition view reads
 maintained as (
-    select pg_catalog.to_regclass(format('whoop.%I', mt.name))::oid as view_oid,
+    select pg_catalog.to_regclass(format('%I.%I', mt.view_schema, mt.name))::oid as view_oid,
            coalesce(pg_catalog.to_regclass(format('whoop_internal.%I', mt.name || '_def'))::oid, 0) as def_oid
     from whoop_internal.maintained mt
 ),
@@ -156,7 +156,7 @@ with recursive objects as (
     join pg_catalog.pg_extension x on x.oid = e.refobjid and x.extname = 'whoop_fdw'
     where m.relkind = 'm'
     union all
-    select format('whoop.%I', mt.name)::regclass::oid,
+    select format('%I.%I', mt.view_schema, mt.name)::regclass::oid,
            format('whoop_internal.%I', mt.name || '_def')::regclass::oid,
            format('whoop_internal.%I', mt.name || '_rows')::regclass::oid,
            mt.built, 'maintained'

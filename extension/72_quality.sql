@@ -151,12 +151,15 @@ declare
     v_msg text;
 begin
     -- Unique grain and NOT NULL keys: every unique index of every
-    -- materialized view and maintained object of the extension (facts,
-    -- metrics and dimensions; a maintained object's rows table).
+    -- materialized view and maintained object that users read (facts,
+    -- metrics and dimensions; a maintained object's rows table).  The
+    -- intermediates in whoop_internal are left out: their keys are primary
+    -- keys, and nobody reads them but the definitions.
     for v_idx in
         select p.view_oid, p.view_name, p.populated as relispopulated, i.indexrelid,
                array_agg(quote_ident(a.attname) order by k.ord) as cols
         from whoop.refresh_plan p
+        join pg_class vc on vc.oid = p.view_oid and vc.relnamespace = 'whoop'::regnamespace
         join pg_index i on i.indrelid = p.stored_in and i.indisunique
         cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
         join pg_attribute a on a.attrelid = p.stored_in and a.attnum = k.attnum

@@ -4,7 +4,8 @@ The facts and metrics are views over tables in whoop_internal that
 whoop.refresh() keeps up to date: only the members queued by the change
 capture triggers are recomputed (incremental), or everything (full).  On the
 hand-built warehouse fixture (three members), after a mixed series of
-changes, every one of the nine maintained objects must equal a full rebuild
+changes, every one of the eleven maintained objects (the nine facts and
+metrics and the two intermediates they read) must equal a full rebuild
 row for row (EXCEPT ALL both ways: floats bit for bit); only the changed
 members' rows may be rewritten; a failed refresh leaves the queue and the
 rows as they were; full => true, the never-built state and a TRUNCATE take
@@ -23,9 +24,11 @@ import warehouse_fixture as fx
 from harness import psql, scalar
 
 DB = "wh_refresh"
-MAINTAINED = ["fact_daily_recovery", "fact_daily_strain", "recovery_momentum",
-              "strain_recovery_efficiency", "training_readiness_gap", "recovery_volatility",
-              "autonomic_balance", "seasonal_adaptation", "training_load"]
+# the intermediates' views are in whoop_internal: only definitions read them
+INTERMEDIATES = ["cycle_day", "daily_scores"]
+MAINTAINED = ["cycle_day", "fact_daily_recovery", "fact_daily_strain", "daily_scores",
+              "recovery_momentum", "strain_recovery_efficiency", "training_readiness_gap",
+              "recovery_volatility", "autonomic_balance", "seasonal_adaptation", "training_load"]
 A, B, C = fx.USER_A, fx.USER_B, fx.USER_C
 # the members in the change capture queue (a member changed twice is in it twice)
 QUEUED = ("select string_agg(u::text, ',' order by u) "
@@ -43,20 +46,25 @@ def refresh(full=False):
     return {r["view_name"]: r for r in res}
 
 
+def view(name):
+    """view is the qualified name of the view over a maintained object's rows."""
+    return ("whoop_internal." if name in INTERMEDIATES else "whoop.") + name
+
+
 def differences(name):
-    """differences counts the rows in which whoop.NAME and a full rebuild
-    (its definition, evaluated now) differ, both ways."""
-    return int(scalar("select count(*) from ((select * from whoop.%s except all "
+    """differences counts the rows in which the maintained object NAME and a
+    full rebuild (its definition, evaluated now) differ, both ways."""
+    return int(scalar("select count(*) from ((select * from %s except all "
                       "select * from whoop_internal.%s_def) union all "
-                      "(select * from whoop_internal.%s_def except all select * from whoop.%s)) d"
-                      % (name, name, name, name)))
+                      "(select * from whoop_internal.%s_def except all select * from %s)) d"
+                      % (view(name), name, name, view(name))))
 
 
 def row_versions(name):
     """row_versions maps each row key of whoop_internal.NAME_rows to its xmin."""
     return {tuple(r[:2]): r[2] for r in harness.rows(
         "select user_id, %s, xmin::text from whoop_internal.%s_rows"
-        % ("year || season" if name == "seasonal_adaptation" else "day", name))}
+        % ({"seasonal_adaptation": "year || season", "cycle_day": "cycle_id"}.get(name, "day"), name))}
 
 
 # test_7's team: the fixture's members copied 300 times with new member
@@ -88,7 +96,11 @@ begin
                   from pg_class c
                   where c.relnamespace = 'whoop_internal'::regnamespace and c.relkind = 'r'
                     and c.relname like '%\\_rows' loop
+        -- the ids as the raw copies above have them
         select string_agg(case when a.attname = 'user_id' then 'user_id + k * 10000'
+                               when a.attname = 'cycle_id' then 'cycle_id + k * 1000000000'
+                               when a.attname in ('sleep_id', 'main_sleep_id')
+                                   then format('md5(%I::text || k)::uuid', a.attname)
                                else quote_ident(a.attname) end, ', ' order by a.attnum)
         into v_columns
         from pg_attribute a
@@ -184,7 +196,7 @@ class RefreshTest(unittest.TestCase):
     def test_01_first_refresh_is_full(self):
         self.assertEqual(scalar("select count(*) from whoop_internal.maintained where built"), "0")
         res = refresh()
-        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
+        self.assertEqual({res[view(n)]["mode"] for n in MAINTAINED}, {"full"})
         self.assertEqual({r["status"] for r in res.values()}, {"ok"})
         self.assertEqual(res["whoop.dim_user"]["mode"], "concurrently")
         self.assertGreater(res["whoop.fact_daily_recovery"]["row_count"], 200)
@@ -194,12 +206,12 @@ class RefreshTest(unittest.TestCase):
     def test_02_empty_queue_rewrites_nothing(self):
         before = {n: row_versions(n) for n in MAINTAINED}
         res = refresh()
-        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"incremental"})
-        self.assertEqual({res["whoop." + n]["members"] for n in MAINTAINED}, {0})
+        self.assertEqual({res[view(n)]["mode"] for n in MAINTAINED}, {"incremental"})
+        self.assertEqual({res[view(n)]["members"] for n in MAINTAINED}, {0})
         for n in MAINTAINED:
             self.assertEqual(row_versions(n), before[n], n)
-            self.assertEqual(res["whoop." + n]["row_count"],
-                             int(scalar("select count(*) from whoop.%s" % n)), n)
+            self.assertEqual(res[view(n)]["row_count"],
+                             int(scalar("select count(*) from %s" % view(n))), n)
 
     def test_03_mixed_changes_equal_full_rebuild(self):
         before = {n: row_versions(n) for n in MAINTAINED}
@@ -207,9 +219,9 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual(scalar(QUEUED), "%d,%d" % (A, B))
         res = refresh()
         for n in MAINTAINED:
-            r = res["whoop." + n]
+            r = res[view(n)]
             self.assertEqual((r["status"], r["mode"], r["members"]), ("ok", "incremental", 2), n)
-            self.assertEqual(r["row_count"], int(scalar("select count(*) from whoop.%s" % n)), n)
+            self.assertEqual(r["row_count"], int(scalar("select count(*) from %s" % view(n))), n)
             # member C's rows were not rewritten; A's and B's were
             after = row_versions(n)
             self.assertEqual({k: v for k, v in after.items() if k[0] == str(C)},
@@ -223,7 +235,7 @@ class RefreshTest(unittest.TestCase):
         psql("update whoop.user_settings set hemisphere = 'north' where user_id = %d" % B)
         psql(REMOVE % {"u": C})
         res = refresh()
-        self.assertEqual({res["whoop." + n]["members"] for n in MAINTAINED}, {2})
+        self.assertEqual({res[view(n)]["members"] for n in MAINTAINED}, {2})
         self.assertEqual(scalar("select count(*) from whoop.fact_daily_recovery where user_id = %d" % C), "0")
         self.assertEqualToFull()
 
@@ -253,21 +265,21 @@ class RefreshTest(unittest.TestCase):
 
     def test_05_full_and_truncate_take_the_full_path(self):
         res = refresh(full=True)
-        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
+        self.assertEqual({res[view(n)]["mode"] for n in MAINTAINED}, {"full"})
         self.assertEqualToFull()
         psql("create temp table keep as select * from whoop.raw_workout; "
              "truncate whoop.raw_workout; insert into whoop.raw_workout select * from keep")
         self.assertEqual(scalar("select count(*) from whoop_internal.maintained where built"), "0")
         res = refresh()
-        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"full"})
+        self.assertEqual({res[view(n)]["mode"] for n in MAINTAINED}, {"full"})
         self.assertEqualToFull()
         res = refresh()
-        self.assertEqual({res["whoop." + n]["mode"] for n in MAINTAINED}, {"incremental"})
+        self.assertEqual({res[view(n)]["mode"] for n in MAINTAINED}, {"incremental"})
 
     def test_06_refresh_materialized_view_fails(self):
         for n in MAINTAINED:
             with self.assertRaises(harness.SQLError) as cm:
-                psql("refresh materialized view whoop.%s" % n)
+                psql("refresh materialized view %s" % view(n))
             self.assertEqual(cm.exception.sqlstate, "42809", n)
 
     def test_07_per_member_plans(self):
@@ -356,7 +368,7 @@ class RefreshTest(unittest.TestCase):
         # the refresher took the first change; the second is queued for the next
         self.assertEqual(scalar(QUEUED), str(A))
         res = refresh()
-        self.assertEqual({res["whoop." + n]["members"] for n in MAINTAINED}, {1})
+        self.assertEqual({res[view(n)]["members"] for n in MAINTAINED}, {1})
         self.assertEqual(scalar("select count(*) from whoop_internal.refresh_queue"), "0")
         self.assertEqualToFull()
 

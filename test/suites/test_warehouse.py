@@ -672,7 +672,8 @@ class Refresh(unittest.TestCase):
 
     def test_order_follows_the_catalog(self):
         plan = {r["view_name"]: r for r in query("select * from whoop.refresh_plan")}
-        self.assertEqual(set(plan), {"whoop." + v for v in MARTS + METRICS})
+        self.assertEqual(set(plan), {"whoop." + v for v in MARTS + METRICS}
+                         | {"whoop_internal.cycle_day", "whoop_internal.daily_scores"})
         for v, r in plan.items():
             for up in r["upstream"]:
                 self.assertLess(plan[up]["refresh_order"], r["refresh_order"], "%s before %s" % (up, v))
@@ -688,7 +689,7 @@ class Refresh(unittest.TestCase):
                          {"concurrently"})
         self.assertEqual({(r["mode"], r["members"]) for r in res
                           if r["view_name"] not in ("whoop.dim_date", "whoop.dim_user")}, {("incremental", 0)})
-        self.assertEqual(len(res), 11)
+        self.assertEqual(len(res), 13)
         run = scalar("select max(run_id) from whoop.refresh_log")
         logged = query("select * from whoop.refresh_log where run_id = %s order by refresh_order" % run)
         self.assertEqual([r["view_name"] for r in logged], [r["view_name"] for r in res])
@@ -748,10 +749,10 @@ class Refresh(unittest.TestCase):
             self.assertEqual(res["fact_daily_strain"]["status"], "failed")
             self.assertIn("22P02", res["fact_daily_strain"]["error"])
             skipped = {v for v, r in res.items() if r["status"] == "skipped"}
-            self.assertEqual(skipped, {"training_load", "strain_recovery_efficiency", "training_readiness_gap",
-                                       "autonomic_balance", "seasonal_adaptation"})
+            self.assertEqual(skipped, {"training_load", "daily_scores", "strain_recovery_efficiency",
+                                       "training_readiness_gap", "autonomic_balance", "seasonal_adaptation"})
             ok = {v for v, r in res.items() if r["status"] == "ok"}
-            self.assertEqual(ok, {"dim_date", "dim_user", "fact_daily_recovery", "recovery_momentum",
+            self.assertEqual(ok, {"dim_date", "dim_user", "cycle_day", "fact_daily_recovery", "recovery_momentum",
                                   "recovery_volatility"})
             self.assertIn("whoop.fact_daily_strain", res["training_load"]["error"])
             self.assertEqual(int(scalar("select count(*) from whoop.training_load")), old)
@@ -906,14 +907,14 @@ class Pipeline(unittest.TestCase):
         self.assertEqual(steps["webhooks"]["status"], "ok")           # nothing queued
         self.assertEqual(steps["sync"]["status"], "ok")
         self.assertEqual(steps["refresh"]["status"], "ok")
-        self.assertEqual(steps["refresh"]["detail"], "11 of 11 views refreshed")
+        self.assertEqual(steps["refresh"]["detail"], "13 of 13 views refreshed")
         self.assertGreater(steps["refresh"]["row_count"], 1000)
         self.assertEqual(steps["quality"]["status"], "warn")           # never synced
         self.assertEqual(steps["pipeline"]["status"], "warn")
         for s in steps.values():
             self.assertIsNotNone(s["finished_at"])
             self.assertIsNotNone(s["duration"])
-        self.assertEqual(int(scalar("select count(*) from whoop.refresh_log where run_id = %d" % run)), 11)
+        self.assertEqual(int(scalar("select count(*) from whoop.refresh_log where run_id = %d" % run)), 13)
         self.assertEqual(int(scalar("select count(*) from whoop.quality_log where run_id = %d" % run)),
                          steps["quality"]["row_count"])
         digest = self.content_digest()
