@@ -126,6 +126,40 @@ comment on trigger account_bury_webhook_events on whoop_internal.account is
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin
+-- A dropped server's applied events go with it: whoop.apply_webhooks()
+-- deletes applied events after their server's webhook_retention, and a
+-- server that is gone has no options to read, so they would stay forever.
+-- Its events not applied stay, as dead letters (the trigger above buries
+-- them when the server's accounts go) for an operator to read.  SECURITY
+-- DEFINER because the role dropping its own server may not delete events.
+create function whoop_internal.forget_dropped_server_events()
+returns event_trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    delete from whoop.webhook_events e
+     where e.status = 'applied'
+       and e.server_name = any (array(select d.object_name
+                                      from pg_event_trigger_dropped_objects() d
+                                      where d.object_type = 'server'));
+end
+$$;
+
+comment on function whoop_internal.forget_dropped_server_events() is
+    'event trigger function: deletes the applied webhook events of dropped servers';
+
+create event trigger whoop_forget_dropped_server_events
+    on sql_drop
+    when tag in ('DROP SERVER', 'DROP OWNED')
+    execute function whoop_internal.forget_dropped_server_events();
+
+comment on event trigger whoop_forget_dropped_server_events is
+    'whoop_fdw: a dropped server''s applied webhook events are deleted with it';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
 -- One by-id fetch of an endpoint's records written into the raw layer in
 -- the same statement, as whoop.sync() writes a listing: the FDW sends one GET
 -- per id, and a 404 yields no row.  Returns the keys fetched and the keys

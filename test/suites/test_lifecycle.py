@@ -2,7 +2,8 @@
 
 Each test exercises one lifecycle path end to end against the simulator
 and checks that nothing is left behind that would break a later pipeline:
-dropping a server forgets its accounts, tokens and sync marks; disconnecting
+dropping a server forgets its accounts, tokens and sync marks and deletes
+its applied webhook events (its dead letters stay); disconnecting
 an account forgets its marks; DROP EXTENSION is refused while the pipeline
 is scheduled in pg_cron; bad arguments to sync and run_pipeline are refused
 before a run is recorded, as is a pipeline inside a transaction block; the
@@ -53,6 +54,21 @@ class DropServer(unittest.TestCase):
         self.assertEqual(self.db.scalar(
             "select count(*) from whoop.sync_state where server_name = 'team_a'"), "0")
         self.assertEqual(self.db.scalar("select count(*) from whoop.sync_state"), "12")
+
+    def test_dropped_server_deletes_its_applied_webhook_events_only(self):
+        # an applied and a queued event for a member of each server
+        self.db.psql("insert into whoop.webhook_events (server_name, trace_id, user_id, event_type, record_id, "
+                     "signed_at, status, applied_at, outcome) "
+                     "select a.server_name, gen_random_uuid()::text, a.user_id, 'workout.deleted', gen_random_uuid(), "
+                     "now(), s.status, case when s.status = 'applied' then now() end, "
+                     "case when s.status = 'applied' then 'tombstoned' end "
+                     "from (select distinct on (server_name) server_name, user_id from whoop_internal.account "
+                     "      order by server_name, user_id) a "
+                     "cross join (values ('applied'), ('queued')) s(status)")
+        self.db.psql("drop server team_a cascade")
+        self.assertEqual(self.db.rows("select server_name, status from whoop.webhook_events "
+                                      "order by server_name, status"),
+                         [["team_a", "dead"], ["team_b", "applied"], ["team_b", "queued"]])
 
     def test_pipeline_after_dropping_a_server_is_ok(self):
         self.db.psql("drop server team_a cascade")
