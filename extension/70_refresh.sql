@@ -285,6 +285,50 @@ $$;
 ------------------------------------------------------------------------------
 -- The refresh.
 
+-- A rows table that a refresh empties with TRUNCATE (its first build) is
+-- loaded without its indexes, which are built afterwards: one sort per index
+-- instead of an index insertion per row, half the cost of the load at a
+-- million rows.  TRUNCATE has already locked readers out until the commit,
+-- so dropping the indexes for the load costs them nothing more.
+--upgrade 1.0--1.1 begin
+create function whoop_internal.drop_indexes(p_table regclass)
+returns text[]
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_index record;
+    v_recreate text[] := '{}';
+begin
+    -- ALTER TABLE needs the owner: a role refreshing with granted rights
+    -- loads with the indexes in place
+    if not exists (select from pg_class c where c.oid = p_table and pg_has_role(c.relowner, 'usage')) then
+        return v_recreate;
+    end if;
+    for v_index in
+        select i.indexrelid, con.oid as constraint_oid, con.conname
+        from pg_index i
+        left join pg_constraint con on con.conindid = i.indexrelid and con.conrelid = i.indrelid
+        where i.indrelid = p_table
+        order by i.indisprimary desc, i.indexrelid
+    loop
+        if v_index.constraint_oid is not null then
+            v_recreate := v_recreate || format('alter table %s add constraint %I %s', p_table, v_index.conname,
+                                               pg_get_constraintdef(v_index.constraint_oid));
+            execute format('alter table %s drop constraint %I', p_table, v_index.conname);
+        else
+            v_recreate := v_recreate || pg_get_indexdef(v_index.indexrelid);
+            execute format('drop index %s', v_index.indexrelid::regclass);
+        end if;
+    end loop;
+    return v_recreate;
+end;
+$$;
+
+comment on function whoop_internal.drop_indexes(regclass) is
+    'drops the indexes of a table, constraints too, and returns the statements that recreate them as they were, primary key first; none when the caller does not own the table (whoop.refresh() uses it around the load of an emptied rows table)';
+--upgrade 1.0--1.1 end
+
 --upgrade 1.0--1.1: drop function whoop.refresh(bigint);
 --upgrade 1.0--1.1 begin
 create function whoop.refresh(run_id bigint default null, full boolean default false)
@@ -299,6 +343,8 @@ declare
     v_broken regclass[] := '{}';
     v_rebuilt regclass[] := '{}';
     v_changed bigint[];
+    v_recreate text[];
+    v_statement text;
     v_requeue boolean := false;
     v_name text;
     v_mode text;
@@ -376,14 +422,19 @@ begin
                         v_mode := 'full';
                         -- DELETE, not TRUNCATE: readers keep reading the old
                         -- rows until the commit (TRUNCATE would lock them out).
+                        v_recreate := '{}';
                         if exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
                             execute format('delete from %s', v_plan.stored_in);
                         else
                             execute format('truncate %s', v_plan.stored_in);
+                            v_recreate := whoop_internal.drop_indexes(v_plan.stored_in);
                         end if;
                         perform set_config('jit', v_jit, true);
                         execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');
                         get diagnostics v_rows = row_count;
+                        foreach v_statement in array v_recreate loop
+                            execute v_statement;
+                        end loop;
                         perform set_config('jit', 'off', true);
                         v_rebuilt := v_rebuilt || v_plan.view_oid;
                     else

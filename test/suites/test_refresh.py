@@ -21,7 +21,7 @@ import unittest
 
 import harness
 import warehouse_fixture as fx
-from harness import psql, scalar
+from harness import psql, rows, scalar
 
 DB = "wh_refresh"
 # the intermediates' views are in whoop_internal: only definitions read them
@@ -193,9 +193,21 @@ class RefreshTest(unittest.TestCase):
         for name in MAINTAINED:
             self.assertEqual(differences(name), 0, name)
 
-    def test_01_first_refresh_is_full(self):
+    def test_01_first_refresh_is_full_and_keeps_the_indexes(self):
         self.assertEqual(scalar("select count(*) from whoop_internal.maintained where built"), "0")
+        # the first build loads each rows table without its indexes and
+        # builds them afterwards: the same indexes and constraints come back
+        indexes = ("select c.relname, i.relname, pg_get_indexdef(x.indexrelid), "
+                   "coalesce(pg_get_constraintdef(con.oid), '') "
+                   "from whoop_internal.maintained m "
+                   "join pg_class c on c.oid = format('whoop_internal.%I', m.name || '_rows')::regclass "
+                   "join pg_index x on x.indrelid = c.oid join pg_class i on i.oid = x.indexrelid "
+                   "left join pg_constraint con on con.conindid = x.indexrelid "
+                   "order by 1, 2")
+        before = rows(indexes)
+        self.assertEqual(len([r for r in before if r[3].startswith("PRIMARY KEY")]), len(MAINTAINED))
         res = refresh()
+        self.assertEqual(rows(indexes), before)
         self.assertEqual({res[view(n)]["mode"] for n in MAINTAINED}, {"full"})
         self.assertEqual({r["status"] for r in res.values()}, {"ok"})
         self.assertEqual(res["whoop.dim_user"]["mode"], "concurrently")
