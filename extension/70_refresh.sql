@@ -305,11 +305,24 @@ begin
     if not exists (select from pg_class c where c.oid = p_table and pg_has_role(c.relowner, 'usage')) then
         return v_recreate;
     end if;
+    -- Only indexes that the statements recreate whole: none that another
+    -- object depends on (a foreign key), none with settings the definitions
+    -- leave out (tablespace, storage parameters, comment, CLUSTER, replica
+    -- identity).  The others stay and take their insertions.
     for v_index in
         select i.indexrelid, con.oid as constraint_oid, con.conname
         from pg_index i
+        join pg_class ic on ic.oid = i.indexrelid
         left join pg_constraint con on con.conindid = i.indexrelid and con.conrelid = i.indrelid
         where i.indrelid = p_table
+          and ic.reltablespace = 0 and ic.reloptions is null
+          and not i.indisclustered and not i.indisreplident
+          and obj_description(i.indexrelid, 'pg_class') is null
+          and (con.oid is null or obj_description(con.oid, 'pg_constraint') is null)
+          and not exists (select from pg_depend d
+                          where d.deptype = 'n'
+                            and ((d.refclassid = 'pg_class'::regclass and d.refobjid = i.indexrelid)
+                                 or (d.refclassid = 'pg_constraint'::regclass and d.refobjid = con.oid)))
         order by i.indisprimary desc, i.indexrelid
     loop
         if v_index.constraint_oid is not null then
@@ -326,7 +339,7 @@ end;
 $$;
 
 comment on function whoop_internal.drop_indexes(regclass) is
-    'drops the indexes of a table, constraints too, and returns the statements that recreate them as they were, primary key first; none when the caller does not own the table (whoop.refresh() uses it around the load of an emptied rows table)';
+    'drops the indexes of a table, constraints too, and returns the statements that recreate them as they were, primary key first; leaves those it could not recreate whole (a foreign key depends on it; a tablespace, storage parameters, a comment, CLUSTER or replica identity set) and all of them when the caller does not own the table (whoop.refresh() uses it around the load of an emptied rows table)';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1: drop function whoop.refresh(bigint);
