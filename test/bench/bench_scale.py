@@ -365,7 +365,7 @@ def deliveries(sim):
 def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, rate):
     """lag_figures: simulated-second lags of the last change per record of
     MEMBERS made in [real_from_ms, real_to_ms), as (lag, delivered,
-    changed_at_real_ms) triples (delivered: its webhook reached the
+    changed_at_real_ms, delivery) tuples (delivered: its webhook reached the
     receiver; else only a reconciling sync can catch it); the records whose
     change is not in the raw tables (each counted with END_MS as its
     effect); and the count of changes that altered nothing the warehouse
@@ -393,8 +393,38 @@ def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, 
             missing.append(d)
             effect = end_ms
         lags.append(((effect - d["changed_at_real_ms"]) * rate / 1000,
-                     d["status"] == "delivered", d["changed_at_real_ms"]))
-    return sorted(lags), missing, len(unchanged)
+                     d["status"] == "delivered", d["changed_at_real_ms"], d))
+    return sorted(lags, key=lambda x: x[:3]), missing, len(unchanged)
+
+
+def slowest_delivered(lags, n=5):
+    """slowest_delivered prints where the N longest delivered lags went: the
+    simulator's delivery attempts (seconds after the change, real) and the
+    stored event's receipt, application, attempts and last error; and how
+    many applied events of the whole run took more than one attempt, by the
+    error the last failure left."""
+    print("  the %d longest delivered lags (real seconds after the change):" % n)
+    for lag, hook, at, d in sorted((x for x in lags if x[1]), key=lambda x: -x[0])[:n]:
+        ev = rows("select extract(epoch from received_at) * 1000, "
+                  "coalesce(extract(epoch from applied_at) * 1000, 0), status, attempts, "
+                  "coalesce(outcome, '-'), coalesce(replace(left(last_error, 160), '|', '/'), '-') "
+                  "from whoop.webhook_events where trace_id = %s" % quote_literal(d["trace_id"]),
+                  dbname=DB)
+        print("    %.1f simulated min: %s %s user %s, posted at %s, delivered at %s"
+              % (lag / 60, d["type"], d["id"], d["user_id"],
+                 ", ".join("%.1f" % ((t - at) / 1000) for t in d["attempts_real_ms"]),
+                 "%.1f" % ((d["delivered_at_real_ms"] - at) / 1000)
+                 if d["delivered_at_real_ms"] else "-"))
+        for received, applied, status, attempts, outcome, error in ev:
+            print("      stored at %.1f, %s at %s after %s attempts (%s); last error: %s"
+                  % ((float(received) - at) / 1000, status,
+                     "%.1f" % ((float(applied) - at) / 1000) if float(applied) else "-",
+                     attempts, outcome, error))
+    retried = rows("select count(*), coalesce(replace(left(last_error, 120), '|', '/'), '-') "
+                   "from whoop.webhook_events where status = 'applied' and attempts > 0 "
+                   "group by 2 order by 1 desc limit 5", dbname=DB)
+    print("  events applied after failed attempts: %s"
+          % ("; ".join("%s x %s" % tuple(r) for r in retried) or "none"))
 
 
 def unchanged_at_whoop(sim, records):
@@ -642,11 +672,11 @@ def run(a, cluster_port, tmp):
         print("  %-44s %6s %8s %8s %8s %8s" % ("lag, simulated minutes", "n", "median", "p90",
                                                "p99", "max"))
         print(summary_row("change -> raw row (members, last per record)",
-                          [lag for lag, _, _ in lags], 60, 44, 1))
-        print(summary_row("  of which delivered by webhook", [lag for lag, hook, _ in lags if hook],
+                          [lag for lag, _, _, _ in lags], 60, 44, 1))
+        print(summary_row("  of which delivered by webhook", [lag for lag, hook, _, _ in lags if hook],
                           60, 44, 1))
         print(summary_row("  of which never delivered (the sync's part)",
-                          [lag for lag, hook, _ in lags if not hook], 60, 44, 1))
+                          [lag for lag, hook, _, _ in lags if not hook], 60, 44, 1))
         print("  left out: %d changes that altered nothing the warehouse keeps (its raw row "
               "already held the version WHOOP serves, or a deleted record was never stored)"
               % unchanged)
@@ -657,7 +687,7 @@ def run(a, cluster_port, tmp):
             # record changed again later (a sleep scored after it appeared)
             # is the later change's, since its raw row shows only that one
             print(summary_row("  delivered, while the team loaded",
-                              [lag for lag, hook, at in lags
+                              [lag for lag, hook, at, _ in lags
                                if hook and dep.team_link[0] * 1000 <= at < t_end], 60, 44, 1))
             if done:
                 print("  team: %d members linked at %.2f h had 60 days of metrics after %.1f "
@@ -667,6 +697,7 @@ def run(a, cluster_port, tmp):
             else:
                 print("  team: NOT all loaded by the day's end: %d of %d had 60 days of metrics"
                       % (getattr(dep, "team_have", 0), len(dep.team)))
+        slowest_delivered(lags)
         print("  changes not in the raw tables at the end: %d (%s); of them delivered and "
               "applied (lost): %d" % (len(missing), ", ".join("%s %d" % kv for kv in sorted(
                   collections.Counter(d["status"] for d in missing).items())), len(lost)))
