@@ -58,7 +58,11 @@ keeps: the raw row, written before the change, holds the version the
 simulator serves at the end (same updated_at; a re-scored sleep announces
 its unchanged recovery too), or a deleted record was never stored (its
 deletion overtook its first fetch).  Those are left out of the lags and
-counted.
+counted, and so are the records changed again after the day (in the drain
+the simulator's clock still runs): their raw rows show the later change.
+At the day's end the pipeline starts nothing new; the applier keeps its
+schedule until the pipeline's last run is done, as in a deployment, so the
+day's last events do not wait for the drain.
 With --hours < 24 the per-member-day figures are extrapolated (x 24/hours)
 and say so.
 
@@ -194,7 +198,8 @@ class Deployment:
 
     def __init__(self, a, sim, clock):
         self.a, self.sim, self.clock = a, sim, clock
-        self.stop = threading.Event()
+        self.stop = threading.Event()           # the applier's
+        self.stop_pipeline = threading.Event()
         self.lock = threading.Lock()
         self.apply_requests = 0
         self.apply_times = []
@@ -214,9 +219,12 @@ class Deployment:
             t.start()
 
     def join(self):
+        """join stops the pipeline, lets its current run finish while the
+        applier keeps its schedule, then stops the applier."""
+        self.stop_pipeline.set()
+        self.threads[1].join()
         self.stop.set()
-        for t in self.threads:
-            t.join()
+        self.threads[0].join()
 
     def _applier(self):
         period = self.a.apply_minutes * 60 / self.a.clock_rate
@@ -249,7 +257,7 @@ class Deployment:
 
     def _pipeline(self):
         next_sync, next_refresh, next_team = self.a.sync_hours, self.a.refresh_hours, None
-        while not self.stop.is_set():
+        while not self.stop_pipeline.is_set():
             h = self.clock.hours()
             if self.team is not None and self.team_done is None and next_team is None:
                 next_team = h          # linked: sync and refresh now
@@ -272,7 +280,7 @@ class Deployment:
                 while next_refresh <= self.clock.hours():
                     next_refresh += self.a.refresh_hours
                 continue
-            self.stop.wait(0.2)
+            self.stop_pipeline.wait(0.2)
 
     def _team_ready(self):
         since = datetime.datetime.fromtimestamp(self.team_link[1] / 1000 - 59 * 86400,
@@ -368,14 +376,22 @@ def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, 
     changed_at_real_ms, delivery) tuples (delivered: its webhook reached the
     receiver; else only a reconciling sync can catch it); the records whose
     change is not in the raw tables (each counted with END_MS as its
-    effect); and the count of changes that altered nothing the warehouse
-    keeps (left out of the lags: see unchanged_at_whoop)."""
-    last = {}
+    effect); the count of changes that altered nothing the warehouse keeps
+    (left out of the lags: see unchanged_at_whoop); and the count of records
+    changed again after REAL_TO_MS, left out too: their raw rows show that
+    later change, not the day's."""
+    last, again = {}, set()
     for d in sim_deliveries:
         if d["knob"] == "duplicate" or d["user_id"] not in members:
             continue
+        key = (d["type"].split(".")[0], d["id"])
         if real_from_ms <= d["changed_at_real_ms"] < real_to_ms:
-            last[(d["type"].split(".")[0], d["id"])] = d
+            last[key] = d
+        elif d["changed_at_real_ms"] >= real_to_ms:
+            again.add(key)
+    again &= set(last)
+    for key in again:
+        del last[key]
     raw = effects(DB, last)
     late = {key: d for key, d in last.items()
             if d["type"].endswith(".updated")
@@ -394,15 +410,17 @@ def lag_figures(sim, sim_deliveries, members, real_from_ms, real_to_ms, end_ms, 
             effect = end_ms
         lags.append(((effect - d["changed_at_real_ms"]) * rate / 1000,
                      d["status"] == "delivered", d["changed_at_real_ms"], d))
-    return sorted(lags, key=lambda x: x[:3]), missing, len(unchanged)
+    return sorted(lags, key=lambda x: x[:3]), missing, len(unchanged), len(again)
 
 
-def slowest_delivered(lags, n=5):
+def slowest_delivered(sim, hooks, lags, n=5):
     """slowest_delivered prints where the N longest delivered lags went: the
-    simulator's delivery attempts (seconds after the change, real) and the
-    stored event's receipt, application, attempts and last error; and how
-    many applied events of the whole run took more than one attempt, by the
-    error the last failure left."""
+    simulator's delivery attempts (seconds after the change, real), the
+    stored event's receipt, application, attempts and last error, every
+    other event of the record, the version the simulator serves against the
+    raw row's, and the sync_log runs that wrote the raw row; and how many
+    applied events of the whole run took more than one attempt, by the error
+    the last failure left."""
     print("  the %d longest delivered lags (real seconds after the change):" % n)
     for lag, hook, at, d in sorted((x for x in lags if x[1]), key=lambda x: -x[0])[:n]:
         ev = rows("select extract(epoch from received_at) * 1000, "
@@ -420,6 +438,30 @@ def slowest_delivered(lags, n=5):
                   % ((float(received) - at) / 1000, status,
                      "%.1f" % ((float(applied) - at) / 1000) if float(applied) else "-",
                      attempts, outcome, error))
+        kind = d["type"].split(".")[0]
+        for o in hooks:
+            if o["id"] == d["id"] and o["seq"] != d["seq"]:
+                print("      other event: %s seq %s (this one %s) changed at %.1f, %s%s"
+                      % (o["type"], o["seq"], d["seq"], (o["changed_at_real_ms"] - at) / 1000,
+                         o["status"], " (%s)" % o["knob"] if o["knob"] else ""))
+        key = "sleep_id" if kind == "recovery" else "id"
+        served = [r for r in sim.records(kind, d["user_id"]) if r.get(key) == d["id"]]
+        print("      the simulator serves updated_at %s (the change's simulated time %s)"
+              % (served[0]["updated_at"] if served else "nothing", d["changed_at"]))
+        for updated, extracted in rows(
+                "select updated_at, extract(epoch from _extracted_at) * 1000 from whoop.raw_%s "
+                "where %s = %s" % (kind, key, quote_literal(d["id"])), dbname=DB):
+            print("      raw row: updated_at %s, extracted at %.1f" % (
+                updated, (float(extracted) - at) / 1000))
+            for run in rows(
+                    "select endpoint, status, coalesce(rows_updated, 0), "
+                    "coalesce(rows_inserted, 0), chunk_from is not null, run_id "
+                    "from whoop.sync_log where user_id = %s and started_at "
+                    "between to_timestamp(%s / 1000.0) - interval '1 second' "
+                    "and to_timestamp(%s / 1000.0) + interval '1 second'"
+                    % (d["user_id"], extracted, extracted), dbname=DB):
+                print("        sync_log at that time: %s %s, %s updated, %s inserted, "
+                      "history chunk %s, run %s" % tuple(run))
     retried = rows("select count(*), coalesce(replace(left(last_error, 120), '|', '/'), '-') "
                    "from whoop.webhook_events where status = 'applied' and attempts > 0 "
                    "group by 2 order by 1 desc limit 5", dbname=DB)
@@ -597,6 +639,9 @@ def run(a, cluster_port, tmp):
         day_end_ms = time.time() * 1000
         stats = sim.stats()
         apply_requests = dep.apply_requests
+        # the applier's runs of the day (it keeps running through the drain)
+        apply_late, apply_times = dep.apply_late, list(dep.apply_times)
+        apply_paced = list(dep.apply_paced)
         kinds = request_kinds(stats)
         backfill, deferred = sync_log_figures(since)
         budget = rows("select server_name, \"window\", capacity, round(available::numeric, 1), "
@@ -615,7 +660,7 @@ def run(a, cluster_port, tmp):
 
         hooks, counters = deliveries(sim)
         member_set = set(x["user_id"] for x in accounts["athletes"][:a.members])
-        lags, missing, unchanged = lag_figures(sim, hooks, member_set, real0 * 1000, day_end_ms,
+        lags, missing, unchanged, again = lag_figures(sim, hooks, member_set, real0 * 1000, day_end_ms,
                                                end_ms, X)
         events = {r[0]: r[1] for r in rows("select trace_id, status from whoop.webhook_events",
                                            dbname=DB)}
@@ -628,14 +673,14 @@ def run(a, cluster_port, tmp):
         ext = "" if a.hours == 24 else " (extrapolated x %.2f from %g h)" % (factor, a.hours)
         print("day done: %g simulated hours in %.0f s real (rate %g); pipeline kept up: applier "
               "late %d of %d runs (longest %.1f s = %.1f simulated min), syncs %s, refreshes %s"
-              % (a.hours, day_real, X, dep.apply_late, len(dep.apply_times),
-                 max(dep.apply_times or [0]), max(dep.apply_times or [0]) * X / 60,
+              % (a.hours, day_real, X, apply_late, len(apply_times),
+                 max(apply_times or [0]), max(apply_times or [0]) * X / 60,
                  ", ".join("%.1fh:%.0fs" % st for st in dep.sync_times) or "none",
                  ", ".join("%.0f" % d for _, d in dep.refresh_times) or "none"))
-        paced = [p for _, p in dep.apply_paced]
+        paced = [p for _, p in apply_paced]
         team_from = dep.team_link[0] if dep.team_link else float("inf")
         team_to = dep.team_done[0] if dep.team_done else float("inf")
-        team_paced = [p for t, p in dep.apply_paced if team_from <= t <= team_to]
+        team_paced = [p for t, p in apply_paced if team_from <= t <= team_to]
         print("  applier waiting for the request budget (whoop.fetch_stats paced_ms): %.1f s real in "
               "all, longest run %.1f s; while the team loaded %.1f s in %d runs"
               % (sum(paced), max(paced or [0]), sum(team_paced), len(team_paced)))
@@ -678,8 +723,9 @@ def run(a, cluster_port, tmp):
         print(summary_row("  of which never delivered (the sync's part)",
                           [lag for lag, hook, _, _ in lags if not hook], 60, 44, 1))
         print("  left out: %d changes that altered nothing the warehouse keeps (its raw row "
-              "already held the version WHOOP serves, or a deleted record was never stored)"
-              % unchanged)
+              "already held the version WHOOP serves, or a deleted record was never stored), "
+              "and %d records changed again after the day (their raw rows show that change)"
+              % (unchanged, again))
         if dep.team_link is not None:
             done = dep.team_done
             t_end = min(done[0] * 1000, day_end_ms) if done else day_end_ms
@@ -697,7 +743,7 @@ def run(a, cluster_port, tmp):
             else:
                 print("  team: NOT all loaded by the day's end: %d of %d had 60 days of metrics"
                       % (getattr(dep, "team_have", 0), len(dep.team)))
-        slowest_delivered(lags)
+        slowest_delivered(sim, hooks, lags)
         print("  changes not in the raw tables at the end: %d (%s); of them delivered and "
               "applied (lost): %d" % (len(missing), ", ".join("%s %d" % kv for kv in sorted(
                   collections.Counter(d["status"] for d in missing).items())), len(lost)))
