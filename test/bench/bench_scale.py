@@ -63,6 +63,8 @@ the simulator's clock still runs): their raw rows show the later change.
 At the day's end the pipeline starts nothing new; the applier keeps its
 schedule until the pipeline's last run is done, as in a deployment, so the
 day's last events do not wait for the drain.
+For the five longest delivered lags it prints where the time went (see
+slowest_delivered).
 With --hours < 24 the per-member-day figures are extrapolated (x 24/hours)
 and say so.
 
@@ -448,11 +450,15 @@ def slowest_delivered(sim, hooks, lags, n=5):
         served = [r for r in sim.records(kind, d["user_id"]) if r.get(key) == d["id"]]
         print("      the simulator serves updated_at %s (the change's simulated time %s)"
               % (served[0]["updated_at"] if served else "nothing", d["changed_at"]))
-        for updated, extracted in rows(
-                "select updated_at, extract(epoch from _extracted_at) * 1000 from whoop.raw_%s "
+        for updated, extracted, deleted in rows(
+                "select updated_at, extract(epoch from _extracted_at) * 1000, "
+                "coalesce(extract(epoch from deleted_at) * 1000, 0) from whoop.raw_%s "
                 "where %s = %s" % (kind, key, quote_literal(d["id"])), dbname=DB):
-            print("      raw row: updated_at %s, extracted at %.1f" % (
-                updated, (float(extracted) - at) / 1000))
+            print("      raw row: updated_at %s, extracted at %.1f%s" % (
+                updated, (float(extracted) - at) / 1000,
+                ", deleted at %.1f" % ((float(deleted) - at) / 1000) if float(deleted) else ""))
+            if d["type"].endswith(".deleted"):
+                continue
             for run in rows(
                     "select endpoint, status, coalesce(rows_updated, 0), "
                     "coalesce(rows_inserted, 0), chunk_from is not null, run_id "
