@@ -200,7 +200,7 @@ class Deployment:
 
     def __init__(self, a, sim, clock):
         self.a, self.sim, self.clock = a, sim, clock
-        self.stop = threading.Event()           # the applier's
+        self.stop_applier = threading.Event()
         self.stop_pipeline = threading.Event()
         self.lock = threading.Lock()
         self.apply_requests = 0
@@ -213,25 +213,25 @@ class Deployment:
         self.team = None            # {user_id: expected fact rows}
         self.team_link = None       # (real s, simulated ms)
         self.team_done = None
-        self.threads = [threading.Thread(target=self._applier, daemon=True),
-                        threading.Thread(target=self._pipeline, daemon=True)]
+        self.applier = threading.Thread(target=self._applier, daemon=True)
+        self.pipeline = threading.Thread(target=self._pipeline, daemon=True)
 
     def start(self):
-        for t in self.threads:
-            t.start()
+        self.applier.start()
+        self.pipeline.start()
 
     def join(self):
         """join stops the pipeline, lets its current run finish while the
         applier keeps its schedule, then stops the applier."""
         self.stop_pipeline.set()
-        self.threads[1].join()
-        self.stop.set()
-        self.threads[0].join()
+        self.pipeline.join()
+        self.stop_applier.set()
+        self.applier.join()
 
     def _applier(self):
         period = self.a.apply_minutes * 60 / self.a.clock_rate
         nxt = time.monotonic()
-        while not self.stop.is_set():
+        while not self.stop_applier.is_set():
             t = time.monotonic()
             try:
                 n, paced_ms = scalar("call whoop.apply_webhooks(); "
@@ -247,7 +247,7 @@ class Deployment:
             if nxt < time.monotonic():
                 self.apply_late += 1
                 nxt = time.monotonic()
-            self.stop.wait(max(0.0, nxt - time.monotonic()))
+            self.stop_applier.wait(max(0.0, nxt - time.monotonic()))
 
     def _run(self, what, sql, times):
         t = time.monotonic()
@@ -424,7 +424,7 @@ def slowest_delivered(sim, hooks, lags, n=5):
     applied events of the whole run took more than one attempt, by the error
     the last failure left."""
     print("  the %d longest delivered lags (real seconds after the change):" % n)
-    for lag, hook, at, d in sorted((x for x in lags if x[1]), key=lambda x: -x[0])[:n]:
+    for lag, _, at, d in sorted((x for x in lags if x[1]), key=lambda x: -x[0])[:n]:
         ev = rows("select extract(epoch from received_at) * 1000, "
                   "coalesce(extract(epoch from applied_at) * 1000, 0), status, attempts, "
                   "coalesce(outcome, '-'), coalesce(replace(left(last_error, 160), '|', '/'), '-') "
