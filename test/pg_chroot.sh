@@ -149,13 +149,40 @@ in_chroot() {
 		HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 }
 
-# apt_install installs packages in chroot $1, refreshing the package lists
-# once if the cached ones no longer match the mirror.
+# MIRROR_PAUSES are the seconds to wait before each retry of a download from
+# the mirror: a mirror in the middle of a sync (a point release) answers
+# with missing files or hash mismatches for a minute or two, and one such
+# answer in CI once failed a whole run.
+MIRROR_PAUSES=(20 60 120)
+
+# apt_install installs packages in chroot $1; when that fails it refreshes
+# the package lists (the cached ones may no longer match the mirror) and
+# tries again, after each of MIRROR_PAUSES.
 apt_install() {
-	local dir=$1
+	local dir=$1 pause
 	shift
 	local cmd=(apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "$@")
-	in_chroot "$dir" "${cmd[@]}" || { in_chroot "$dir" apt-get update -q && in_chroot "$dir" "${cmd[@]}"; }
+	in_chroot "$dir" "${cmd[@]}" && return 0
+	for pause in 0 "${MIRROR_PAUSES[@]}"; do
+		sleep "$pause"
+		in_chroot "$dir" apt-get update -q && in_chroot "$dir" "${cmd[@]}" && return 0
+		echo "pg_chroot.sh: apt-get install failed; retrying" >&2
+	done
+	return 1
+}
+
+# bootstrap runs debootstrap for suite $1 into $2 from mirror $3, logging to
+# $4, and tries again after each of MIRROR_PAUSES.
+bootstrap() {
+	local suite=$1 target=$2 mirror=$3 log=$4 pause
+	for pause in 0 "${MIRROR_PAUSES[@]}"; do
+		sleep "$pause"
+		rm -rf "$target"
+		debootstrap --variant=minbase "$suite" "$target" "$mirror" > "$log" 2>&1 && return 0
+		echo "pg_chroot.sh: debootstrap $suite failed:" >&2
+		tail -n 20 "$log" >&2
+	done
+	return 1
 }
 
 # build makes sure the chroot for version $1 exists with every package.
@@ -182,10 +209,8 @@ build() {
 	command -v debootstrap >/dev/null ||
 		{ echo "pg_chroot.sh: debootstrap is not installed (test/install_deps.sh debootstrap)" >&2; return 1; }
 	echo "pg$version chroot: debootstrap --variant=minbase $suite $new $mirror"
-	rm -rf "$new"
 	mkdir -p "$CACHE"
-	debootstrap --variant=minbase "$suite" "$new" "$mirror" > "$CACHE/pg$version.debootstrap.log" 2>&1 ||
-		{ tail -n 20 "$CACHE/pg$version.debootstrap.log" >&2; return 1; }
+	bootstrap "$suite" "$new" "$mirror" "$CACHE/pg$version.debootstrap.log" || return 1
 	# no service starts in the chroot, and no default cluster: the tests
 	# make their own
 	printf '#!/bin/sh\nexit 101\n' > "$new/usr/sbin/policy-rc.d"

@@ -169,7 +169,8 @@ for entry in "${summary[@]}"; do
 	[ -n "$last" ] || { last="0 passed, 1 failed"; status=1; }
 	# the runner's suite lines: from its "---- summary" to its totals
 	awk '/^---- summary/ { on = 1; next } on && /^[0-9]+ passed, [0-9]+ failed$/ { exit } on' "$log" |
-		grep -E "^pg$v " || echo "pg$v: no suite ran"
+		grep -E "^pg$v " ||
+		{ echo "pg$v: no suite ran; its output ended:"; tail -n 15 "$log" | sed 's/^/    /'; }
 	p=${last%% passed*}
 	f=${last#*, }
 	f=${f%% failed*}
