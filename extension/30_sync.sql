@@ -282,12 +282,12 @@ create function whoop_internal.sync_settings(server name,
     out profile_poll_interval interval, out backfill_first_days integer,
     out backfill_chunk_days integer, out backfill_max_chunks_per_sync integer,
     out reconcile_interval interval, out poll_cycles_on_event boolean,
-    out webhook_retention interval)
+    out webhook_retention interval, out recovery_follow_up interval)
 language c stable strict
 as 'MODULE_PATHNAME', 'whoop_sync_settings';
 
 comment on function whoop_internal.sync_settings(name) is
-    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day), backfill_first_days (60), backfill_chunk_days (180), backfill_max_chunks_per_sync (NULL: no limit), reconcile_interval (NULL: every sync), poll_cycles_on_event (true: whoop.apply_webhooks() polls the cycles a sleep or workout event marked), webhook_retention (30 days: how long whoop.apply_webhooks() keeps applied events)';
+    'the server options whoop.sync() follows, defaults applied: max_sync_deletions (10), cycle_poll_interval (NULL: every sync), profile_poll_interval (1 day), backfill_first_days (60), backfill_chunk_days (180), backfill_max_chunks_per_sync (NULL: no limit), reconcile_interval (NULL: every sync), poll_cycles_on_event (true: whoop.apply_webhooks() polls the cycles a sleep or workout event marked), webhook_retention (30 days: how long whoop.apply_webhooks() keeps applied events), recovery_follow_up (5 minutes: how long whoop.apply_webhooks() waits for the recovery.updated of a sleep it saw scored before it fetches the recovery itself)';
 
 create function whoop_internal.update_window(source regclass)
 returns interval

@@ -81,6 +81,39 @@ comment on column whoop.webhook_events.last_error is
 comment on column whoop.webhook_events.run_id is
     'the whoop.run_pipeline() run whose webhooks step last tried the event; NULL when whoop.apply_webhooks() was called alone (e.g. by its pg_cron job)';
 
+-- A sleep's recovery is scored minutes after the sleep and announced by an
+-- event of its own.  WHOOP drops a few events for good, and a dropped
+-- recovery.updated would leave the day's recovery unscored until the
+-- reconciling sync, hours later.  So when the applier stores a sleep just
+-- scored whose recovery it has not seen scored, it notes a follow-up here,
+-- due after the server option recovery_follow_up; the recovery's own event
+-- cancels it, and a follow-up that comes due first fetches the recovery
+-- (whoop.apply_webhooks()).  It costs a request only where the event is
+-- missing or late.  State, not data: a dump does not keep it (what a lost
+-- follow-up would have fetched, the reconciling sync fetches).
+create table whoop_internal.recovery_follow_ups (
+    server_name name not null,
+    user_id     bigint not null,
+    sleep_id    uuid not null,
+    due_at      timestamptz not null,
+    attempts    integer not null default 0,
+    primary key (server_name, user_id, sleep_id)
+);
+create index on whoop_internal.recovery_follow_ups (due_at);
+
+comment on table whoop_internal.recovery_follow_ups is
+    'recoveries whose recovery.updated the applier awaits after storing their sleep scored: whoop.apply_webhooks() fetches each once due_at has passed without the event (the server option recovery_follow_up after the sleep), tries again after 2 and 4 times that while the recovery stays unscored, then leaves it to the reconciling sync';
+comment on column whoop_internal.recovery_follow_ups.server_name is
+    'the whoop_fdw server (WHOOP app) of the account';
+comment on column whoop_internal.recovery_follow_ups.user_id is
+    'the WHOOP member';
+comment on column whoop_internal.recovery_follow_ups.sleep_id is
+    'the sleep (the name recovery events carry); its cycle leads to the recovery';
+comment on column whoop_internal.recovery_follow_ups.due_at is
+    'when the applier fetches the recovery unless its event has come';
+comment on column whoop_internal.recovery_follow_ups.attempts is
+    'fetches so far that found the recovery still unscored or failed';
+
 create function whoop.receive_webhook(server name, signature text, "timestamp" text, body bytea)
 returns text
 language c
@@ -110,12 +143,14 @@ begin
                                'link it again and call whoop.requeue_webhooks() to apply the event',
                                old.user_id, old.server_name)
      where e.server_name = old.server_name and e.user_id = old.user_id and e.status = 'queued';
+    delete from whoop_internal.recovery_follow_ups f
+     where f.server_name = old.server_name and f.user_id = old.user_id;
     return null;
 end
 $$;
 
 comment on function whoop_internal.bury_webhook_events() is
-    'trigger function: the queued webhook events of an account that is deleted (disconnected, or its server dropped) become dead letters';
+    'trigger function: the queued webhook events of an account that is deleted (disconnected, or its server dropped) become dead letters, and its recovery follow-ups go';
 
 create trigger account_bury_webhook_events
     after delete on whoop_internal.account
@@ -202,6 +237,21 @@ $$;
 comment on function whoop_internal.fetch_records_by_id(name, bigint, text, uuid[], bigint[]) is
     'fetches one account''s sleeps or workouts by id (ids), or recoveries by cycle id (cycle_ids), and upserts them into the raw layer in one statement; returns the keys fetched (a 404 is missing) and the keys written';
 
+-- A role that may apply events but not keep follow-ups (the owner grants
+-- SELECT, INSERT, UPDATE, DELETE on whoop_internal.recovery_follow_ups)
+-- applies without them.
+create function whoop_internal.may_follow_up()
+returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select bool_and(has_table_privilege('whoop_internal.recovery_follow_ups', p))
+    from unnest(array['select', 'insert', 'update', 'delete']) p
+$$;
+
+comment on function whoop_internal.may_follow_up() is
+    'whether the current role may keep recovery follow-ups (SELECT, INSERT, UPDATE and DELETE on whoop_internal.recovery_follow_ups); without, whoop.apply_webhooks() applies events without them';
+
 -- Applies one account's events in the caller's transaction: either all of
 -- their effects and status changes commit, or none do.  Deletions first,
 -- and they win over updates of the same record in the batch (WHOOP never
@@ -228,6 +278,7 @@ declare
     written text[];
     outcomes jsonb := '{}';
     applied integer;
+    follow_up boolean := whoop_internal.may_follow_up();
 begin
     select coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'workout.deleted'), '{}'),
            coalesce(array_agg(distinct e.record_id) filter (where e.event_type = 'sleep.deleted'), '{}'),
@@ -268,6 +319,11 @@ begin
     update whoop.raw_recovery v set deleted_at = now()
      where v.sleep_id = any (del_recovery || del_sleep) and v.user_id = apply_webhook_events.user_id
        and v.deleted_at is null;
+    if follow_up then
+        delete from whoop_internal.recovery_follow_ups f
+         where f.server_name = server and f.user_id = apply_webhook_events.user_id
+           and f.sleep_id = any (del_recovery || del_sleep);
+    end if;
 
     -- Updates of records deleted in the same batch fetch nothing.
     select outcomes || coalesce(jsonb_object_agg(k || ':' || d, 'superseded'), '{}')
@@ -303,6 +359,23 @@ begin
                                                  else 'not found' end)
           into outcomes
         from unnest(upd_sleep) d;
+
+        -- A main sleep scored within the hour whose recovery is not stored
+        -- scored: its recovery.updated is due within minutes.  Should it
+        -- not come, whoop.apply_webhooks() fetches the recovery after the
+        -- server's recovery_follow_up (whoop_internal.recovery_follow_ups).
+        -- Older sleeps are the reconciling sync's.
+        if follow_up then
+            insert into whoop_internal.recovery_follow_ups as f (server_name, user_id, sleep_id, due_at)
+            select server, s.user_id, s.id, now() + (whoop_internal.sync_settings(server)).recovery_follow_up
+            from whoop.raw_sleep s
+            left join whoop.raw_recovery v on v.cycle_id = s.cycle_id
+            where s.id = any (upd_sleep) and s.user_id = apply_webhook_events.user_id
+              and s.score_state = 'SCORED' and not s.nap and s.deleted_at is null
+              and s.cycle_id is not null and s.updated_at > now() - interval '1 hour'
+              and (v.cycle_id is null or v.score_state = 'PENDING_SCORE')
+            on conflict (server_name, user_id, sleep_id) do nothing;
+        end if;
     end if;
 
     -- A recovery is named by its sleep: the sleep's cycle (the sleep
@@ -321,6 +394,27 @@ begin
         if cardinality(cycles) > 0 then
             select f.fetched, f.written into fetched, written
             from whoop_internal.fetch_records_by_id(server, user_id, 'recovery', null, cycles) f;
+        end if;
+        -- A recovery is scored after its sleep: a sleep still stored
+        -- unscored beside a scored recovery missed its own event (WHOOP
+        -- drops a few), and is fetched now rather than at the reconciling
+        -- sync.
+        missing := array(select s.id from whoop.raw_sleep s
+                         join whoop.raw_recovery v on v.cycle_id = s.cycle_id
+                         where s.id = any (upd_recovery) and s.user_id = apply_webhook_events.user_id
+                           and s.score_state = 'PENDING_SCORE' and s.deleted_at is null
+                           and v.score_state <> 'PENDING_SCORE' and v.deleted_at is null);
+        if cardinality(missing) > 0 then
+            perform whoop_internal.fetch_records_by_id(server, user_id, 'sleep', missing, null);
+        end if;
+        -- the event the follow-ups waited for has come
+        if follow_up then
+            delete from whoop_internal.recovery_follow_ups f
+             where f.server_name = server and f.user_id = apply_webhook_events.user_id
+               and f.sleep_id = any (upd_recovery)
+               and not exists (select from whoop.raw_sleep s
+                               join whoop.raw_recovery v on v.cycle_id = s.cycle_id
+                               where s.id = f.sleep_id and v.score_state = 'PENDING_SCORE');
         end if;
         select outcomes || jsonb_object_agg('recovery.updated:' || d,
                                             case when s.cycle_id::text = any (written) then 'upserted'
@@ -352,7 +446,60 @@ end
 $$;
 
 comment on function whoop_internal.apply_webhook_events(name, bigint, bigint[], bigint) is
-    'applies the given webhook events of one account in the caller''s transaction (fetches by id, upserts, tombstones, marks the member''s cycles pending) and marks them applied with their outcome; raises when a fetch fails';
+    'applies the given webhook events of one account in the caller''s transaction (fetches by id, upserts, tombstones, marks the member''s cycles pending; fetches a sleep stored unscored beside its scored recovery; notes or cancels recovery follow-ups) and marks them applied with their outcome; raises when a fetch fails';
+
+-- Counts a try of an account's follow-ups (a fetch that found the recovery
+-- unscored, or failed): due again after twice the last wait, and ended
+-- after the third, when the reconciling sync is as near as another try.
+create function whoop_internal.postpone_follow_ups(server name, user_id bigint, sleep_ids uuid[])
+returns void
+language sql
+set search_path = pg_catalog, pg_temp
+as $$
+    delete from whoop_internal.recovery_follow_ups f
+     where f.server_name = server and f.user_id = postpone_follow_ups.user_id
+       and f.sleep_id = any (sleep_ids) and f.attempts + 1 >= 3;
+    update whoop_internal.recovery_follow_ups f
+       set attempts = f.attempts + 1,
+           due_at = now() + (whoop_internal.sync_settings(server)).recovery_follow_up * power(2, f.attempts + 1)
+     where f.server_name = server and f.user_id = postpone_follow_ups.user_id
+       and f.sleep_id = any (sleep_ids);
+$$;
+
+comment on function whoop_internal.postpone_follow_ups(name, bigint, uuid[]) is
+    'counts a try of one account''s recovery follow-ups: makes them due after twice their last wait (recovery_follow_up, then 2 and 4 times it), and ends them after the third try';
+
+-- Fetches the recoveries of one account's due follow-ups in the caller's
+-- transaction.  A follow-up ends when its recovery is stored scored (or
+-- unscorable) or its sleep is gone; otherwise the try counts.
+create function whoop_internal.follow_up_recoveries(server name, user_id bigint, sleep_ids uuid[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    cycles bigint[];
+begin
+    cycles := array(select distinct s.cycle_id from whoop.raw_sleep s
+                    where s.id = any (sleep_ids) and s.user_id = follow_up_recoveries.user_id
+                      and s.cycle_id is not null and s.deleted_at is null);
+    if cardinality(cycles) > 0 then
+        perform whoop_internal.fetch_records_by_id(server, user_id, 'recovery', null, cycles);
+    end if;
+    delete from whoop_internal.recovery_follow_ups f
+     where f.server_name = server and f.user_id = follow_up_recoveries.user_id
+       and f.sleep_id = any (sleep_ids)
+       and not exists (select from whoop.raw_sleep s
+                       left join whoop.raw_recovery v on v.cycle_id = s.cycle_id
+                       where s.id = f.sleep_id and s.deleted_at is null and s.cycle_id is not null
+                         and (v.cycle_id is null or v.score_state = 'PENDING_SCORE'));
+    perform whoop_internal.postpone_follow_ups(server, user_id, sleep_ids);
+end
+$$;
+
+comment on function whoop_internal.follow_up_recoveries(name, bigint, uuid[]) is
+    'fetches the recoveries of one account''s due follow-ups (whoop_internal.recovery_follow_ups) in the caller''s transaction; ends those whose recovery is now stored scored or whose sleep is gone, and postpones the rest (whoop_internal.postpone_follow_ups); raises when a fetch fails';
 --upgrade 1.0--1.1 end
 
 -- No SET clause (search_path) here: a procedure with one cannot COMMIT.
@@ -388,6 +535,9 @@ declare
     cycles_deferred boolean := false;
     poll record;
     polls_failed text[] := '{}';
+    sleeps uuid[];
+    followed_accounts text[] := '{}';
+    follow_ups_failed text[] := '{}';
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.apply_webhooks()');
     if max_events is null or max_events < 1 then
@@ -512,6 +662,49 @@ begin
         commit;
     end loop;
 
+    -- Recoveries whose event has not come within recovery_follow_up of
+    -- their sleep's scoring: fetched here, one account per transaction, as
+    -- request class webhook, after the events (which may still cancel
+    -- them) and not once the budget has deferred anything.
+    loop
+        exit when deferred > 0 or not whoop_internal.may_follow_up();
+        select f.server_name, f.user_id into target
+        from whoop_internal.recovery_follow_ups f
+        where f.due_at <= now()
+          and (apply_webhooks.server is null or f.server_name = apply_webhooks.server)
+          and (f.server_name || '/' || f.user_id) <> all (followed_accounts)
+          and exists (select from whoop.accounts a
+                      where a.server_name = f.server_name and a.user_id = f.user_id)
+        order by f.due_at
+        limit 1
+        for update of f skip locked;
+        exit when not found;
+        followed_accounts := followed_accounts || (target.server_name || '/' || target.user_id);
+
+        select array_agg(x.sleep_id) into sleeps
+        from (select f.sleep_id
+              from whoop_internal.recovery_follow_ups f
+              where f.server_name = target.server_name and f.user_id = target.user_id
+                and f.due_at <= now()
+              for update of f skip locked) x;
+        continue when sleeps is null;
+
+        perform pg_catalog.set_config('whoop_fdw.request_class', 'webhook', true);
+        begin
+            perform whoop_internal.follow_up_recoveries(target.server_name, target.user_id, sleeps);
+        exception when sqlstate '53400' then
+            -- the budget is used up: the follow-ups wait, as the events do
+            deferred := deferred + cardinality(sleeps);
+        when others then
+            get stacked diagnostics message = message_text;
+            follow_ups_failed := follow_ups_failed || format('%s/%s: %s', target.server_name,
+                                                             target.user_id, message);
+            -- a try, as when the recovery is found unscored
+            perform whoop_internal.postpone_follow_ups(target.server_name, target.user_id, sleeps);
+        end;
+        commit;
+    end loop;
+
     -- Applied events older than their server's webhook_retention go, oldest
     -- first and at most prune_batch per server and call: a backlog (the
     -- first calls after an upgrade, a shortened retention) spreads over the
@@ -550,6 +743,12 @@ begin
         raise notice 'whoop.apply_webhooks: % events applied, % failed and will be retried', applied, failed
             using hint = 'See whoop.webhook_events.last_error and next_attempt_at.';
     end if;
+    if cardinality(follow_ups_failed) > 0 then
+        raise notice 'whoop.apply_webhooks: fetching the awaited recoveries of % members failed',
+                     cardinality(follow_ups_failed)
+            using detail = array_to_string(follow_ups_failed, E'\n'),
+                  hint = 'They are tried again later, at most 3 times; the reconciling sync fetches them too. See whoop.sync_log.';
+    end if;
     if cardinality(polls_failed) > 0 then
         raise notice 'whoop.apply_webhooks: polling the cycles of % members failed', cardinality(polls_failed)
             using detail = array_to_string(polls_failed, E'\n'),
@@ -559,7 +758,7 @@ end
 $$;
 
 comment on procedure whoop.apply_webhooks(name, integer, bigint) is
-    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles and, with the server option poll_cycles_on_event (default true), polls them at once (request class cycle; deferred or failed: the mark stays for the next sync); one transaction per account; then deletes applied events older than the server option webhook_retention (default 30 days; at most 10000 per server and call, when the role may delete events); a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
+    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles and, with the server option poll_cycles_on_event (default true), polls them at once (request class cycle; deferred or failed: the mark stays for the next sync); one transaction per account; then fetches the recoveries whose recovery.updated has not come within the server option recovery_follow_up (default 5 minutes) of their sleeps scoring (whoop_internal.recovery_follow_ups); then deletes applied events older than the server option webhook_retention (default 30 days; at most 10000 per server and call, when the role may delete events); a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin

@@ -73,6 +73,7 @@ static const WhoopOption whoop_options[] = {
 	{"poll_cycles_on_event", ForeignServerRelationId, WHOOP_OPTION_BOOL},
 	{"reconcile_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"webhook_retention", ForeignServerRelationId, WHOOP_OPTION_INTERVAL, 0, 0, "1 day"},
+	{"recovery_follow_up", ForeignServerRelationId, WHOOP_OPTION_INTERVAL, 0, 0, "1 second"},
 	{"profile_poll_interval", ForeignServerRelationId, WHOOP_OPTION_INTERVAL},
 	{"backfill_first_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
 	{"backfill_chunk_days", ForeignServerRelationId, WHOOP_OPTION_INT, 1, 36500},
@@ -95,6 +96,7 @@ static const WhoopOption whoop_options[] = {
 #define DEFAULT_MAX_SYNC_DELETIONS 10
 #define DEFAULT_PROFILE_POLL_INTERVAL_US USECS_PER_DAY
 #define DEFAULT_WEBHOOK_RETENTION_US (30 * USECS_PER_DAY)
+#define DEFAULT_RECOVERY_FOLLOW_UP_US (5 * USECS_PER_MINUTE)
 #define DEFAULT_BACKFILL_FIRST_DAYS 60
 #define DEFAULT_BACKFILL_CHUNK_DAYS 180
 #define DEFAULT_REQUESTS_PER_MINUTE 100
@@ -500,6 +502,7 @@ whoop_get_server(Oid serverid)
 	server->poll_cycles_on_event = true;
 	server->reconcile_interval_us = -1;
 	server->webhook_retention_us = DEFAULT_WEBHOOK_RETENTION_US;
+	server->recovery_follow_up_us = DEFAULT_RECOVERY_FOLLOW_UP_US;
 	server->profile_poll_interval_us = DEFAULT_PROFILE_POLL_INTERVAL_US;
 	server->backfill_first_days = DEFAULT_BACKFILL_FIRST_DAYS;
 	server->backfill_chunk_days = DEFAULT_BACKFILL_CHUNK_DAYS;
@@ -540,6 +543,8 @@ whoop_get_server(Oid serverid)
 			server->reconcile_interval_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "webhook_retention") == 0)
 			server->webhook_retention_us = whoop_parse_interval_us(value, def->defname);
+		else if (strcmp(def->defname, "recovery_follow_up") == 0)
+			server->recovery_follow_up_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "profile_poll_interval") == 0)
 			server->profile_poll_interval_us = whoop_parse_interval_us(value, def->defname);
 		else if (strcmp(def->defname, "backfill_first_days") == 0)

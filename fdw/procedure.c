@@ -60,15 +60,16 @@ whoop_assert_outside_transaction_block(PG_FUNCTION_ARGS)
  * cycle_poll_interval (NULL when not set), profile_poll_interval,
  * backfill_first_days, backfill_chunk_days, backfill_max_chunks_per_sync
  * (NULL when not set), reconcile_interval (NULL when not set),
- * poll_cycles_on_event and webhook_retention, with the defaults applied.
+ * poll_cycles_on_event, webhook_retention and recovery_follow_up, with the
+ * defaults applied.
  */
 Datum
 whoop_sync_settings(PG_FUNCTION_ARGS)
 {
 	WhoopServer *server = whoop_get_server_by_name(NameStr(*PG_GETARG_NAME(0)), false);
 	TupleDesc	desc;
-	Datum		values[9];
-	bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
+	Datum		values[10];
+	bool		nulls[10] = {false, false, false, false, false, false, false, false, false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -90,6 +91,7 @@ whoop_sync_settings(PG_FUNCTION_ARGS)
 		values[6] = interval_datum_us(server->reconcile_interval_us);
 	values[7] = BoolGetDatum(server->poll_cycles_on_event);
 	values[8] = interval_datum_us(server->webhook_retention_us);
+	values[9] = interval_datum_us(server->recovery_follow_up_us);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

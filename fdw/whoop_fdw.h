@@ -106,6 +106,7 @@ typedef struct WhoopServer
 	bool		poll_cycles_on_event;	/* the applier polls marked cycles */
 	int64		reconcile_interval_us;	/* -1: sleeps, workouts, recoveries every sync */
 	int64		webhook_retention_us;	/* applied webhook events are kept this long */
+	int64		recovery_follow_up_us;	/* a scored sleep's recovery event is awaited this long */
 	int64		profile_poll_interval_us;	/* 0: profile every sync */
 	int			backfill_first_days;	/* a member's first sync: newest days */
 	int			backfill_chunk_days;	/* then older history, chunks of days */

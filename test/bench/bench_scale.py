@@ -73,7 +73,8 @@ command line when run as a script): --members, --team, --team-at,
 --clock-rate, --hours, --apply-minutes, --sync-hours, --refresh-hours,
 --drop-rate, --cycle-poll-interval, --reconcile-interval (server options;
 '1 day' reconciles each member's recoveries, sleeps and workouts once a
-simulated day), --per-minute and --per-day (the app's limits, WHOOP's 100
+simulated day), --recovery-follow-up (simulated minutes, 5: the server
+option recovery_follow_up, set to that over X in real time), --per-minute and --per-day (the app's limits, WHOOP's 100
 and 10,000 unless given: WHOOP raises them on request; the simulator and
 the server's requests_per_minute/requests_per_day both follow).
 
@@ -118,6 +119,8 @@ def options(argv):
     p.add_argument("--drop-rate", type=float, default=0.03)
     p.add_argument("--cycle-poll-interval", default="6 hours")
     p.add_argument("--reconcile-interval", default="1 day")
+    p.add_argument("--recovery-follow-up", type=float, default=5.0,
+                   help="simulated minutes the applier awaits a scored sleep's recovery event")
     p.add_argument("--per-minute", type=int, default=100,
                    help="the app's limit a minute (WHOOP's default; raised on request)")
     p.add_argument("--per-day", type=int, default=10000,
@@ -543,11 +546,12 @@ def run(a, cluster_port, tmp):
         accounts = sim.accounts()
         psql("create server sim foreign data wrapper whoop_fdw options (api_url %s, oauth_url %s, "
              "cycle_poll_interval %s, reconcile_interval %s, requests_per_minute '%d', "
-             "requests_per_day '%d');\n"
+             "requests_per_day '%d', recovery_follow_up '%.3f seconds');\n"
              "create user mapping for current_user server sim options (client_id %s, "
              "client_secret %s);" % (quote_literal(sim.api_url), quote_literal(sim.oauth_url),
                                      quote_literal(a.cycle_poll_interval),
                                      quote_literal(a.reconcile_interval), a.per_minute, a.per_day,
+                                     max(1.0, a.recovery_follow_up * 60 / a.clock_rate),
                                      quote_literal(accounts["client_id"]),
                                      quote_literal(accounts["client_secret"])), dbname=DB)
         t = time.monotonic()
@@ -586,10 +590,11 @@ def run(a, cluster_port, tmp):
         print("day: clock rate %g (a simulated day = %.1f real minutes), limits %d/min "
               "(%.3f s) and %d/day, tokens live %d s, webhooks every %g simulated "
               "minute(s), sync every %g h, refresh every %g h, drop_rate %g, "
-              "cycle_poll_interval %s, reconcile_interval %s"
+              "cycle_poll_interval %s, reconcile_interval %s, recovery_follow_up %g simulated min"
               % (X, 1440 / X, a.per_minute, 60 / X, a.per_day, max(1, round(3600 / X)),
                  a.apply_minutes, a.sync_hours,
-                 a.refresh_hours, a.drop_rate, a.cycle_poll_interval, a.reconcile_interval),
+                 a.refresh_hours, a.drop_rate, a.cycle_poll_interval, a.reconcile_interval,
+                 a.recovery_follow_up),
               flush=True)
         dep = Deployment(a, sim, clock)
         dep.start()
@@ -728,6 +733,15 @@ def run(a, cluster_port, tmp):
                           60, 44, 1))
         print(summary_row("  of which never delivered (the sync's part)",
                           [lag for lag, hook, _, _ in lags if not hook], 60, 44, 1))
+        # the applier makes up for some: a scored recovery brings its sleep,
+        # a recovery awaited after its sleep's scoring is fetched
+        undelivered = collections.defaultdict(list)
+        for lag, hook, _, d in lags:
+            if not hook:
+                undelivered[d["type"]].append(lag)
+        print("  never delivered, by type: n (of them within 10 simulated minutes): %s" % (
+            ", ".join("%s %d (%d)" % (t, len(v), sum(1 for x in v if x <= 600))
+                      for t, v in sorted(undelivered.items())) or "none"))
         print("  left out: %d changes that altered nothing the warehouse keeps (its raw row "
               "already held the version WHOOP serves, or a deleted record was never stored), "
               "and %d records changed again after the day (their raw rows show that change)"

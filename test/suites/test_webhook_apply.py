@@ -22,6 +22,13 @@ simulator.  A record deleted at WHOOP is deleted in the simulator
                    no boolean is refused (HV024)
   CyclePollBudgetTest  a poll the request budget defers leaves the mark, and
                    the call polls no other member's cycles
+  FollowUpTest     a sleep just scored whose recovery is not stored scored
+                   awaits its recovery.updated: the event cancels the
+                   follow-up, else the recovery is fetched once it is due
+                   (recovery_follow_up, 5 minutes), again after 10 and 20
+                   while unscored, then left to the sync; a scored recovery
+                   fetches its sleep stored unscored, an unscored one does
+                   not; deletions end follow-ups; the option is checked
   RetentionTest    apply_webhooks() deletes applied events older than the
                    server's webhook_retention (30 days; at least 1 day, else
                    HV024), oldest first and at most 10000 per server and call;
@@ -419,6 +426,127 @@ class CyclePollBudgetTest(WebhookSuite):
         self.assertEqual(rows("select user_id, status, requests from whoop.sync_log "
                               "where run_id = 42 and endpoint = 'cycle'"),
                          [[str(self.users[0]), "deferred", "0"]])
+
+
+class FollowUpTest(WebhookSuite):
+    """A scored sleep's recovery is awaited: its own event cancels the
+    follow-up, a missing one is fetched once the follow-up is due; and a
+    scored recovery brings its sleep stored unscored along.  The simulator's
+    clock is today's (a follow-up is noted only for a sleep scored within
+    the hour); a sleep is made just scored with /_sim/touch."""
+    DB = "webhook_follow_up"
+    SIM_ARGS = ("--athletes", "3", "--days", "12", "--quiet",
+                "--now", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def setUp(self):
+        super().setUp()
+        psql("truncate whoop.raw_sleep, whoop.raw_recovery, whoop_internal.recovery_follow_ups")
+
+    def just_scored(self, user, index):
+        """just_scored is a main sleep of USER, touched now (scored, with a recovery), and its recovery."""
+        recovery = [r for r in self.sim.records("recovery", self.users[user]) if r.get("sleep_id")][index]
+        self.sim.touch("sleep", recovery["sleep_id"], set={"score.respiratory_rate": 15.25})
+        return recovery["sleep_id"], recovery["cycle_id"]
+
+    def follow_ups(self):
+        return rows("select sleep_id, attempts, round(extract(epoch from due_at - now()) / 60) "
+                    "from whoop_internal.recovery_follow_ups order by sleep_id")
+
+    def make_due(self):
+        psql("update whoop_internal.recovery_follow_ups set due_at = now() - interval '1 second'")
+
+    def test_a_missing_recovery_event_is_followed_up_after_recovery_follow_up(self):
+        sleep, cycle = self.just_scored(0, 2)
+        self.deliver(self.users[0], "sleep.updated", sleep)
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual(self.follow_ups(), [[sleep, "0", "5"]])    # the default: 5 minutes
+        self.assertEqual(apply_and_count(), 0)                        # not due yet
+        self.make_due()
+        self.sim.reset()
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual([r["path"] for r in self.sim.request_log()], ["/v2/cycle/%s/recovery" % cycle])
+        self.assertEqual(self.raw("raw_recovery", "cycle_id", cycle, "score_state"), ["SCORED"])
+        self.assertEqual(self.follow_ups(), [])
+        # a sleep scored more than an hour ago is the reconciling sync's
+        psql("truncate whoop.raw_sleep, whoop.raw_recovery")
+        old = [r for r in self.sim.records("recovery", self.users[0]) if r.get("sleep_id")][3]
+        self.deliver(self.users[0], "sleep.updated", old["sleep_id"])
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(self.follow_ups(), [])
+
+    def test_the_recovery_event_cancels_the_follow_up(self):
+        sleep, cycle = self.just_scored(1, 2)
+        self.deliver(self.users[1], "sleep.updated", sleep)
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(len(self.follow_ups()), 1)
+        self.deliver(self.users[1], "recovery.updated", sleep)
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual(self.follow_ups(), [])
+        # with the recovery stored scored, the next scored version of the sleep awaits nothing
+        self.sim.touch("sleep", sleep, set={"score.respiratory_rate": 15.5})
+        self.deliver(self.users[1], "sleep.updated", sleep)
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(self.follow_ups(), [])
+
+    def test_a_recovery_still_unscored_is_fetched_three_times_with_doubling_waits(self):
+        sleep, cycle = self.just_scored(0, 4)
+        self.sim.touch("recovery", cycle, set={"score_state": "PENDING_SCORE"}, unset=["score"])
+        self.deliver(self.users[0], "sleep.updated", sleep)
+        psql("call whoop.apply_webhooks()")
+        for attempts, minutes in ((1, 10), (2, 20)):
+            self.make_due()
+            self.assertEqual(apply_and_count(), 1)
+            self.assertEqual(self.follow_ups(), [[sleep, str(attempts), str(minutes)]])
+        self.make_due()
+        self.assertEqual(apply_and_count(), 1)
+        self.assertEqual(self.follow_ups(), [])      # the reconciling sync's now
+        self.assertEqual(self.raw("raw_recovery", "cycle_id", cycle, "score_state"), ["PENDING_SCORE"])
+
+    def test_a_scored_recovery_fetches_its_sleep_stored_unscored(self):
+        sleep, cycle = self.just_scored(1, 3)
+        self.deliver(self.users[1], "sleep.updated", sleep)
+        psql("call whoop.apply_webhooks()")
+        # as if the sleep's scoring event had been dropped: stored unscored
+        psql("update whoop.raw_sleep set score_state = 'PENDING_SCORE', "
+             "updated_at = updated_at - interval '1 hour' where id = '%s'" % sleep)
+        self.sim.reset()
+        self.deliver(self.users[1], "recovery.updated", sleep)
+        self.assertEqual(apply_and_count(), 2)
+        self.assertEqual([r["path"] for r in self.sim.request_log()],
+                         ["/v2/cycle/%s/recovery" % cycle, "/v2/activity/sleep/%s" % sleep])
+        self.assertEqual(self.raw("raw_sleep", "id", sleep, "score_state"), ["SCORED"])
+        # a recovery itself unscored says nothing of its sleep: no sleep fetch
+        psql("update whoop.raw_sleep set score_state = 'PENDING_SCORE', "
+             "updated_at = updated_at - interval '1 hour' where id = '%s'" % sleep)
+        self.sim.touch("recovery", cycle, set={"score_state": "PENDING_SCORE"}, unset=["score"])
+        self.deliver(self.users[1], "recovery.updated", sleep)
+        self.assertEqual(apply_and_count(), 1)
+
+    def test_deletions_end_follow_ups_and_roles_without_the_table_keep_none(self):
+        sleep, _ = self.just_scored(0, 5)
+        self.deliver(self.users[0], "sleep.updated", sleep)
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(len(self.follow_ups()), 1)
+        self.deliver(self.users[0], "sleep.deleted", sleep)
+        psql("call whoop.apply_webhooks()")
+        self.assertEqual(self.follow_ups(), [])
+        # an applier role without privileges on the follow-ups applies without them
+        self.assertEqual(scalar("select whoop_internal.may_follow_up()"), "t")
+        self.assertEqual(scalar("select has_table_privilege('public', "
+                                "'whoop_internal.recovery_follow_ups', 'select')"), "f")
+
+    def test_the_option_is_checked(self):
+        psql("alter server sim options (add recovery_follow_up '90 seconds')")
+        self.addCleanup(psql, "alter server sim options (drop recovery_follow_up)")
+        self.assertEqual(scalar("select (whoop_internal.sync_settings('sim')).recovery_follow_up"),
+                         "00:01:30")
+        for value, message in (("0", "must be at least 1 second"), ("-1 minute", "must not be negative"),
+                               ("soon", "invalid input syntax for type interval")):
+            with self.assertRaises(SQLError) as cm:
+                psql("alter server sim options (set recovery_follow_up '%s')" % value)
+            self.assertEqual(cm.exception.sqlstate, "HV024" if value != "soon" else "22007",
+                             cm.exception.output)
+            self.assertIn(message, cm.exception.output)
 
 
 class RetentionTest(WebhookSuite):
