@@ -426,17 +426,15 @@ begin
 
     -- A sleep or workout changes the strain and sleep figures of its
     -- cycle, which has no event of its own: the next sync fetches the
-    -- member's cycles.  Not for a record that has only appeared, unscored:
-    -- its scoring follows within minutes with an event of its own, and
-    -- one poll then sees both (a sleep's new cycle, too, appears only
-    -- after the sleep and its recovery).
-    mark_cycles := cardinality(del_workout) > 0 or cardinality(del_sleep) > 0
+    -- member's cycles.  Not for a workout that has only appeared,
+    -- unscored: it has no strain yet, and its scoring follows within
+    -- minutes with an event of its own.  (A sleep that has only appeared
+    -- does: it ends one cycle and begins the next.)
+    mark_cycles := cardinality(del_workout) > 0 or cardinality(upd_sleep) > 0
+                   or cardinality(del_sleep) > 0
                    or exists (select from whoop.raw_workout w
                               where w.id = any (upd_workout) and w.user_id = apply_webhook_events.user_id
-                                and w.score_state <> 'PENDING_SCORE')
-                   or exists (select from whoop.raw_sleep s
-                              where s.id = any (upd_sleep) and s.user_id = apply_webhook_events.user_id
-                                and s.score_state <> 'PENDING_SCORE');
+                                and w.score_state <> 'PENDING_SCORE');
     if mark_cycles then
         insert into whoop.sync_state as s (server_name, user_id, endpoint, pending_since)
         values (server, user_id, 'cycle', now())
