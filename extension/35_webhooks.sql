@@ -544,6 +544,7 @@ declare
     polls_failed text[] := '{}';
     sleeps uuid[];
     followed_accounts text[] := '{}';
+    follow_ups_deferred boolean := false;
     follow_ups_failed text[] := '{}';
 begin
     perform whoop_internal.assert_outside_transaction_block('whoop.apply_webhooks()');
@@ -674,7 +675,7 @@ begin
     -- request class webhook, after the events (which may still cancel
     -- them) and not once the budget has deferred anything.
     loop
-        exit when deferred > 0 or not whoop_internal.may_follow_up();
+        exit when deferred > 0 or follow_ups_deferred or not whoop_internal.may_follow_up();
         select f.server_name, f.user_id into target
         from whoop_internal.recovery_follow_ups f
         where f.due_at <= now()
@@ -701,7 +702,7 @@ begin
             perform whoop_internal.follow_up_recoveries(target.server_name, target.user_id, sleeps);
         exception when sqlstate '53400' then
             -- the budget is used up: the follow-ups wait, as the events do
-            deferred := deferred + cardinality(sleeps);
+            follow_ups_deferred := true;
         when others then
             get stacked diagnostics message = message_text;
             follow_ups_failed := follow_ups_failed || format('%s/%s: %s', target.server_name,
@@ -765,7 +766,7 @@ end
 $$;
 
 comment on procedure whoop.apply_webhooks(name, integer, bigint) is
-    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles and, with the server option poll_cycles_on_event (default true), polls them at once (request class cycle; deferred or failed: the mark stays for the next sync); one transaction per account; then fetches the recoveries whose recovery.updated has not come within the server option recovery_follow_up (default 5 minutes) of their sleeps scoring (whoop_internal.recovery_follow_ups); then deletes applied events older than the server option webhook_retention (default 30 days; at most 10000 per server and call, when the role may delete events); a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
+    'applies queued, due webhook events (of the accounts this role may use; oldest first, at most max_events): fetches updated records by id and upserts them, tombstones deleted ones, marks the member''s cycles and, with the server option poll_cycles_on_event (default true), polls them at once (request class cycle; deferred or failed: the mark stays for the next sync); one transaction per account; then fetches the recoveries whose recovery.updated has not come within the server option recovery_follow_up (default 5 minutes) of their sleep''s scoring (whoop_internal.recovery_follow_ups); then deletes applied events older than the server option webhook_retention (default 30 days; at most 10000 per server and call, when the role may delete events); a failed fetch is retried with backoff and after 8 failed attempts the event is a dead letter (WARNING); fetches run as request class webhook, and one the request budget refuses leaves its events queued without counting an attempt. run_id: the pipeline run calling it. Call it outside a transaction block';
 --upgrade 1.0--1.1 end
 
 --upgrade 1.0--1.1 begin

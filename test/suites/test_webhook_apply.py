@@ -30,6 +30,8 @@ simulator.  A record deleted at WHOOP is deleted in the simulator
                    while unscored, then left to the sync; a scored recovery
                    fetches its sleep stored unscored, an unscored one does
                    not; deletions end follow-ups; the option is checked
+  FollowUpBudgetTest  a follow-up the request budget refuses waits, not
+                   counted as a try, without a failure NOTICE
   RetentionTest    apply_webhooks() deletes applied events older than the
                    server's webhook_retention (30 days; at least 1 day, else
                    HV024), oldest first and at most 10000 per server and call;
@@ -436,13 +438,10 @@ class CyclePollBudgetTest(WebhookSuite):
                          [[str(self.users[0]), "deferred", "0"]])
 
 
-class FollowUpTest(WebhookSuite):
-    """A scored sleep's recovery is awaited: its own event cancels the
-    follow-up, a missing one is fetched once the follow-up is due; and a
-    scored recovery brings its sleep stored unscored along.  The simulator's
-    clock is today's (a follow-up is noted only for a sleep scored within
-    the hour); a sleep is made just scored with /_sim/touch."""
-    DB = "webhook_follow_up"
+class FollowUps:
+    """FollowUps: what the follow-up tests share.  The simulator's clock is
+    today's (a follow-up is noted only for a sleep scored within the hour);
+    a sleep is made just scored with /_sim/touch."""
     SIM_ARGS = ("--athletes", "3", "--days", "12", "--quiet",
                 "--now", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -462,6 +461,13 @@ class FollowUpTest(WebhookSuite):
 
     def make_due(self):
         psql("update whoop_internal.recovery_follow_ups set due_at = now() - interval '1 second'")
+
+
+class FollowUpTest(FollowUps, WebhookSuite):
+    """A scored sleep's recovery is awaited: its own event cancels the
+    follow-up, a missing one is fetched once the follow-up is due; and a
+    scored recovery brings its sleep stored unscored along."""
+    DB = "webhook_follow_up"
 
     def test_a_missing_recovery_event_is_followed_up_after_recovery_follow_up(self):
         sleep, cycle = self.just_scored(0, 2)
@@ -555,6 +561,28 @@ class FollowUpTest(WebhookSuite):
             self.assertEqual(cm.exception.sqlstate, "HV024" if value != "soon" else "22007",
                              cm.exception.output)
             self.assertIn(message, cm.exception.output)
+
+
+class FollowUpBudgetTest(FollowUps, WebhookSuite):
+    """Its own database: the request budget it spends stays spent."""
+    DB = "webhook_follow_up_budget"
+
+    def test_a_follow_up_the_request_budget_refuses_waits_untried(self):
+        sleep, _ = self.just_scored(1, 5)
+        self.deliver(self.users[1], "sleep.updated", sleep)
+        psql("call whoop.apply_webhooks()")
+        self.make_due()
+        # WHOOP's day is spent: its headers say so after the next request
+        self.sim.control("POST", "ratelimit", {"per_minute": 0, "per_day": 1, "minute_seconds": 60})
+        self.addCleanup(self.sim.control, "POST", "ratelimit",
+                        {"per_minute": 100, "per_day": 10000, "minute_seconds": 60})
+        workout = [w for w in self.sim.records("workout") if w["user_id"] in self.users][0]
+        self.deliver(workout["user_id"], "workout.updated", workout["id"])
+        self.sim.reset()
+        out = harness.psql_full("call whoop.apply_webhooks()")
+        self.assertNotIn("failed", out)
+        self.assertEqual([r["path"].split("/")[2] for r in self.sim.request_log()], ["activity"])
+        self.assertEqual([row[:2] for row in self.follow_ups()], [[sleep, "0"]])
 
 
 class RetentionTest(WebhookSuite):
