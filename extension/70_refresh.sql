@@ -342,6 +342,19 @@ comment on function whoop_internal.drop_indexes(regclass) is
     'drops the indexes of a table, constraints too, and returns the statements that recreate them as they were, primary key first; leaves those it could not recreate whole (a foreign key depends on it; a tablespace, storage parameters, a comment, CLUSTER or replica identity set) and all of them when the caller does not own the table (whoop.refresh() uses it around the load of an emptied rows table)';
 --upgrade 1.0--1.1 end
 
+-- A first build fills emptied rows tables whose definitions do not read each
+-- other side by side: PostgreSQL never runs an INSERT ... SELECT in
+-- parallel, and the definitions' windows would run above a Gather anyway.
+--upgrade 1.0--1.1 begin
+create function whoop_internal.load_rows(targets regclass[], queries text[])
+returns table (target regclass, row_count bigint, started_at timestamptz, finished_at timestamptz)
+language c volatile
+as 'MODULE_PATHNAME', 'load_rows';
+
+comment on function whoop_internal.load_rows(regclass[], text[]) is
+    'loads each table of targets with the rows of the query at the same position (SELECTs that do not read the targets), as INSERT INTO target query would: the queries computed side by side by parallel workers (up to max_parallel_workers_per_gather), the caller inserting every row, when every target has no index, trigger, CHECK constraint, generated column or row security; else, or when no worker starts, one after the other as INSERT ... SELECT. Needs INSERT on each target. Returns per target the rows loaded and when its query ran (whoop.refresh() uses it for a first build)';
+--upgrade 1.0--1.1 end
+
 --upgrade 1.0--1.1: drop function whoop.refresh(bigint);
 --upgrade 1.0--1.1 begin
 create function whoop.refresh(run_id bigint default null, full boolean default false)
@@ -372,6 +385,15 @@ declare
     v_msg text;
     v_work_mem text := current_setting('work_mem');
     v_jit text := current_setting('jit');
+    -- the objects loaded side by side (whoop_internal.load_rows()), and
+    -- per object its rows, when it ran and its index statements
+    v_group regclass[];
+    v_member record;
+    v_oid regclass;
+    v_batched jsonb := '{}';
+    v_batched_before jsonb;
+    v_recreate_start timestamptz;
+    v_finished timestamptz;
 begin
     -- One refresh at a time (the maintained rows are read, then rewritten);
     -- readers and the change capture never wait for this lock.
@@ -395,6 +417,8 @@ begin
 
     for v_plan in select * from whoop.refresh_plan p order by p.refresh_order loop
         v_start := clock_timestamp();
+        v_finished := null;
+        v_group := '{}';
         v_rows := null;
         v_error := null;
         v_mode := null;
@@ -431,24 +455,107 @@ begin
                     -- reads was rebuilt whole in this refresh; else only the
                     -- queued members' rows: every definition computes a
                     -- member's rows from that member's rows alone.
-                    if refresh.full or not v_plan.populated or v_plan.upstream && v_rebuilt then
+                    if v_batched ? v_plan.view_oid::oid::text then
+                        -- loaded beside an earlier object (below)
+                        v_mode := 'full';
+                        v_rows := (v_batched -> v_plan.view_oid::oid::text ->> 'rows')::bigint;
+                        v_start := (v_batched -> v_plan.view_oid::oid::text ->> 'started')::timestamptz;
+                        v_finished := (v_batched -> v_plan.view_oid::oid::text ->> 'finished')::timestamptz;
+                    elsif refresh.full or not v_plan.populated or v_plan.upstream && v_rebuilt then
                         v_mode := 'full';
                         -- DELETE, not TRUNCATE: readers keep reading the old
                         -- rows until the commit (TRUNCATE would lock them out).
                         v_recreate := '{}';
+                        v_group := '{}';
                         if exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
                             execute format('delete from %s', v_plan.stored_in);
                         else
-                            execute format('truncate %s', v_plan.stored_in);
-                            v_recreate := whoop_internal.drop_indexes(v_plan.stored_in);
+                            -- The later objects built whole by TRUNCATE too that
+                            -- read neither this one nor any before them still to
+                            -- build are loaded with it, side by side.
+                            select coalesce(array_agg(j.view_oid order by j.refresh_order), '{}') into v_group
+                            from whoop.refresh_plan j
+                            where j.refresh_order > v_plan.refresh_order
+                              and j.method = 'maintained'
+                              and (refresh.full or not j.populated or j.upstream && v_rebuilt)
+                              and not j.upstream && v_broken
+                              and not v_batched ? j.view_oid::oid::text
+                              and not exists (select from whoop_internal.maintained m
+                                              where m.name = (select c.relname from pg_class c where c.oid = j.view_oid)
+                                                and m.row_count > 0)
+                              and not exists (select from whoop.refresh_plan k
+                                              where k.refresh_order >= v_plan.refresh_order
+                                                and k.refresh_order < j.refresh_order
+                                                and k.view_oid = any (j.upstream));
                         end if;
-                        perform set_config('jit', v_jit, true);
-                        execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');
-                        get diagnostics v_rows = row_count;
-                        foreach v_statement in array v_recreate loop
-                            execute v_statement;
-                        end loop;
-                        perform set_config('jit', 'off', true);
+                        if cardinality(v_group) > 0 then
+                            v_batched_before := v_batched;
+                            begin
+                                v_group := v_plan.view_oid || v_group;
+                                for v_member in
+                                    select p.view_oid, p.stored_in from unnest(v_group) g(oid)
+                                    join whoop.refresh_plan p on p.view_oid = g.oid
+                                loop
+                                    execute format('truncate %s', v_member.stored_in);
+                                    v_batched := v_batched || jsonb_build_object(v_member.view_oid::oid::text, jsonb_build_object(
+                                        'recreate', to_jsonb(whoop_internal.drop_indexes(v_member.stored_in))));
+                                end loop;
+                                perform set_config('jit', v_jit, true);
+                                for v_member in
+                                    select p.view_oid, l.row_count, l.started_at, l.finished_at
+                                    from whoop_internal.load_rows(
+                                             array(select p.stored_in from unnest(v_group) with ordinality g(oid, n)
+                                                   join whoop.refresh_plan p on p.view_oid = g.oid order by g.n),
+                                             array(select format('select * from whoop_internal.%I', c.relname || '_def')
+                                                   from unnest(v_group) with ordinality g(oid, n)
+                                                   join pg_class c on c.oid = g.oid order by g.n)) l
+                                    join whoop.refresh_plan p on p.stored_in = l.target
+                                loop
+                                    v_batched := jsonb_set(v_batched, array[v_member.view_oid::oid::text],
+                                        (v_batched -> v_member.view_oid::oid::text)
+                                        || jsonb_build_object('rows', v_member.row_count, 'started', v_member.started_at,
+                                                              'finished', v_member.finished_at));
+                                end loop;
+                                perform set_config('jit', 'off', true);
+                                -- each object's indexes, their time added to its own
+                                foreach v_oid in array v_group loop
+                                    v_recreate_start := clock_timestamp();
+                                    for v_statement in
+                                        select jsonb_array_elements_text(v_batched -> v_oid::oid::text -> 'recreate')
+                                    loop
+                                        execute v_statement;
+                                    end loop;
+                                    v_batched := jsonb_set(v_batched, array[v_oid::oid::text, 'finished'],
+                                        to_jsonb((v_batched -> v_oid::oid::text ->> 'finished')::timestamptz
+                                                 + (clock_timestamp() - v_recreate_start)));
+                                    update whoop_internal.maintained m
+                                    set built = true, row_count = (v_batched -> v_oid::oid::text ->> 'rows')::bigint
+                                    where m.name = (select c.relname from pg_class c where c.oid = v_oid);
+                                end loop;
+                                v_rows := (v_batched -> v_plan.view_oid::oid::text ->> 'rows')::bigint;
+                                v_start := (v_batched -> v_plan.view_oid::oid::text ->> 'started')::timestamptz;
+                                v_finished := (v_batched -> v_plan.view_oid::oid::text ->> 'finished')::timestamptz;
+                                v_rebuilt := v_rebuilt || v_group;
+                            exception when others then
+                                -- built one by one instead, each with its own error
+                                v_group := '{}';
+                                v_batched := v_batched_before;
+                                perform set_config('jit', 'off', true);
+                            end;
+                        end if;
+                        if cardinality(v_group) = 0 then
+                            if not exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
+                                execute format('truncate %s', v_plan.stored_in);
+                                v_recreate := whoop_internal.drop_indexes(v_plan.stored_in);
+                            end if;
+                            perform set_config('jit', v_jit, true);
+                            execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');
+                            get diagnostics v_rows = row_count;
+                            foreach v_statement in array v_recreate loop
+                                execute v_statement;
+                            end loop;
+                            perform set_config('jit', 'off', true);
+                        end if;
                         v_rebuilt := v_rebuilt || v_plan.view_oid;
                     else
                         v_mode := 'incremental';
@@ -475,6 +582,8 @@ begin
                 get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
                 v_status := 'failed';
                 v_error := v_state || ': ' || v_msg;
+                -- the objects loaded beside it were rolled back with it
+                v_batched := v_batched - array(select g::oid::text from unnest(v_group) g);
                 v_broken := v_broken || v_plan.view_oid;
                 v_rows := null;
             end;
@@ -487,7 +596,7 @@ begin
         insert into whoop.refresh_log
             (run_id, view_name, refresh_order, mode, status, started_at, finished_at, row_count, error, members)
         values (v_run, v_plan.view_name, v_plan.refresh_order, v_mode, v_status, v_start,
-                clock_timestamp(), v_rows, v_error, v_members);
+                coalesce(v_finished, clock_timestamp()), v_rows, v_error, v_members);
         if v_status = 'failed' then
             raise warning 'whoop.refresh: % failed: %', v_plan.view_name, v_error;
         end if;

@@ -425,5 +425,98 @@ class RefreshTest(unittest.TestCase):
         self.assertEqualToFull()
 
 
+class LoadRowsTest(unittest.TestCase):
+    """whoop_internal.load_rows(), with which a first build loads the
+    objects that do not read each other: side by side in parallel workers
+    when the targets allow it, else one after the other; the same rows,
+    every failure raised, nothing half loaded."""
+
+    # each query reports the process that computed its rows
+    QUERIES = ("array['lt_a', 'lt_b']::regclass[], "
+               "array['select pg_backend_pid(), g from generate_series(1, 3000) g', "
+               "'select pg_backend_pid(), g from generate_series(1, 2000) g']")
+
+    def setUp(self):
+        psql("drop table if exists lt_a, lt_b; "
+             "create table lt_a (pid integer not null, n integer); "
+             "create table lt_b (pid integer not null, n integer)")
+        self.addCleanup(psql, "drop table if exists lt_a, lt_b; drop role if exists lt_reader")
+
+    def load(self, queries=None, before=""):
+        """load runs load_rows in one session and returns its rows and, per
+        table, how many rows this session's backend computed itself."""
+        out = psql(before + "select target, row_count, started_at <= finished_at "
+                   "from whoop_internal.load_rows(%s); "
+                   "select (select count(*) from lt_a where pid = pg_backend_pid()), "
+                   "(select count(*) from lt_b where pid = pg_backend_pid()), "
+                   "(select count(distinct pid) from (select pid from lt_a union select pid from lt_b) p)"
+                   % (queries or self.QUERIES))
+        return [line.split("|") for line in out.split()]
+
+    def test_parallel_workers_compute_and_the_caller_inserts(self):
+        res = self.load(before="set max_parallel_workers_per_gather = 2; ")
+        self.assertEqual(res[:2], [["lt_a", "3000", "t"], ["lt_b", "2000", "t"]])
+        # with two workers the caller computes none of the rows (one worker
+        # may take both tables when the other starts late)
+        self.assertEqual(res[2][:2], ["0", "0"])
+        self.assertIn(res[2][2], ("1", "2"))
+        self.assertEqual(scalar("select count(distinct n) from lt_a"), "3000")
+
+    def test_with_one_worker_the_caller_computes_too(self):
+        res = self.load(before="set max_parallel_workers_per_gather = 1; ")
+        self.assertEqual(res[:2], [["lt_a", "3000", "t"], ["lt_b", "2000", "t"]])
+        # the caller computes one table or both (when its worker starts
+        # late), and each table comes whole from one process
+        self.assertIn(res[2], (["3000", "0", "2"], ["0", "2000", "2"], ["3000", "2000", "1"]))
+
+    def test_a_target_with_an_index_loads_serially(self):
+        psql("create index on lt_b (n)")
+        res = self.load()
+        self.assertEqual(res[:2], [["lt_a", "3000", "t"], ["lt_b", "2000", "t"]])
+        self.assertEqual(res[2], ["3000", "2000", "1"])
+        self.assertEqual(scalar("set enable_seqscan = off; select count(*) from lt_b where n > 1000"), "1000")
+
+    def test_parallel_workers_off_loads_serially(self):
+        res = self.load(before="set max_parallel_workers_per_gather = 0; ")
+        self.assertEqual(res[2], ["3000", "2000", "1"])
+
+    def test_a_workers_error_is_raised_and_nothing_is_loaded(self):
+        with self.assertRaises(harness.SQLError) as cm:
+            self.load("array['lt_a', 'lt_b']::regclass[], "
+                      "array['select 1, g from generate_series(1, 3000) g', "
+                      "'select 1, 1 / (g - 1500) from generate_series(1, 2000) g']")
+        self.assertEqual(cm.exception.sqlstate, "22012")
+        self.assertIn("parallel worker", str(cm.exception))
+        self.assertEqual((scalar("select count(*) from lt_a"), scalar("select count(*) from lt_b")), ("0", "0"))
+
+    def test_bad_rows_are_refused(self):
+        cases = [
+            # a null where the table says NOT NULL, inserted by the caller
+            ("'select null::integer, g from generate_series(1, 10) g'", "23502"),
+            # columns that do not match the table's
+            ("'select g::text, g from generate_series(1, 10) g'", "42804"),
+            ("'select g from generate_series(1, 10) g'", "42804"),
+            # only SELECTs
+            ("'delete from lt_a returning pid, n'", "22023"),
+        ]
+        for query, state in cases:
+            with self.subTest(query=query):
+                with self.assertRaises(harness.SQLError) as cm:
+                    self.load("array['lt_a', 'lt_b']::regclass[], "
+                              "array['select 1, 1', %s]" % query)
+                self.assertEqual(cm.exception.sqlstate, state, str(cm.exception))
+        with self.assertRaises(harness.SQLError) as cm:
+            psql("select * from whoop_internal.load_rows(array['lt_a']::regclass[], array[]::text[])")
+        self.assertEqual(cm.exception.sqlstate, "2202E")
+
+    def test_needs_insert_on_every_target(self):
+        psql("create role lt_reader; grant select on lt_a, lt_b to lt_reader; "
+             "grant insert on lt_a to lt_reader")
+        with self.assertRaises(harness.SQLError) as cm:
+            psql("set role lt_reader; select * from whoop_internal.load_rows(%s)" % self.QUERIES)
+        self.assertEqual(cm.exception.sqlstate, "42501")
+        self.assertIn("lt_b", str(cm.exception))
+
+
 if __name__ == "__main__":
     unittest.main()
