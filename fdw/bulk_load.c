@@ -17,7 +17,7 @@
  * write.  With two workers (max_parallel_workers_per_gather's default) the
  * leader only inserts; with one it runs queries too.
  *
- * The leader inserts with table_tuple_insert(), which maintains no index
+ * The leader inserts with table_multi_insert(), which maintains no index
  * and fires no trigger.  So every target must have no index, trigger,
  * CHECK constraint, generated column or row security (a first build drops
  * the indexes and recreates them afterwards); NOT NULL is checked here.
@@ -75,6 +75,13 @@ PGDLLEXPORT void whoop_load_worker_main(dsm_segment *seg, shm_toc *toc);
 #define LOAD_POLL_ROWS		64
 
 /*
+ * The leader inserts rows in batches, as COPY does: heap_multi_insert()
+ * fills a page with one WAL record, where heap_insert() writes one per row.
+ */
+#define LOAD_BATCH_ROWS		1000
+#define LOAD_BATCH_BYTES	((Size) 64 * 1024)
+
+/*
  * LoadShared is what the leader and the workers share: the tasks (a target
  * and a query each, the queries as consecutive NUL-terminated strings after
  * the targets) and the counter through which each participant claims the
@@ -108,8 +115,11 @@ typedef struct LoadTarget
 {
 	Relation	rel;
 	const char *query;
-	TupleTableSlot *slot;		/* holds a worker's rows for insertion */
+	TupleTableSlot *slot;		/* holds a worker's row while it is copied */
 	BulkInsertState bistate;
+	TupleTableSlot **batch;		/* rows waiting for table_multi_insert() */
+	int			nbatched;
+	Size		batched_bytes;
 	AttrNumber *not_null;
 	int			n_not_null;
 	uint64		rows;
@@ -122,6 +132,7 @@ typedef struct LoadState
 	int			ntasks;
 	LoadTarget *targets;
 	CommandId	cid;
+	MemoryContext load_context; /* lives as long as the call */
 	MemoryContext row_context;
 	LoadShared *shared;
 	ParallelContext *pcxt;
@@ -156,6 +167,7 @@ static void run_task(const char *query, DestReceiver *dest);
 static void check_select(SPIPlanPtr plan);
 static const char *task_query(LoadShared *shared, int task);
 static void insert_row(LoadState *state, int task, TupleTableSlot *slot);
+static void flush_batch(LoadState *state, LoadTarget *target);
 static void drain_queues(LoadState *state, bool wait);
 static void load_serially(LoadState *state);
 static void load_in_parallel(LoadState *state, int nworkers);
@@ -194,7 +206,7 @@ check_result_columns(TupleDesc result, Relation target)
 }
 
 /*
- * target_qualifies says whether rows may go into rel by table_tuple_insert()
+ * target_qualifies says whether rows may go into rel by table_multi_insert()
  * alone: a plain table without indexes, triggers, CHECK constraints,
  * generated columns or row security.
  */
@@ -261,14 +273,14 @@ task_query(LoadShared *shared, int task)
 }
 
 /*
- * insert_row inserts the row in slot into the target of task, in a memory
- * context reset for every row.
+ * insert_row checks the row in slot against the target of task and adds a
+ * copy to the target's batch, inserting the batch when it is full.
  */
 static void
 insert_row(LoadState *state, int task, TupleTableSlot *slot)
 {
 	LoadTarget *target = &state->targets[task];
-	MemoryContext old = MemoryContextSwitchTo(state->row_context);
+	TupleTableSlot *copy;
 	int			i;
 
 	for (i = 0; i < target->n_not_null; i++)
@@ -280,10 +292,44 @@ insert_row(LoadState *state, int task, TupleTableSlot *slot)
 												  target->not_null[i] - 1)->attname),
 							RelationGetRelationName(target->rel)),
 					 errtable(target->rel)));
-	table_tuple_insert(target->rel, slot, state->cid, TABLE_INSERT_SKIP_FSM, target->bistate);
+	copy = target->batch[target->nbatched];
+	if (copy == NULL)
+	{
+		/* not in the executor's context of the leader's own query: it ends */
+		MemoryContext old = MemoryContextSwitchTo(state->load_context);
+
+		copy = target->batch[target->nbatched] = table_slot_create(target->rel, NULL);
+		MemoryContextSwitchTo(old);
+	}
+	ExecCopySlot(copy, slot);
+	target->nbatched++;
+	target->batched_bytes += ExecFetchSlotHeapTuple(copy, false, NULL)->t_len;
+	target->rows++;
+	if (target->nbatched == LOAD_BATCH_ROWS || target->batched_bytes >= LOAD_BATCH_BYTES)
+		flush_batch(state, target);
+}
+
+/*
+ * flush_batch inserts the rows batched for target, in a memory context
+ * reset afterwards (toasting allocates there).
+ */
+static void
+flush_batch(LoadState *state, LoadTarget *target)
+{
+	MemoryContext old;
+	int			i;
+
+	if (target->nbatched == 0)
+		return;
+	old = MemoryContextSwitchTo(state->row_context);
+	table_multi_insert(target->rel, target->batch, target->nbatched, state->cid,
+					   TABLE_INSERT_SKIP_FSM, target->bistate);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->row_context);
-	target->rows++;
+	for (i = 0; i < target->nbatched; i++)
+		ExecClearTuple(target->batch[i]);
+	target->nbatched = 0;
+	target->batched_bytes = 0;
 }
 
 /*
@@ -346,15 +392,18 @@ drain_queues(LoadState *state, bool wait)
 							/* a message that wrapped around the ring is copied unaligned */
 							if ((uintptr_t) tuple % MAXIMUM_ALIGNOF != 0)
 							{
-								aligned = MemoryContextAlloc(state->row_context, length);
+								aligned = palloc(length);
 								memcpy(aligned, tuple, length);
 							}
 							ExecStoreMinimalTuple((MinimalTuple) aligned, target->slot, false);
 							insert_row(state, message->task, target->slot);
 							ExecClearTuple(target->slot);
+							if (aligned != tuple)
+								pfree(aligned);
 						}
 						break;
 					case LOAD_TASK_END:
+						flush_batch(state, &state->targets[message->task]);
 						state->targets[message->task].finished = GetCurrentTimestamp();
 						state->current_task[i] = -1;
 						break;
@@ -534,6 +583,7 @@ load_in_parallel(LoadState *state, int nworkers)
 	InsertReceiver receiver = {{0}};
 	Dl_info		library;
 	int			i;
+	int			j;
 
 	for (i = 0; i < state->ntasks; i++)
 		strings = add_size(strings, strlen(state->targets[i].query) + 1);
@@ -550,6 +600,7 @@ load_in_parallel(LoadState *state, int nworkers)
 		LoadTarget *target = &state->targets[i];
 
 		target->bistate = GetBulkInsertState();
+		target->batch = palloc0(sizeof(TupleTableSlot *) * LOAD_BATCH_ROWS);
 		target->slot = MakeSingleTupleTableSlot(RelationGetDescr(target->rel),
 												&TTSOpsMinimalTuple);
 	}
@@ -627,6 +678,7 @@ load_in_parallel(LoadState *state, int nworkers)
 		receiver.since_poll = 0;
 		state->targets[task].started = GetCurrentTimestamp();
 		run_task(state->targets[task].query, &receiver.pub);
+		flush_batch(state, &state->targets[task]);
 		state->targets[task].finished = GetCurrentTimestamp();
 		drain_queues(state, false);
 	}
@@ -641,6 +693,8 @@ load_in_parallel(LoadState *state, int nworkers)
 		LoadTarget *target = &state->targets[i];
 
 		ExecDropSingleTupleTableSlot(target->slot);
+		for (j = 0; j < LOAD_BATCH_ROWS && target->batch[j] != NULL; j++)
+			ExecDropSingleTupleTableSlot(target->batch[j]);
 		FreeBulkInsertState(target->bistate);
 		table_finish_bulk_insert(target->rel, TABLE_INSERT_SKIP_FSM);
 	}
@@ -684,6 +738,7 @@ load_rows(PG_FUNCTION_ARGS)
 
 	state.ntasks = ntargets;
 	state.targets = palloc0(sizeof(LoadTarget) * Max(ntargets, 1));
+	state.load_context = CurrentMemoryContext;
 	state.row_context = AllocSetContextCreate(CurrentMemoryContext, "whoop load row",
 											  ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < ntargets; i++)
