@@ -264,3 +264,31 @@ comment on function whoop_internal.ewma_accum(internal, float8, integer) is
     'transition function of ewma; checks the span';
 comment on function whoop_internal.ewma_final(internal) is
     'final function of ewma';
+
+-- Several sums of one group in one order, for one sort per group.
+--upgrade 1.0--1.1 begin
+create function whoop_internal.sum_each_accum(internal, float8[])
+returns internal
+language c immutable parallel safe
+as 'MODULE_PATHNAME', 'sum_each_accum';
+
+create function whoop_internal.sum_each_final(internal)
+returns float8[]
+language c immutable strict parallel safe
+as 'MODULE_PATHNAME', 'sum_each_final';
+
+-- no combine function: a group is always summed by one process, in order
+create aggregate whoop_internal.sum_each(float8[]) (
+    sfunc = whoop_internal.sum_each_accum,
+    stype = internal,
+    finalfunc = whoop_internal.sum_each_final,
+    parallel = safe
+);
+
+comment on aggregate whoop_internal.sum_each(float8[]) is
+    'element-wise sums of float8 arrays in input order, each element as sum(float8) sums it (NULLs skipped; NULL without a value): sum_each(array[a, b] order by k) = array[sum(a order by k), sum(b order by k)] bit for bit, with one sort per group instead of one per sum (whoop_internal.cycle_workouts_def uses it); arrays of one group must have one length (2202E otherwise)';
+comment on function whoop_internal.sum_each_accum(internal, float8[]) is
+    'transition function of sum_each';
+comment on function whoop_internal.sum_each_final(internal) is
+    'final function of sum_each: the sums, NULL where an element had no value';
+--upgrade 1.0--1.1 end

@@ -153,3 +153,15 @@ comment on column whoop.raw_sleep.deleted_at is
 comment on column whoop.raw_workout.deleted_at is
     'when the workout was found deleted at WHOOP (webhook workout.deleted, or missing from a sync''s listing); NULL while it exists. Tombstones stay for audit and are ignored by every view';
 --upgrade 1.0--1.1 end
+
+-- Finding a workout's cycle probes raw_cycle once per workout
+-- (whoop.stg_workout).  Members who train together share start times, so
+-- per column the planner sees few distinct starts and expects the same
+-- (member, start) probe again: it caches probes that never repeat (at
+-- 2,000 members x 2 years, 20 % of the cycle_workouts build).  ANALYZE
+-- counts the distinct pairs here.
+--upgrade 1.0--1.1 begin
+create statistics whoop.raw_workout_member_start (ndistinct) on user_id, start from whoop.raw_workout;
+comment on statistics whoop.raw_workout_member_start is
+    'distinct (user_id, start) pairs, for the planner''s estimate of repeated cycle lookups in whoop.stg_workout';
+--upgrade 1.0--1.1 end

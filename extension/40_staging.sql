@@ -275,14 +275,14 @@ select
     w.updated_at
 from whoop.raw_workout w
 left join lateral (
-    select c.id
+    -- the member's latest cycle starting at or before the workout, if the
+    -- workout starts before that cycle's end
+    select case when c."end" is null or w.start < c."end" then c.id end as id
     from whoop.raw_cycle c
     where c.user_id = w.user_id and c.start <= w.start
     order by c.start desc
     limit 1
-) c0 on true
-left join whoop.raw_cycle c
-    on c.id = c0.id and (c."end" is null or w.start < c."end")
+) c on true
 left join lateral (
     select (sc ->> 'strain')::double precision as strain,
            (sc ->> 'average_heart_rate')::numeric::integer as average_heart_rate,

@@ -216,9 +216,10 @@ comment on column whoop_internal.dim_user_days.to_day is 'first day of the next 
 -- whoop_internal.<name>_rows its rows (primary key = the grain), and
 -- whoop.<name> -- what everyone reads -- selects the rows.  Intermediates
 -- that several definitions read (whoop_internal.cycle_day here,
--- whoop_internal.daily_scores in 60_metrics.sql) are maintained the same
--- way with their view in whoop_internal, so that a refresh computes them
--- once rather than once per reader.  See 70_refresh.sql for the refresh and
+-- whoop_internal.daily_scores in 60_metrics.sql), or that a first build
+-- computes beside others (whoop_internal.cycle_workouts), are maintained the
+-- same way with their view in whoop_internal, so that a refresh computes
+-- them once rather than once per reader.  See 70_refresh.sql for the refresh and
 -- the change capture.
 
 -- 1.0 had materialized views here.  They go, with the extension's own
@@ -401,30 +402,48 @@ comment on column whoop.fact_daily_recovery.rem_sleep_hours is 'main sleep: REM 
 comment on column whoop.fact_daily_recovery.disturbance_count is 'main sleep: number of disturbances';
 comment on column whoop.fact_daily_recovery.updated_at is 'latest updated_at of the recovery and the main sleep';
 
-create view whoop_internal.fact_daily_strain_def as
--- Workouts summed per cycle once (sums in start order, so that float
--- results do not depend on the physical row order).
--- (grouped by member too -- a cycle has one member, so the groups are the
--- same -- so that a filter on the member reaches raw_workout)
-with w as (
+-- The SCORED workouts of every cycle, summed once per member and cycle: in
+-- start order, so that float results do not depend on the physical row
+-- order, all of them by whoop_internal.sum_each after one sort.  Kept apart
+-- from the strain fact because it reads neither the cycle days nor the
+-- member dimension: a first build computes it beside the cycle days
+-- (whoop_internal.load_rows()), and finding each workout's cycle is most of
+-- the strain fact's cost.  Grouped by member too -- a cycle has one member,
+-- so the groups are the same -- so that a filter on the member reaches
+-- raw_workout.
+create view whoop_internal.cycle_workouts_def as
+select g.user_id, g.cycle_id, g.workout_count, g.max_workout_strain,
+       g.sums[1] as workout_minutes,
+       g.sums[2] as zone_0_minutes,
+       g.sums[3] as zone_1_minutes,
+       g.sums[4] as zone_2_minutes,
+       g.sums[5] as zone_3_minutes,
+       g.sums[6] as zone_4_minutes,
+       g.sums[7] as zone_5_minutes,
+       g.sums[8] as distance_km,
+       g.sports, g.updated_at
+from (
     select x.user_id, x.cycle_id,
            count(*) as workout_count,
            max(x.strain) as max_workout_strain,
-           sum(x.duration_minutes order by x.start, x.workout_id) as workout_minutes,
-           sum(x.zone_0_minutes order by x.start, x.workout_id) as zone_0_minutes,
-           sum(x.zone_1_minutes order by x.start, x.workout_id) as zone_1_minutes,
-           sum(x.zone_2_minutes order by x.start, x.workout_id) as zone_2_minutes,
-           sum(x.zone_3_minutes order by x.start, x.workout_id) as zone_3_minutes,
-           sum(x.zone_4_minutes order by x.start, x.workout_id) as zone_4_minutes,
-           sum(x.zone_5_minutes order by x.start, x.workout_id) as zone_5_minutes,
-           sum(x.distance_km order by x.start, x.workout_id) as distance_km,
+           whoop_internal.sum_each(array[x.duration_minutes, x.zone_0_minutes, x.zone_1_minutes,
+                                         x.zone_2_minutes, x.zone_3_minutes, x.zone_4_minutes,
+                                         x.zone_5_minutes, x.distance_km]
+                                   order by x.start, x.workout_id) as sums,
            array_agg(distinct x.sport_name order by x.sport_name)
                filter (where x.sport_name is not null) as sports,
            max(x.updated_at) as updated_at
     from whoop.stg_workout x
     where x.cycle_id is not null and x.score_state = 'SCORED'
     group by x.user_id, x.cycle_id
-)
+) g;
+
+select whoop_internal.create_maintained('cycle_workouts', '{user_id,cycle_id}', 'whoop_internal');
+
+comment on view whoop_internal.cycle_workouts is
+    'the SCORED workouts of each cycle summed, as of the last whoop.refresh(), maintained per member: what whoop.fact_daily_strain reads';
+
+create view whoop_internal.fact_daily_strain_def as
 select
     cd.user_id,
     cd.day,
@@ -452,7 +471,7 @@ select
     greatest(c.updated_at, w.updated_at) as updated_at
 from whoop_internal.cycle_day cd
 join whoop.stg_cycle c on c.cycle_id = cd.cycle_id
-left join w on w.cycle_id = cd.cycle_id and w.user_id = cd.user_id
+left join whoop_internal.cycle_workouts w on w.cycle_id = cd.cycle_id and w.user_id = cd.user_id
 left join whoop_internal.dim_user_days u
     on u.user_id = cd.user_id and cd.day >= u.from_day and cd.day < u.to_day
 where cd.is_primary;

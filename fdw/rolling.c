@@ -26,6 +26,10 @@
  * Non-finite inputs are counted, not summed, so they can leave the frame
  * again; while any is present the result is NaN, as for stddev_samp().
  *
+ * sum_each, last in this file, is a plain aggregate: element-wise float8
+ * sums in the aggregate's input order, so that several ordered sums cost
+ * one sort per group.
+ *
  * This file stands apart from the foreign-data wrapper: it needs only the
  * fmgr interface and the date/time types.
  *
@@ -37,7 +41,9 @@
 #include <math.h>
 
 #include "datatype/timestamp.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/date.h"
 #include "utils/float.h"
 #include "utils/timestamp.h"
@@ -63,6 +69,8 @@ PG_FUNCTION_INFO_V1(momentum_deserialize);
 PG_FUNCTION_INFO_V1(momentum_final);
 PG_FUNCTION_INFO_V1(ewma_accum);
 PG_FUNCTION_INFO_V1(ewma_final);
+PG_FUNCTION_INFO_V1(sum_each_accum);
+PG_FUNCTION_INFO_V1(sum_each_final);
 
 /*
  * Rounding-error bookkeeping.  Every double-double operation used on the
@@ -1459,4 +1467,95 @@ ewma_final(PG_FUNCTION_ARGS)
 	if (!state->seeded)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(state->value);
+}
+
+/*
+ * sum_each sums float8 arrays element by element, in the aggregate's input
+ * order, each element as sum(float8) sums: NULLs skipped, the first value
+ * taken as it is, then float8_pl(), NULL without any value.  So
+ * sum_each(array[a, b] order by k) equals array[sum(a order by k),
+ * sum(b order by k)] bit for bit, and costs one sort per group where
+ * PostgreSQL 15 sorts the input of every ordered aggregate on its own.
+ */
+typedef struct SumEachState
+{
+	int			n;
+	double	   *sums;
+	bool	   *seen;
+} SumEachState;
+
+/*
+ * sum_each_accum adds one array to the sums; every array of a group must
+ * have the first one's length.
+ */
+Datum
+sum_each_accum(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext;
+	SumEachState *state = PG_ARGISNULL(0) ? NULL : (SumEachState *) PG_GETARG_POINTER(0);
+	Datum	   *values;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	if (!AggCheckCallContext(fcinfo, &aggcontext))
+		elog(ERROR, "sum_each_accum called in non-aggregate context");
+	if (PG_ARGISNULL(1))
+	{
+		if (state == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(state);
+	}
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &values, &nulls, &n);
+	if (state == NULL)
+	{
+		state = MemoryContextAlloc(aggcontext, sizeof(SumEachState));
+		state->n = n;
+		state->sums = MemoryContextAllocZero(aggcontext, sizeof(double) * Max(n, 1));
+		state->seen = MemoryContextAllocZero(aggcontext, sizeof(bool) * Max(n, 1));
+	}
+	else if (n != state->n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sum_each got arrays of %d and %d elements", state->n, n),
+				 errhint("Sum arrays of one length within a group.")));
+	for (i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			continue;
+		if (state->seen[i])
+			state->sums[i] = float8_pl(state->sums[i], DatumGetFloat8(values[i]));
+		else
+		{
+			state->sums[i] = DatumGetFloat8(values[i]);
+			state->seen[i] = true;
+		}
+	}
+	pfree(values);
+	pfree(nulls);
+	PG_RETURN_POINTER(state);
+}
+
+/*
+ * sum_each_final returns the sums as an array, NULL where an element never
+ * had a value.
+ */
+Datum
+sum_each_final(PG_FUNCTION_ARGS)
+{
+	SumEachState *state = (SumEachState *) PG_GETARG_POINTER(0);
+	Datum	   *values = palloc(sizeof(Datum) * Max(state->n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(state->n, 1));
+	int			dims[1] = {state->n};
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < state->n; i++)
+	{
+		values[i] = Float8GetDatum(state->sums[i]);
+		nulls[i] = !state->seen[i];
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(values, nulls, 1, dims, lbs, FLOAT8OID, sizeof(float8),
+											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }

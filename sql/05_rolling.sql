@@ -163,3 +163,13 @@ where (p.proname ~ '^(rolling|momentum|ewma)')
 select count(*) as aggregates, bool_and(p.proparallel = 's') as parallel_safe
 from pg_proc p where p.pronamespace = 'whoop'::regnamespace
   and p.proname in ('rolling_avg', 'rolling_variance', 'rolling_stddev', 'momentum', 'ewma');
+
+-- sum_each: element-wise sums in input order, each equal bit for bit to
+-- sum() with the same order; NULLs skipped, NULL without a value
+select whoop_internal.sum_each(array[x, y] order by k) = array[sum(x order by k), sum(y order by k)] as same_bits,
+       whoop_internal.sum_each(array[x, y] order by k desc) = array[sum(x order by k desc), sum(y order by k desc)] as same_bits_reversed
+from (values (1, 0.1::float8, null::float8), (2, 0.2, 1e17), (3, 0.3, 1), (4, 1e-17, -1e17)) v(k, x, y);
+select whoop_internal.sum_each(a order by k)
+from (values (1, array[1.5, null]::float8[]), (2, null), (3, array[2.25, null]::float8[])) v(k, a);
+select whoop_internal.sum_each(a) is null as no_arrays from (values (null::float8[])) v(a);
+select whoop_internal.sum_each(a order by k) from (values (1, array[1]::float8[]), (2, array[1, 2]::float8[])) v(k, a);

@@ -4,17 +4,21 @@ Syncs ATHLETES simulator athletes x 730 days through the FDW (rate limits
 off), then clones their raw rows in SQL into 2,000 members (new user_ids,
 cycle ids and uuids, derived deterministically from the originals and the
 copy number) before the first refresh.  Then, side by side in one run:
-  1. whoop.refresh() the first time (never built: full);
+  1. whoop.refresh() the first time (never built: full), the objects that
+     do not read each other loaded side by side by parallel workers
+     (whoop_internal.load_rows()); then the same first build again with
+     parallel workers off, one object after the other;
   2. a typical 5-minute batch -- BATCH members changed: a new day, re-scored
      recoveries, new and tombstoned workouts -- then whoop.refresh()
      (incremental), and a refresh with nothing queued;
   3. the incremental result against a full rebuild (EXCEPT ALL both ways,
-     the two intermediates too);
+     the three intermediates too);
   4. whoop.refresh(full => true) over the built tables;
   5. 1.0's refresh: the nine facts and metrics as materialized views over the
      same definitions (bench_mv.<name> = whoop_internal.<name>_def's query, with
      the intermediates computed inline as 1.0 did: whoop.stg_cycle_day for
-     whoop_internal.cycle_day, daily_scores_def for daily_scores), refreshed
+     whoop_internal.cycle_day, the definitions of cycle_workouts and
+     daily_scores for theirs), refreshed
      once plainly and once CONCURRENTLY, in refresh order.
 Prints times and ratios; asserts nothing about time.
 """
@@ -35,7 +39,16 @@ MAINTAINED = ["fact_daily_recovery", "fact_daily_strain", "recovery_momentum",
               "strain_recovery_efficiency", "training_readiness_gap", "recovery_volatility",
               "autonomic_balance", "seasonal_adaptation", "training_load"]
 # maintained too, their views in whoop_internal; 1.0 computed them inline
-INTERMEDIATES = {"cycle_day": "whoop.stg_cycle_day", "daily_scores": "whoop_internal.daily_scores_def"}
+INTERMEDIATES = {"cycle_day": "whoop.stg_cycle_day", "cycle_workouts": "whoop_internal.cycle_workouts_def",
+                 "daily_scores": "whoop_internal.daily_scores_def"}
+# a maintained object never built: emptied, the next refresh builds it whole
+UNBUILD_SQL = """
+do $$ declare m record; begin
+for m in select name from whoop_internal.maintained loop
+  execute format('truncate whoop_internal.%I', m.name || '_rows');
+end loop; end $$;
+update whoop_internal.maintained set built = false, row_count = 0;
+"""
 
 # clone k of a member: user_id + k * 10^12, cycle id + k * 10^13, uuids md5(id || '/' || k)
 CLONE_SQL = """
@@ -147,6 +160,11 @@ def main(cluster):
 
     print("whoop.refresh() first (never built, full): %.1f s" % first_full)
     print(last_refresh_per_object(), flush=True)
+    psql(UNBUILD_SQL)
+    serial_full = timed("set max_parallel_workers_per_gather = 0; select count(*) from whoop.refresh()")
+    print("whoop.refresh() first again, parallel workers off (one object after the other): %.1f s; "
+          "side by side %.2fx faster" % (serial_full, serial_full / first_full))
+    print(last_refresh_per_object(), flush=True)
     empty = timed("select count(*) from whoop.refresh()")
     psql(BATCH_SQL.format(batch=BATCH), timeout=7200)
     # a member changed by several statements is queued once for each
@@ -165,7 +183,7 @@ def main(cluster):
                               "union all (select * from whoop_internal.%s_def except all select * from %s)) d"
                               % (v, n, n, v)))
     print("incremental result vs a full rebuild: %s" % (
-        "identical (all eleven, EXCEPT ALL both ways)" if not any(diffs.values())
+        "identical (all twelve, EXCEPT ALL both ways)" if not any(diffs.values())
         else "DIFFERENT: %s" % diffs))
     second_full = timed("select count(*) from whoop.refresh(full => true)")
     print("whoop.refresh(full => true) over built tables: %.1f s" % second_full, flush=True)

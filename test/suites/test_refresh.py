@@ -4,8 +4,8 @@ The facts and metrics are views over tables in whoop_internal that
 whoop.refresh() keeps up to date: only the members queued by the change
 capture triggers are recomputed (incremental), or everything (full).  On the
 hand-built warehouse fixture (three members), after a mixed series of
-changes, every one of the eleven maintained objects (the nine facts and
-metrics and the two intermediates they read) must equal a full rebuild
+changes, every one of the twelve maintained objects (the nine facts and
+metrics and the three intermediates they read) must equal a full rebuild
 row for row (EXCEPT ALL both ways: floats bit for bit); only the changed
 members' rows may be rewritten; a failed refresh leaves the queue and the
 rows as they were; full => true, the never-built state and a TRUNCATE take
@@ -25,8 +25,8 @@ from harness import psql, rows, scalar
 
 DB = "wh_refresh"
 # the intermediates' views are in whoop_internal: only definitions read them
-INTERMEDIATES = ["cycle_day", "daily_scores"]
-MAINTAINED = ["cycle_day", "fact_daily_recovery", "fact_daily_strain", "daily_scores",
+INTERMEDIATES = ["cycle_day", "cycle_workouts", "daily_scores"]
+MAINTAINED = ["cycle_day", "cycle_workouts", "fact_daily_recovery", "fact_daily_strain", "daily_scores",
               "recovery_momentum", "strain_recovery_efficiency", "training_readiness_gap",
               "recovery_volatility", "autonomic_balance", "seasonal_adaptation", "training_load"]
 A, B, C = fx.USER_A, fx.USER_B, fx.USER_C
@@ -64,7 +64,8 @@ def row_versions(name):
     """row_versions maps each row key of whoop_internal.NAME_rows to its xmin."""
     return {tuple(r[:2]): r[2] for r in harness.rows(
         "select user_id, %s, xmin::text from whoop_internal.%s_rows"
-        % ({"seasonal_adaptation": "year || season", "cycle_day": "cycle_id"}.get(name, "day"), name))}
+        % ({"seasonal_adaptation": "year || season", "cycle_day": "cycle_id",
+            "cycle_workouts": "cycle_id"}.get(name, "day"), name))}
 
 
 # test_7's team: the fixture's members copied 300 times with new member

@@ -673,7 +673,8 @@ class Refresh(unittest.TestCase):
     def test_order_follows_the_catalog(self):
         plan = {r["view_name"]: r for r in query("select * from whoop.refresh_plan")}
         self.assertEqual(set(plan), {"whoop." + v for v in MARTS + METRICS}
-                         | {"whoop_internal.cycle_day", "whoop_internal.daily_scores"})
+                         | {"whoop_internal.cycle_day", "whoop_internal.cycle_workouts",
+                            "whoop_internal.daily_scores"})
         for v, r in plan.items():
             for up in r["upstream"]:
                 self.assertLess(plan[up]["refresh_order"], r["refresh_order"], "%s before %s" % (up, v))
@@ -689,7 +690,7 @@ class Refresh(unittest.TestCase):
                          {"concurrently"})
         self.assertEqual({(r["mode"], r["members"]) for r in res
                           if r["view_name"] not in ("whoop.dim_date", "whoop.dim_user")}, {("incremental", 0)})
-        self.assertEqual(len(res), 13)
+        self.assertEqual(len(res), 14)
         run = scalar("select max(run_id) from whoop.refresh_log")
         logged = query("select * from whoop.refresh_log where run_id = %s order by refresh_order" % run)
         self.assertEqual([r["view_name"] for r in logged], [r["view_name"] for r in res])
@@ -752,12 +753,43 @@ class Refresh(unittest.TestCase):
             self.assertEqual(skipped, {"training_load", "daily_scores", "strain_recovery_efficiency",
                                        "training_readiness_gap", "autonomic_balance", "seasonal_adaptation"})
             ok = {v for v, r in res.items() if r["status"] == "ok"}
-            self.assertEqual(ok, {"dim_date", "dim_user", "cycle_day", "fact_daily_recovery", "recovery_momentum",
-                                  "recovery_volatility"})
+            self.assertEqual(ok, {"dim_date", "dim_user", "cycle_day", "cycle_workouts", "fact_daily_recovery",
+                                  "recovery_momentum", "recovery_volatility"})
             self.assertIn("whoop.fact_daily_strain", res["training_load"]["error"])
             self.assertEqual(int(scalar("select count(*) from whoop.training_load")), old)
         finally:
             psql("delete from whoop.raw_cycle where id = 99000002")
+            refresh()
+
+    def test_a_failure_in_a_first_build_fails_only_its_object(self):
+        """A first build loads fact_daily_recovery and fact_daily_strain side
+        by side (whoop_internal.load_rows()); when one of them fails, the other
+        is loaded alone, and the failure skips only what depends on it."""
+        bad = {"cycle": [{"id": 99000003, "user_id": 3003, "created_at": "2025-05-01T00:00:00.000Z",
+                          "updated_at": "2025-05-02T00:00:00.000Z", "start": "2025-05-01T00:00:00.000Z",
+                          "end": "2025-05-02T00:00:00.000Z", "timezone_offset": "Z",
+                          "score_state": "SCORED", "score": {"strain": "not a number"}}],
+               "sleep": [], "recovery": [], "workout": []}
+        psql(fx.RAW_INSERT_SQL.replace("@DOC@", json.dumps(bad)))
+        try:
+            psql("do $$ declare m record; begin for m in select name from whoop_internal.maintained loop "
+                 "execute format('truncate whoop_internal.%I', m.name || '_rows'); end loop; end $$; "
+                 "update whoop_internal.maintained set built = false, row_count = 0")
+            res = {r["view_name"].split(".")[1]: r for r in query("select * from whoop.refresh()")}
+            self.assertEqual(res["fact_daily_strain"]["status"], "failed")
+            self.assertIn("22P02", res["fact_daily_strain"]["error"])
+            self.assertEqual({v for v, r in res.items() if r["status"] == "ok"},
+                             {"dim_date", "dim_user", "cycle_day", "cycle_workouts", "fact_daily_recovery",
+                              "recovery_momentum", "recovery_volatility"})
+            self.assertEqual({r["mode"] for r in res.values() if r["status"] == "ok"} - {"concurrently"}, {"full"})
+            self.assertGreater(int(scalar("select count(*) from whoop.fact_daily_recovery")), 0)
+            self.assertEqual(scalar("select count(*) from whoop_internal.fact_daily_strain_rows"), "0")
+            self.assertEqual(scalar("select count(*) from ((select * from whoop.fact_daily_recovery except all "
+                                    "select * from whoop_internal.fact_daily_recovery_def) union all "
+                                    "(select * from whoop_internal.fact_daily_recovery_def except all "
+                                    "select * from whoop.fact_daily_recovery)) d"), "0")
+        finally:
+            psql("delete from whoop.raw_cycle where id = 99000003")
             refresh()
 
 
@@ -882,7 +914,7 @@ class Lineage(unittest.TestCase):
         self.assertEqual([r["depends_on_type"] for r in momentum], ["aggregate"])
         self.assertEqual(got[("whoop.training_readiness_gap", "whoop_internal.daily_scores")]["depth"], 1)
         self.assertEqual(got[("whoop.training_readiness_gap", "whoop.fact_daily_strain")]["depth"], 2)
-        self.assertEqual(got[("whoop.fact_daily_strain", "whoop.raw_workout")]["depth"], 2)
+        self.assertEqual(got[("whoop.fact_daily_strain", "whoop.raw_workout")]["depth"], 3)   # through cycle_workouts, stg_workout
         self.assertEqual(got[("whoop.fact_daily_strain", "whoop.raw_workout")]["depends_on_type"], "table")
         self.assertEqual(got[("whoop.fact_daily_strain", "whoop.dim_user")]["depends_on_type"], "materialized view")
         self.assertEqual(got[("whoop.seasonal_adaptation", "whoop.user_settings")]["depth"], 1)
@@ -907,14 +939,14 @@ class Pipeline(unittest.TestCase):
         self.assertEqual(steps["webhooks"]["status"], "ok")           # nothing queued
         self.assertEqual(steps["sync"]["status"], "ok")
         self.assertEqual(steps["refresh"]["status"], "ok")
-        self.assertEqual(steps["refresh"]["detail"], "13 of 13 views refreshed")
+        self.assertEqual(steps["refresh"]["detail"], "14 of 14 views refreshed")
         self.assertGreater(steps["refresh"]["row_count"], 1000)
         self.assertEqual(steps["quality"]["status"], "warn")           # never synced
         self.assertEqual(steps["pipeline"]["status"], "warn")
         for s in steps.values():
             self.assertIsNotNone(s["finished_at"])
             self.assertIsNotNone(s["duration"])
-        self.assertEqual(int(scalar("select count(*) from whoop.refresh_log where run_id = %d" % run)), 13)
+        self.assertEqual(int(scalar("select count(*) from whoop.refresh_log where run_id = %d" % run)), 14)
         self.assertEqual(int(scalar("select count(*) from whoop.quality_log where run_id = %d" % run)),
                          steps["quality"]["row_count"])
         digest = self.content_digest()
