@@ -668,6 +668,17 @@ class DimDate(unittest.TestCase):
                                 "where not exists (select from whoop.dim_date d where d.day = f.day)"), "0")
 
 
+def insert_unreadable_cycle(cycle_id):
+    """insert_unreadable_cycle stores a cycle of member 3003 whose strain is
+    not a number: fact_daily_strain's definition fails on it (22P02)."""
+    bad = {"cycle": [{"id": cycle_id, "user_id": 3003, "created_at": "2025-05-01T00:00:00.000Z",
+                      "updated_at": "2025-05-02T00:00:00.000Z", "start": "2025-05-01T00:00:00.000Z",
+                      "end": "2025-05-02T00:00:00.000Z", "timezone_offset": "Z",
+                      "score_state": "SCORED", "score": {"strain": "not a number"}}],
+           "sleep": [], "recovery": [], "workout": []}
+    psql(fx.RAW_INSERT_SQL.replace("@DOC@", json.dumps(bad)))
+
+
 class Refresh(unittest.TestCase):
 
     def test_order_follows_the_catalog(self):
@@ -739,12 +750,7 @@ class Refresh(unittest.TestCase):
 
     def test_failure_skips_dependents_and_keeps_old_rows(self):
         old = int(scalar("select count(*) from whoop.training_load"))
-        bad = {"cycle": [{"id": 99000002, "user_id": 3003, "created_at": "2025-05-01T00:00:00.000Z",
-                          "updated_at": "2025-05-02T00:00:00.000Z", "start": "2025-05-01T00:00:00.000Z",
-                          "end": "2025-05-02T00:00:00.000Z", "timezone_offset": "Z",
-                          "score_state": "SCORED", "score": {"strain": "not a number"}}],
-               "sleep": [], "recovery": [], "workout": []}
-        psql(fx.RAW_INSERT_SQL.replace("@DOC@", json.dumps(bad)))
+        insert_unreadable_cycle(99000002)
         try:
             res = {r["view_name"].split(".")[1]: r for r in query("select * from whoop.refresh()")}
             self.assertEqual(res["fact_daily_strain"]["status"], "failed")
@@ -765,12 +771,7 @@ class Refresh(unittest.TestCase):
         """A first build loads fact_daily_recovery and fact_daily_strain side
         by side (whoop_internal.load_rows()); when one of them fails, the other
         is loaded alone, and the failure skips only what depends on it."""
-        bad = {"cycle": [{"id": 99000003, "user_id": 3003, "created_at": "2025-05-01T00:00:00.000Z",
-                          "updated_at": "2025-05-02T00:00:00.000Z", "start": "2025-05-01T00:00:00.000Z",
-                          "end": "2025-05-02T00:00:00.000Z", "timezone_offset": "Z",
-                          "score_state": "SCORED", "score": {"strain": "not a number"}}],
-               "sleep": [], "recovery": [], "workout": []}
-        psql(fx.RAW_INSERT_SQL.replace("@DOC@", json.dumps(bad)))
+        insert_unreadable_cycle(99000003)
         try:
             psql("do $$ declare m record; begin for m in select name from whoop_internal.maintained loop "
                  "execute format('truncate whoop_internal.%I', m.name || '_rows'); end loop; end $$; "
