@@ -125,6 +125,7 @@ typedef struct LoadTarget
 	uint64		rows;
 	TimestampTz started;
 	TimestampTz finished;
+	bool		done;			/* its query ran to the end, its rows inserted */
 } LoadTarget;
 
 typedef struct LoadState
@@ -405,6 +406,7 @@ drain_queues(LoadState *state, bool wait)
 					case LOAD_TASK_END:
 						flush_batch(state, &state->targets[message->task]);
 						state->targets[message->task].finished = GetCurrentTimestamp();
+						state->targets[message->task].done = true;
 						state->current_task[i] = -1;
 						break;
 					default:
@@ -665,13 +667,18 @@ load_in_parallel(LoadState *state, int nworkers)
 	/*
 	 * With two workers or more the leader only inserts: a worker whose queue
 	 * is full waits, and the leader, busy with a query of its own, would
-	 * empty the queues only between that query's rows.  With fewer, the
-	 * cores would idle while it waits, so it claims tasks too.
+	 * empty the queues only between that query's rows.  It runs only what no
+	 * worker took (a worker that was launched but never started takes
+	 * nothing).  With fewer workers the cores would idle while it waits, so
+	 * it claims tasks from the start.
 	 */
-	while (state->nqueues < 2)
+	for (;;)
 	{
-		uint32		task = pg_atomic_fetch_add_u32(&state->shared->next_task, 1);
+		uint32		task;
 
+		if (state->nqueues >= 2 && state->nattached > 0)
+			drain_queues(state, true);
+		task = pg_atomic_fetch_add_u32(&state->shared->next_task, 1);
 		if (task >= (uint32) state->ntasks)
 			break;
 		receiver.task = (int) task;
@@ -680,9 +687,14 @@ load_in_parallel(LoadState *state, int nworkers)
 		run_task(state->targets[task].query, &receiver.pub);
 		flush_batch(state, &state->targets[task]);
 		state->targets[task].finished = GetCurrentTimestamp();
+		state->targets[task].done = true;
 		drain_queues(state, false);
 	}
 	drain_queues(state, true);
+	for (i = 0; i < state->ntasks; i++)
+		if (!state->targets[i].done)
+			elog(ERROR, "parallel load ended without loading table \"%s\"",
+				 RelationGetRelationName(state->targets[i].rel));
 
 	WaitForParallelWorkersToFinish(pcxt);
 	DestroyParallelContext(pcxt);
