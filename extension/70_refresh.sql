@@ -394,6 +394,7 @@ declare
     v_batched_before jsonb;
     v_recreate_start timestamptz;
     v_finished timestamptz;
+    v_emptied boolean;          -- built whole by TRUNCATE (no rows to keep for readers)
 begin
     -- One refresh at a time (the maintained rows are read, then rewritten);
     -- readers and the change capture never wait for this lock.
@@ -467,7 +468,9 @@ begin
                         -- rows until the commit (TRUNCATE would lock them out).
                         v_recreate := '{}';
                         v_group := '{}';
-                        if exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
+                        v_emptied := not exists (select from whoop_internal.maintained m
+                                                 where m.name = v_name and m.row_count > 0);
+                        if not v_emptied then
                             execute format('delete from %s', v_plan.stored_in);
                         else
                             -- The later objects built whole by TRUNCATE too that
@@ -544,7 +547,7 @@ begin
                             end;
                         end if;
                         if cardinality(v_group) = 0 then
-                            if not exists (select from whoop_internal.maintained m where m.name = v_name and m.row_count > 0) then
+                            if v_emptied then
                                 execute format('truncate %s', v_plan.stored_in);
                                 v_recreate := whoop_internal.drop_indexes(v_plan.stored_in);
                             end if;

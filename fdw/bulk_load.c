@@ -390,7 +390,7 @@ drain_queues(LoadState *state, bool wait)
 							Size		length = nbytes - LOAD_MESSAGE_SIZE;
 							char	   *aligned = tuple;
 
-							/* a message that wrapped around the ring is copied unaligned */
+							/* shm_mq promises no alignment: copy an unaligned tuple */
 							if ((uintptr_t) tuple % MAXIMUM_ALIGNOF != 0)
 							{
 								aligned = palloc(length);
