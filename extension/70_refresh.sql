@@ -355,6 +355,71 @@ comment on function whoop_internal.load_rows(regclass[], text[]) is
     'loads each table of targets with the rows of the query at the same position (SELECTs that do not read the targets), as INSERT INTO target query would: the queries computed side by side by parallel workers (up to max_parallel_workers_per_gather), the caller inserting every row, when every target has no index, trigger, CHECK constraint, generated column or row security; else, or when no worker starts, one after the other as INSERT ... SELECT. Needs INSERT on each target. Returns per target the rows loaded and when its query ran (whoop.refresh() uses it for a first build)';
 --upgrade 1.0--1.1 end
 
+-- A full rebuild of a table that has rows (full => true, or after a TRUNCATE
+-- of a raw table) computes, beside the others, only the rows that differ
+-- from the definition, and rewrites just those.  Readers keep the old rows
+-- until the commit, and a table whose rows did not change is neither
+-- rewritten nor bloated with a copy of itself.
+--upgrade 1.0--1.1 begin
+create function whoop_internal.stage_changes(p_rows regclass, p_def regclass, out changes regclass, out query text)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_key text[];
+begin
+    select array_agg(a.attname::text order by k.n) into v_key
+    from pg_index i
+    cross join unnest(i.indkey) with ordinality k(attnum, n)
+    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+    where i.indrelid = p_rows and i.indisprimary;
+    if v_key is null then
+        raise exception 'table % has no primary key', p_rows
+            using errcode = 'object_not_in_prerequisite_state',
+                  hint = 'The changes of a full rebuild are found by the primary key; without one the table is emptied and loaded again.';
+    end if;
+    execute format('create temporary table %I on commit drop as '
+                   'select null::tid as _replaced, null::boolean as _new, t.* from %s t with no data',
+                   (select c.relname from pg_class c where c.oid = p_rows) || '_changes', p_rows);
+    changes := format('pg_temp.%I', (select c.relname from pg_class c where c.oid = p_rows) || '_changes')::regclass;
+    -- A row of the table without a new row of the same key, or whose binary
+    -- image (*=, floats bit for bit) differs from it, is replaced; a new row
+    -- without an old one of its key is added (its key is null only when the
+    -- old row has no new one).
+    query := format('select t.ctid, t.ctid is null or n.%1$I is not null, n.* '
+                    'from %2$s n full join %3$s t on %4$s '
+                    'where t.ctid is null or n.%1$I is null or not (n *= t)',
+                    v_key[1], p_def, p_rows,
+                    (select string_agg(format('n.%1$I = t.%1$I', k), ' and ') from unnest(v_key) k));
+end;
+$$;
+
+comment on function whoop_internal.stage_changes(regclass, regclass) is
+    'for a full rebuild of the rows table p_rows from its definition p_def: creates the temporary table changes (_replaced: the ctid of a row to remove; _new: whether the row that follows is to be added; then the table''s columns) and returns the query that fills it with the rows that differ, by primary key and binary image (whoop.refresh() runs the query beside others with whoop_internal.load_rows(), then whoop_internal.apply_changes())';
+
+create function whoop_internal.apply_changes(p_rows regclass, p_changes regclass, out deleted bigint, out inserted bigint)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_columns text;
+begin
+    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into v_columns
+    from pg_attribute a
+    where a.attrelid = p_rows and a.attnum > 0 and not a.attisdropped;
+    execute format('delete from %s where ctid = any (array(select c._replaced from %s c where c._replaced is not null))',
+                   p_rows, p_changes);
+    get diagnostics deleted = row_count;
+    execute format('insert into %1$s (%2$s) select %2$s from %3$s c where c._new', p_rows, v_columns, p_changes);
+    get diagnostics inserted = row_count;
+    execute format('drop table %s', p_changes);
+end;
+$$;
+
+comment on function whoop_internal.apply_changes(regclass, regclass) is
+    'applies the changes that whoop_internal.stage_changes() staged to the rows table p_rows: deletes the replaced rows, inserts the new ones, drops the temporary table and returns how many rows it deleted and inserted';
+--upgrade 1.0--1.1 end
+
 --upgrade 1.0--1.1: drop function whoop.refresh(bigint);
 --upgrade 1.0--1.1 begin
 create function whoop.refresh(run_id bigint default null, full boolean default false)
@@ -395,6 +460,11 @@ declare
     v_recreate_start timestamptz;
     v_finished timestamptz;
     v_emptied boolean;          -- built whole by TRUNCATE (no rows to keep for readers)
+    v_targets regclass[];
+    v_queries text[];
+    v_changes record;
+    v_member_name text;
+    v_stored_in regclass;
 begin
     -- One refresh at a time (the maintained rows are read, then rewritten);
     -- readers and the change capture never wait for this lock.
@@ -464,55 +534,66 @@ begin
                         v_finished := (v_batched -> v_plan.view_oid::oid::text ->> 'finished')::timestamptz;
                     elsif refresh.full or not v_plan.populated or v_plan.upstream && v_rebuilt then
                         v_mode := 'full';
-                        -- DELETE, not TRUNCATE: readers keep reading the old
-                        -- rows until the commit (TRUNCATE would lock them out).
                         v_recreate := '{}';
-                        v_group := '{}';
                         v_emptied := not exists (select from whoop_internal.maintained m
                                                  where m.name = v_name and m.row_count > 0);
-                        if not v_emptied then
-                            execute format('delete from %s', v_plan.stored_in);
-                        else
-                            -- The later objects built whole by TRUNCATE too that
-                            -- read neither this one nor any before them still to
-                            -- build are loaded with it, side by side.
-                            select coalesce(array_agg(j.view_oid order by j.refresh_order), '{}') into v_group
-                            from whoop.refresh_plan j
-                            where j.refresh_order > v_plan.refresh_order
-                              and j.method = 'maintained'
-                              and (refresh.full or not j.populated or j.upstream && v_rebuilt)
-                              and not j.upstream && v_broken
-                              and not v_batched ? j.view_oid::oid::text
-                              and not exists (select from whoop_internal.maintained m
-                                              where m.name = (select c.relname from pg_class c where c.oid = j.view_oid)
-                                                and m.row_count > 0)
-                              and not exists (select from whoop.refresh_plan k
-                                              where k.refresh_order >= v_plan.refresh_order
-                                                and k.refresh_order < j.refresh_order
-                                                and k.view_oid = any (j.upstream));
-                        end if;
+                        -- The later objects also built whole that read
+                        -- neither this one nor any before them still to build
+                        -- are computed with it, side by side.
+                        select coalesce(array_agg(j.view_oid order by j.refresh_order), '{}') into v_group
+                        from whoop.refresh_plan j
+                        where j.refresh_order > v_plan.refresh_order
+                          and j.method = 'maintained'
+                          and (refresh.full or not j.populated or j.upstream && v_rebuilt)
+                          and not j.upstream && v_broken
+                          and not v_batched ? j.view_oid::oid::text
+                          and not exists (select from whoop.refresh_plan k
+                                          where k.refresh_order >= v_plan.refresh_order
+                                            and k.refresh_order < j.refresh_order
+                                            and k.view_oid = any (j.upstream));
                         if cardinality(v_group) > 0 then
                             v_batched_before := v_batched;
                             begin
                                 v_group := v_plan.view_oid || v_group;
+                                v_targets := '{}';
+                                v_queries := '{}';
+                                -- An emptied table (a first build) is loaded
+                                -- whole, without its indexes; a table with rows
+                                -- gets only the rows that differ, computed into
+                                -- a temporary table and applied after the load:
+                                -- readers keep the old rows until the commit
+                                -- (TRUNCATE would lock them out), and rows that
+                                -- did not change are not rewritten.
                                 for v_member in
-                                    select p.view_oid, p.stored_in from unnest(v_group) g(oid)
+                                    select p.view_oid, p.stored_in, c.relname,
+                                           not exists (select from whoop_internal.maintained m
+                                                       where m.name = c.relname and m.row_count > 0) as emptied
+                                    from unnest(v_group) with ordinality g(oid, n)
                                     join whoop.refresh_plan p on p.view_oid = g.oid
+                                    join pg_class c on c.oid = g.oid
+                                    order by g.n
                                 loop
-                                    execute format('truncate %s', v_member.stored_in);
-                                    v_batched := v_batched || jsonb_build_object(v_member.view_oid::oid::text, jsonb_build_object(
-                                        'recreate', to_jsonb(whoop_internal.drop_indexes(v_member.stored_in))));
+                                    if v_member.emptied then
+                                        execute format('truncate %s', v_member.stored_in);
+                                        v_batched := v_batched || jsonb_build_object(v_member.view_oid::oid::text, jsonb_build_object(
+                                            'recreate', to_jsonb(whoop_internal.drop_indexes(v_member.stored_in))));
+                                        v_targets := v_targets || v_member.stored_in;
+                                        v_queries := v_queries || format('select * from whoop_internal.%I', v_member.relname || '_def');
+                                    else
+                                        select s.changes, s.query into v_changes
+                                        from whoop_internal.stage_changes(v_member.stored_in,
+                                                 format('whoop_internal.%I', v_member.relname || '_def')::regclass) s;
+                                        v_batched := v_batched || jsonb_build_object(v_member.view_oid::oid::text, jsonb_build_object(
+                                            'changes', v_changes.changes::oid));
+                                        v_targets := v_targets || v_changes.changes;
+                                        v_queries := v_queries || v_changes.query;
+                                    end if;
                                 end loop;
                                 perform set_config('jit', v_jit, true);
                                 for v_member in
                                     select p.view_oid, l.row_count, l.started_at, l.finished_at
-                                    from whoop_internal.load_rows(
-                                             array(select p.stored_in from unnest(v_group) with ordinality g(oid, n)
-                                                   join whoop.refresh_plan p on p.view_oid = g.oid order by g.n),
-                                             array(select format('select * from whoop_internal.%I', c.relname || '_def')
-                                                   from unnest(v_group) with ordinality g(oid, n)
-                                                   join pg_class c on c.oid = g.oid order by g.n)) l
-                                    join whoop.refresh_plan p on p.stored_in = l.target
+                                    from whoop_internal.load_rows(v_targets, v_queries) with ordinality l(target, row_count, started_at, finished_at, n)
+                                    join whoop.refresh_plan p on p.view_oid = v_group[l.n]
                                 loop
                                     v_batched := jsonb_set(v_batched, array[v_member.view_oid::oid::text],
                                         (v_batched -> v_member.view_oid::oid::text)
@@ -520,20 +601,32 @@ begin
                                                               'finished', v_member.finished_at));
                                 end loop;
                                 perform set_config('jit', 'off', true);
-                                -- each object's indexes, their time added to its own
+                                -- each object's indexes or changes, their time
+                                -- added to its own
                                 foreach v_oid in array v_group loop
                                     v_recreate_start := clock_timestamp();
-                                    for v_statement in
-                                        select jsonb_array_elements_text(v_batched -> v_oid::oid::text -> 'recreate')
-                                    loop
-                                        execute v_statement;
-                                    end loop;
+                                    v_member_name := (select c.relname from pg_class c where c.oid = v_oid);
+                                    if v_batched -> v_oid::oid::text ? 'changes' then
+                                        v_stored_in := (select p.stored_in from whoop.refresh_plan p where p.view_oid = v_oid);
+                                        perform whoop_internal.apply_changes(
+                                            v_stored_in, (v_batched -> v_oid::oid::text ->> 'changes')::oid::regclass);
+                                        -- counted, not derived from the old count:
+                                        -- a full rebuild also mends a count gone wrong
+                                        execute format('select count(*) from %s', v_stored_in) into v_rows;
+                                        v_batched := jsonb_set(v_batched, array[v_oid::oid::text, 'rows'], to_jsonb(v_rows));
+                                    else
+                                        for v_statement in
+                                            select jsonb_array_elements_text(v_batched -> v_oid::oid::text -> 'recreate')
+                                        loop
+                                            execute v_statement;
+                                        end loop;
+                                    end if;
                                     v_batched := jsonb_set(v_batched, array[v_oid::oid::text, 'finished'],
                                         to_jsonb((v_batched -> v_oid::oid::text ->> 'finished')::timestamptz
                                                  + (clock_timestamp() - v_recreate_start)));
                                     update whoop_internal.maintained m
                                     set built = true, row_count = (v_batched -> v_oid::oid::text ->> 'rows')::bigint
-                                    where m.name = (select c.relname from pg_class c where c.oid = v_oid);
+                                    where m.name = v_member_name;
                                 end loop;
                                 v_rows := (v_batched -> v_plan.view_oid::oid::text ->> 'rows')::bigint;
                                 v_start := (v_batched -> v_plan.view_oid::oid::text ->> 'started')::timestamptz;
@@ -547,9 +640,13 @@ begin
                             end;
                         end if;
                         if cardinality(v_group) = 0 then
+                            -- alone: DELETE, not TRUNCATE, when readers have
+                            -- rows to keep reading until the commit
                             if v_emptied then
                                 execute format('truncate %s', v_plan.stored_in);
                                 v_recreate := whoop_internal.drop_indexes(v_plan.stored_in);
+                            else
+                                execute format('delete from %s', v_plan.stored_in);
                             end if;
                             perform set_config('jit', v_jit, true);
                             execute format('insert into %s select * from whoop_internal.%I', v_plan.stored_in, v_name || '_def');

@@ -393,11 +393,14 @@ class RefreshTest(unittest.TestCase):
             self.skipTest("this server has no JIT provider")
 
         def compiled_writes(full):
+            # without parallel workers every query runs in this session, as
+            # INSERT ... SELECT: into the rows table, or for a full rebuild of
+            # a table with rows, into the temporary table of its changes
             plans, out = harness.nested_plans(
-                "set jit = on; set jit_above_cost = 0; "
+                "set jit = on; set jit_above_cost = 0; set max_parallel_workers_per_gather = 0; "
                 "select count(*) from whoop.refresh(full => %s); "
                 "set auto_explain.log_min_duration = -1; select current_setting('jit')"
-                % ("true" if full else "false"), r"insert into whoop_internal\.\w+_rows")
+                % ("true" if full else "false"), r"insert into \S+_(rows|changes) select")
             self.assertEqual(len(plans), len(MAINTAINED), out)
             self.assertIn("\non\n", out)
             return sum("\nJIT:" in p for p in plans)
@@ -424,6 +427,45 @@ class RefreshTest(unittest.TestCase):
         self.assertEqual({(res[view(n)]["status"], res[view(n)]["mode"]) for n in MAINTAINED}, {("ok", "full")})
         self.assertEqual(rows(kept), before)
         self.assertEqualToFull()
+
+    def test_13_full_over_built_rows_rewrites_only_what_differs(self):
+        """full => true over built tables computes the definitions side by
+        side and rewrites only the rows that differ from them: a value off in
+        its 15th digit, a row missing and a row too many are repaired; every
+        other row keeps its version, and the row counts stay exact."""
+        off = ("select user_id, day from whoop_internal.fact_daily_strain_rows "
+               "where day_strain > 0 order by user_id, day offset 7 limit 1")
+        missing = "select user_id, day from whoop_internal.training_load_rows order by user_id, day offset 9 limit 1"
+        off_key = tuple(rows(off)[0])
+        missing_key = tuple(rows(missing)[0])
+        before = {n: row_versions(n) for n in MAINTAINED}
+        psql("update whoop_internal.fact_daily_strain_rows set day_strain = day_strain * (1 + 1e-15) "
+             "where (user_id, day) in (%s); "
+             "delete from whoop_internal.training_load_rows where (user_id, day) in (%s); "
+             "insert into whoop_internal.recovery_momentum_rows "
+             "select (jsonb_populate_record(null::whoop_internal.recovery_momentum_rows, "
+             "to_jsonb(r) || '{\"day\": \"2099-01-01\"}')).* "
+             "from whoop_internal.recovery_momentum_rows r limit 1" % (off, missing))
+        self.assertEqual(differences("fact_daily_strain"), 2)
+        res = refresh(full=True)
+        self.assertEqual({(res[view(n)]["status"], res[view(n)]["mode"]) for n in MAINTAINED}, {("ok", "full")})
+        self.assertEqualToFull()
+        self.assertEqual(scalar("select count(*) from whoop_internal.recovery_momentum_rows "
+                                "where day = '2099-01-01'"), "0")
+        for n in MAINTAINED:
+            count = int(scalar("select count(*) from %s" % view(n)))
+            self.assertEqual(res[view(n)]["row_count"], count, n)
+            self.assertEqual(scalar("select row_count from whoop_internal.maintained where name = '%s'" % n),
+                             str(count), n)
+            after = row_versions(n)
+            changed = {k for k in after if after[k] != before[n].get(k)}
+            gone = set(before[n]) - set(after)
+            if n == "fact_daily_strain":
+                self.assertEqual((changed, gone), ({off_key}, set()), n)
+            elif n == "training_load":
+                self.assertEqual((changed, gone), ({missing_key}, set()), n)
+            else:
+                self.assertEqual((changed, gone), (set(), set()), n)
 
 
 class LoadRowsTest(unittest.TestCase):

@@ -721,6 +721,8 @@ class Refresh(unittest.TestCase):
         self.assertEqual(scalar("select built from whoop_internal.maintained where name = 'training_load'"), "t")
 
     def test_readers_keep_the_old_rows_during_a_refresh(self):
+        """Incremental or full => true over built tables, a refresh that has
+        not committed neither locks readers out nor shows them its rows."""
         old = int(scalar("select count(*) from whoop.fact_daily_strain"))
         extra = {"cycle": [{"id": 99000001, "user_id": 3003, "created_at": "2025-05-01T00:00:00.000Z",
                             "updated_at": "2025-05-02T00:00:00.000Z", "start": "2025-05-01T00:00:00.000Z",
@@ -730,18 +732,25 @@ class Refresh(unittest.TestCase):
                  "sleep": [], "recovery": [], "workout": []}
         psql(fx.RAW_INSERT_SQL.replace("@DOC@", json.dumps(extra)))
         try:
-            proc = start_background("begin; select count(*) from whoop.refresh(); select pg_sleep(600); commit;",
-                                    "whoop_refresher")
-            try:
-                self.assertTrue(harness.wait_until(lambda: scalar(
-                    "select count(*) from pg_stat_activity where application_name = 'whoop_refresher' "
-                    "and wait_event = 'PgSleep'") == "1", timeout=120))
-                # The refresh is done but not committed: readers see the old rows, without waiting.
-                self.assertEqual(int(scalar("select count(*) from whoop.fact_daily_strain")), old)
-                self.assertEqual(int(scalar("select count(*) from whoop.training_load")) > 0, True)
-            finally:
-                psql("select pg_cancel_backend(pid) from pg_stat_activity where application_name = 'whoop_refresher'")
-                finish(proc)
+            for full in ("false", "true"):
+                with self.subTest(full=full):
+                    proc = start_background("begin; select count(*) from whoop.refresh(full => %s); "
+                                            "select pg_sleep(600); commit;" % full, "whoop_refresher")
+                    try:
+                        self.assertTrue(harness.wait_until(lambda: scalar(
+                            "select count(*) from pg_stat_activity where application_name = 'whoop_refresher' "
+                            "and wait_event = 'PgSleep'") == "1", timeout=120))
+                        # The refresh is done but not committed: readers see
+                        # the old rows, without waiting (lock_timeout would
+                        # turn a wait into an error).
+                        self.assertEqual(int(scalar("set lock_timeout = '10s'; "
+                                                    "select count(*) from whoop.fact_daily_strain")), old)
+                        self.assertEqual(int(scalar("set lock_timeout = '10s'; "
+                                                    "select count(*) from whoop.training_load")) > 0, True)
+                    finally:
+                        psql("select pg_cancel_backend(pid) from pg_stat_activity "
+                             "where application_name = 'whoop_refresher'")
+                        finish(proc)
             refresh()
             self.assertEqual(int(scalar("select count(*) from whoop.fact_daily_strain")), old + 1)
         finally:
