@@ -122,6 +122,12 @@ create table whoop.refresh_log (
 );
 create index on whoop.refresh_log (run_id);
 --upgrade 1.0--1.1 begin
+-- whoop.refresh() looks up each object's last full build
+create index refresh_log_full_builds on whoop.refresh_log (view_name, id) where mode = 'full' and status = 'ok';
+comment on index whoop.refresh_log_full_builds is
+    'each object''s full builds, newest last: whoop.refresh() hands the objects of a group to its workers longest first, by their last full build';
+--upgrade 1.0--1.1 end
+--upgrade 1.0--1.1 begin
 -- history travels with pg_dump, like the run ids it is keyed by
 select pg_catalog.pg_extension_config_dump('whoop.refresh_log', '');
 select pg_catalog.pg_extension_config_dump('whoop.refresh_log_id_seq', '');
@@ -460,6 +466,7 @@ declare
     v_recreate_start timestamptz;
     v_finished timestamptz;
     v_emptied boolean;          -- built whole by TRUNCATE (no rows to keep for readers)
+    v_order regclass[];         -- the group, longest first
     v_targets regclass[];
     v_queries text[];
     v_changes record;
@@ -555,6 +562,16 @@ begin
                             v_batched_before := v_batched;
                             begin
                                 v_group := v_plan.view_oid || v_group;
+                                -- The workers take the longest first (by each
+                                -- object's last full build): a group lasts as
+                                -- long as its busiest worker, and one that
+                                -- takes a long object last idles the other.
+                                select array_agg(g.oid order by d.duration desc nulls last, g.n) into v_order
+                                from unnest(v_group) with ordinality g(oid, n)
+                                join whoop.refresh_plan p on p.view_oid = g.oid
+                                left join lateral (select l.duration from whoop.refresh_log l
+                                                   where l.view_name = p.view_name and l.mode = 'full' and l.status = 'ok'
+                                                   order by l.id desc limit 1) d on true;
                                 v_targets := '{}';
                                 v_queries := '{}';
                                 -- An emptied table (a first build) is loaded
@@ -568,7 +585,7 @@ begin
                                     select p.view_oid, p.stored_in, c.relname,
                                            not exists (select from whoop_internal.maintained m
                                                        where m.name = c.relname and m.row_count > 0) as emptied
-                                    from unnest(v_group) with ordinality g(oid, n)
+                                    from unnest(v_order) with ordinality g(oid, n)
                                     join whoop.refresh_plan p on p.view_oid = g.oid
                                     join pg_class c on c.oid = g.oid
                                     order by g.n
@@ -593,7 +610,7 @@ begin
                                 for v_member in
                                     select p.view_oid, l.row_count, l.started_at, l.finished_at
                                     from whoop_internal.load_rows(v_targets, v_queries) with ordinality l(target, row_count, started_at, finished_at, n)
-                                    join whoop.refresh_plan p on p.view_oid = v_group[l.n]
+                                    join whoop.refresh_plan p on p.view_oid = v_order[l.n]
                                 loop
                                     v_batched := jsonb_set(v_batched, array[v_member.view_oid::oid::text],
                                         (v_batched -> v_member.view_oid::oid::text)

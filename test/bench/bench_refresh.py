@@ -15,7 +15,9 @@ copy number) before the first refresh.  Then, side by side in one run:
      (incremental), and a refresh with nothing queued;
   3. the incremental result against a full rebuild (EXCEPT ALL both ways,
      the three intermediates too);
-  4. whoop.refresh(full => true) over the built tables;
+  4. whoop.refresh(full => true) over the built tables (side by side, only
+     the rows that differ from the definitions rewritten), and its result
+     against a full rebuild;
   5. 1.0's refresh: the nine facts and metrics as materialized views over the
      same definitions (bench_mv.<name> = whoop_internal.<name>_def's query, with
      the intermediates computed inline as 1.0 did: whoop.stg_cycle_day for
@@ -136,6 +138,18 @@ def last_refresh_per_object():
         "order by refresh_order"))
 
 
+def differences():
+    """differences counts, per maintained object, the rows in which it and
+    its definition evaluated now differ (EXCEPT ALL both ways)."""
+    diffs = {}
+    for n in list(INTERMEDIATES) + MAINTAINED:
+        v = ("whoop_internal." if n in INTERMEDIATES else "whoop.") + n
+        diffs[n] = int(scalar(timeout=7200, sql="select count(*) from ((select * from %s except all select * from whoop_internal.%s_def) "
+                              "union all (select * from whoop_internal.%s_def except all select * from %s)) d"
+                              % (v, n, n, v)))
+    return diffs
+
+
 def main(cluster):
     t0 = time.perf_counter()
     sim = harness.Simulator("--athletes", str(ATHLETES), "--days", str(DAYS),
@@ -192,17 +206,19 @@ def main(cluster):
     print(per_object)
 
     sys.stdout.flush()
-    diffs = {}
-    for n in list(INTERMEDIATES) + MAINTAINED:
-        v = ("whoop_internal." if n in INTERMEDIATES else "whoop.") + n
-        diffs[n] = int(scalar(timeout=7200, sql="select count(*) from ((select * from %s except all select * from whoop_internal.%s_def) "
-                              "union all (select * from whoop_internal.%s_def except all select * from %s)) d"
-                              % (v, n, n, v)))
+    diffs = differences()
     print("incremental result vs a full rebuild: %s" % (
         "identical (all twelve, EXCEPT ALL both ways)" if not any(diffs.values())
         else "DIFFERENT: %s" % diffs))
     second_full = timed("select count(*) from whoop.refresh(full => true)")
-    print("whoop.refresh(full => true) over built tables: %.1f s" % second_full, flush=True)
+    print("whoop.refresh(full => true) over built tables (only the rows that differ rewritten): %.1f s"
+          % second_full)
+    print(last_refresh_per_object(), flush=True)
+    full_diffs = differences()
+    print("full => true's result vs a full rebuild: %s" % (
+        "identical (all twelve, EXCEPT ALL both ways)" if not any(full_diffs.values())
+        else "DIFFERENT: %s" % full_diffs))
+    diffs.update({n + " (full => true)": d for n, d in full_diffs.items()})
     # 1.0's way: the nine as materialized views over the same definitions
     psql("create schema bench_mv")
     for n in MAINTAINED:

@@ -112,6 +112,11 @@ begin
 end $$;
 """
 
+# every maintained object emptied and unbuilt: the next refresh is a first build
+UNBUILD = ("do $$ declare m record; begin for m in select name from whoop_internal.maintained loop "
+           "execute format('truncate whoop_internal.%I', m.name || '_rows'); end loop; end $$; "
+           "update whoop_internal.maintained set built = false, row_count = 0")
+
 
 def setUpModule():
     psql("drop database if exists %s with (force)" % DB, dbname="postgres")
@@ -420,9 +425,7 @@ class RefreshTest(unittest.TestCase):
         before = rows(kept)
         # never built: every rows table emptied by TRUNCATE, loaded without
         # the indexes it may drop
-        psql("do $$ declare m record; begin for m in select name from whoop_internal.maintained loop "
-             "execute format('truncate whoop_internal.%I', m.name || '_rows'); end loop; end $$; "
-             "update whoop_internal.maintained set built = false, row_count = 0")
+        psql(UNBUILD)
         res = refresh()
         self.assertEqual({(res[view(n)]["status"], res[view(n)]["mode"]) for n in MAINTAINED}, {("ok", "full")})
         self.assertEqual(rows(kept), before)
@@ -466,6 +469,25 @@ class RefreshTest(unittest.TestCase):
                 self.assertEqual((changed, gone), ({missing_key}, set()), n)
             else:
                 self.assertEqual((changed, gone), (set(), set()), n)
+
+    def test_14_a_group_hands_out_its_longest_object_first(self):
+        """The objects of a group go to the workers longest first, by their
+        last full build in whoop.refresh_log (without workers the caller
+        runs them one after the other, in that order)."""
+        group = ["whoop.autonomic_balance", "whoop.strain_recovery_efficiency",
+                 "whoop.training_readiness_gap", "whoop.seasonal_adaptation"]
+        # their last full builds took 10, 40, 20 and 30 seconds
+        psql("insert into whoop.refresh_log (run_id, view_name, refresh_order, mode, status, started_at, finished_at) "
+             "select 0, v, 0, 'full', 'ok', now(), now() + s * interval '1 second' "
+             "from unnest(array['%s'], array[10, 40, 20, 30]) t(v, s)" % "', '".join(group))
+        psql(UNBUILD)
+        psql("set max_parallel_workers_per_gather = 0; select count(*) from whoop.refresh()")
+        started = [r[0] for r in rows("select view_name from whoop.refresh_log "
+                                      "where run_id = (select max(run_id) from whoop.refresh_log) "
+                                      "and view_name in ('%s') order by started_at" % "', '".join(group))]
+        self.assertEqual(started, ["whoop.strain_recovery_efficiency", "whoop.seasonal_adaptation",
+                                   "whoop.training_readiness_gap", "whoop.autonomic_balance"])
+        self.assertEqualToFull()
 
 
 class LoadRowsTest(unittest.TestCase):
