@@ -824,7 +824,9 @@ select s.server_name,
                 and x.applied_at >= now() - interval '1 day'
               group by x.outcome) o) as outcomes_last_day,
        (select max(x.received_at) from whoop.webhook_events x
-        where x.server_name = s.server_name) as last_received_at
+        where x.server_name = s.server_name) as last_received_at,
+       f.follow_ups,
+       f.follow_ups_due
 from servers s
 cross join lateral (
     select count(*) filter (where e.status = 'queued') as queued,
@@ -848,10 +850,16 @@ cross join lateral (
     from whoop.webhook_events e
     where e.server_name = s.server_name and e.status = 'applied'
       and e.applied_at >= now() - interval '1 day'
-) a;
+) a
+cross join lateral (
+    select count(*) as follow_ups,
+           count(*) filter (where u.due_at <= now()) as follow_ups_due
+    from whoop_internal.recovery_follow_ups u
+    where u.server_name = s.server_name
+) f;
 
 comment on view whoop.webhook_status is
-    'the webhook queue per server: queued events (due now, waiting for a retry), dead letters, events applied in the last hour and day, the oldest queued event''s age, lag (applied_at - received_at: median and 99th percentile) and outcomes';
+    'the webhook queue per server: queued events (due now, waiting for a retry), dead letters, events applied in the last hour and day, the oldest queued event''s age, lag (applied_at - received_at: median and 99th percentile), outcomes, and the recovery follow-ups awaited and due';
 comment on column whoop.webhook_status.queued is 'events not applied yet (due and retrying)';
 comment on column whoop.webhook_status.due is 'queued events whoop.apply_webhooks() would take now';
 comment on column whoop.webhook_status.retrying is 'queued events that failed and wait for next_attempt_at';
@@ -864,5 +872,9 @@ comment on column whoop.webhook_status.lag_p99_last_hour is '99th percentile of 
 comment on column whoop.webhook_status.lag_median_last_day is 'median of applied_at - received_at over the last 24 hours';
 comment on column whoop.webhook_status.lag_p99_last_day is '99th percentile of applied_at - received_at over the last 24 hours';
 comment on column whoop.webhook_status.outcomes_last_day is 'events applied in the last 24 hours per outcome, e.g. {"upserted": 12, "not found": 1}';
+comment on column whoop.webhook_status.follow_ups is
+    'recoveries awaited after their sleep was stored scored (whoop_internal.recovery_follow_ups): the applier fetches each once due unless its recovery.updated comes first';
+comment on column whoop.webhook_status.follow_ups_due is
+    'of those, the ones due now: their event is late or was dropped, and the next whoop.apply_webhooks() fetches them';
 comment on column whoop.webhook_status.last_received_at is 'when the newest event arrived (a long silence may mean WHOOP stopped delivering)';
 --upgrade 1.0--1.1 end

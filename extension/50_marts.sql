@@ -286,6 +286,19 @@ comment on column whoop_internal.maintained.view_schema is
 comment on column whoop_internal.maintained.built is 'the rows were fully built once and are kept up to date since; false = the next refresh rebuilds them whole';
 comment on column whoop_internal.maintained.row_count is 'rows in whoop_internal.<name>_rows, kept by whoop.refresh() (exact without counting)';
 
+create function whoop_internal.column_list(p_relation regclass)
+returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
+    from pg_attribute a
+    where a.attrelid = p_relation and a.attnum > 0 and not a.attisdropped
+$$;
+
+comment on function whoop_internal.column_list(regclass) is
+    'the columns of a table or view, quoted, comma-separated, in their order: for statements that must name them (the maintained objects'' views, a full rebuild''s changes)';
+
 create function whoop_internal.create_maintained(p_name text, p_key text[], p_view_schema name default 'whoop')
 returns void
 language plpgsql
@@ -293,11 +306,8 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_def regclass := format('whoop_internal.%I', p_name || '_def')::regclass;
-    v_cols text;
+    v_cols text := whoop_internal.column_list(v_def);
 begin
-    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into v_cols
-    from pg_attribute a
-    where a.attrelid = v_def and a.attnum > 0 and not a.attisdropped;
     execute format('create table whoop_internal.%I (like %s, primary key (%s))',
                    p_name || '_rows', v_def,
                    (select string_agg(quote_ident(k), ', ' order by o) from unnest(p_key) with ordinality k(k, o)));

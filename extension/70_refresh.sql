@@ -407,16 +407,18 @@ create function whoop_internal.apply_changes(p_rows regclass, p_changes regclass
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    v_columns text;
 begin
-    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into v_columns
-    from pg_attribute a
-    where a.attrelid = p_rows and a.attnum > 0 and not a.attisdropped;
+    -- it drops the table at the end: only ever one of stage_changes()
+    if (select c.relpersistence from pg_class c where c.oid = p_changes) <> 't' then
+        raise exception 'table % is not a temporary table of changes', p_changes
+            using errcode = 'invalid_parameter_value',
+                  hint = 'Pass the table that whoop_internal.stage_changes() created.';
+    end if;
     execute format('delete from %s where ctid = any (array(select c._replaced from %s c where c._replaced is not null))',
                    p_rows, p_changes);
     get diagnostics deleted = row_count;
-    execute format('insert into %1$s (%2$s) select %2$s from %3$s c where c._new', p_rows, v_columns, p_changes);
+    execute format('insert into %1$s (%2$s) select %2$s from %3$s c where c._new',
+                   p_rows, whoop_internal.column_list(p_rows), p_changes);
     get diagnostics inserted = row_count;
     execute format('drop table %s', p_changes);
 end;

@@ -469,6 +469,12 @@ class RefreshTest(unittest.TestCase):
                 self.assertEqual((changed, gone), ({missing_key}, set()), n)
             else:
                 self.assertEqual((changed, gone), (set(), set()), n)
+        # apply_changes() drops its table of changes: never another table
+        with self.assertRaises(harness.SQLError) as cm:
+            psql("select whoop_internal.apply_changes('whoop_internal.training_load_rows', "
+                 "'whoop_internal.recovery_momentum_rows')")
+        self.assertEqual(cm.exception.sqlstate, "22023")
+        self.assertEqual(differences("recovery_momentum"), 0)
 
     def test_14_a_group_hands_out_its_longest_object_first(self):
         """The objects of a group go to the workers longest first, by their

@@ -474,13 +474,17 @@ class FollowUpTest(FollowUps, WebhookSuite):
         self.deliver(self.users[0], "sleep.updated", sleep)
         self.assertEqual(apply_and_count(), 1)
         self.assertEqual(self.follow_ups(), [[sleep, "0", "5"]])    # the default: 5 minutes
+        status = "select follow_ups, follow_ups_due from whoop.webhook_status"
+        self.assertEqual(rows(status), [["1", "0"]])
         self.assertEqual(apply_and_count(), 0)                        # not due yet
         self.make_due()
+        self.assertEqual(rows(status), [["1", "1"]])
         self.sim.reset()
         self.assertEqual(apply_and_count(), 1)
         self.assertEqual([r["path"] for r in self.sim.request_log()], ["/v2/cycle/%s/recovery" % cycle])
         self.assertEqual(self.raw("raw_recovery", "cycle_id", cycle, "score_state"), ["SCORED"])
         self.assertEqual(self.follow_ups(), [])
+        self.assertEqual(rows(status), [["0", "0"]])
         # a sleep scored more than an hour ago is the reconciling sync's
         psql("truncate whoop.raw_sleep, whoop.raw_recovery")
         old = [r for r in self.sim.records("recovery", self.users[0]) if r.get("sleep_id")][3]
