@@ -284,7 +284,7 @@ comment on table whoop_internal.maintained is
 comment on column whoop_internal.maintained.view_schema is
     'whoop for the facts and metrics; whoop_internal for an intermediate that only definitions read';
 comment on column whoop_internal.maintained.built is 'the rows were fully built once and are kept up to date since; false = the next refresh rebuilds them whole';
-comment on column whoop_internal.maintained.row_count is 'rows in whoop_internal.<name>_rows, kept by whoop.refresh() (exact without counting)';
+comment on column whoop_internal.maintained.row_count is 'rows in whoop_internal.<name>_rows, kept by whoop.refresh() (exact: derived from the rows it loads, deletes and inserts; counted after a full rebuild of a table that had rows)';
 
 create function whoop_internal.column_list(p_relation regclass)
 returns text

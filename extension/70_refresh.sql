@@ -358,7 +358,7 @@ language c volatile
 as 'MODULE_PATHNAME', 'load_rows';
 
 comment on function whoop_internal.load_rows(regclass[], text[]) is
-    'loads each table of targets with the rows of the query at the same position (SELECTs that do not read the targets), as INSERT INTO target query would: the queries computed side by side by parallel workers (up to max_parallel_workers_per_gather), the caller inserting every row, when every target has no index, trigger, CHECK constraint, generated column or row security; else, or when no worker starts, one after the other as INSERT ... SELECT. Needs INSERT on each target. Returns per target the rows loaded and when its query ran (whoop.refresh() uses it for a first build)';
+    'loads each table of targets with the rows of the query at the same position (SELECTs that do not read the targets), as INSERT INTO target query would: the queries computed side by side by parallel workers (up to max_parallel_workers_per_gather), the caller inserting every row, when every target has no index, trigger, CHECK constraint, generated column or row security; else, or when no worker starts, one after the other as INSERT ... SELECT. Needs INSERT on each target. Returns per target the rows loaded and when its query ran (whoop.refresh() uses it for a full rebuild)';
 --upgrade 1.0--1.1 end
 
 -- A full rebuild of a table that has rows (full => true, or after a TRUNCATE
