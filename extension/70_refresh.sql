@@ -473,11 +473,15 @@ declare
     v_queries text[];
     v_changes record;
     v_member_name text;
+    -- the plan, read once: it is derived from the catalog (whoop.lineage),
+    -- and evaluating it costs 10-300 ms a query
+    v_plans whoop.refresh_plan[];
     v_stored_in regclass;
 begin
     -- One refresh at a time (the maintained rows are read, then rewritten);
     -- readers and the change capture never wait for this lock.
     lock table whoop_internal.maintained in exclusive mode;
+    v_plans := array(select p from whoop.refresh_plan p order by p.refresh_order);
     -- The facts sort a few rows per member and day: give the sorts room
     -- (at least 64MB, for this refresh only) rather than spill to disk.
     if pg_size_bytes(v_work_mem) < 64 * 1024 * 1024 then
@@ -495,7 +499,7 @@ begin
     with taken as (delete from whoop_internal.refresh_queue returning user_id)
     select coalesce(array_agg(distinct t.user_id order by t.user_id), '{}') into v_changed from taken t;
 
-    for v_plan in select * from whoop.refresh_plan p order by p.refresh_order loop
+    for v_plan in select * from unnest(v_plans) p order by p.refresh_order loop
         v_start := clock_timestamp();
         v_finished := null;
         v_group := '{}';
@@ -550,13 +554,13 @@ begin
                         -- neither this one nor any before them still to build
                         -- are computed with it, side by side.
                         select coalesce(array_agg(j.view_oid order by j.refresh_order), '{}') into v_group
-                        from whoop.refresh_plan j
+                        from unnest(v_plans) j
                         where j.refresh_order > v_plan.refresh_order
                           and j.method = 'maintained'
                           and (refresh.full or not j.populated or j.upstream && v_rebuilt)
                           and not j.upstream && v_broken
                           and not v_batched ? j.view_oid::oid::text
-                          and not exists (select from whoop.refresh_plan k
+                          and not exists (select from unnest(v_plans) k
                                           where k.refresh_order >= v_plan.refresh_order
                                             and k.refresh_order < j.refresh_order
                                             and k.view_oid = any (j.upstream));
@@ -570,7 +574,7 @@ begin
                                 -- takes a long object last idles the other.
                                 select array_agg(g.oid order by d.duration desc nulls last, g.n) into v_order
                                 from unnest(v_group) with ordinality g(oid, n)
-                                join whoop.refresh_plan p on p.view_oid = g.oid
+                                join unnest(v_plans) p on p.view_oid = g.oid
                                 left join lateral (select l.duration from whoop.refresh_log l
                                                    where l.view_name = p.view_name and l.mode = 'full' and l.status = 'ok'
                                                    order by l.id desc limit 1) d on true;
@@ -588,7 +592,7 @@ begin
                                            not exists (select from whoop_internal.maintained m
                                                        where m.name = c.relname and m.row_count > 0) as emptied
                                     from unnest(v_order) with ordinality g(oid, n)
-                                    join whoop.refresh_plan p on p.view_oid = g.oid
+                                    join unnest(v_plans) p on p.view_oid = g.oid
                                     join pg_class c on c.oid = g.oid
                                     order by g.n
                                 loop
@@ -612,7 +616,7 @@ begin
                                 for v_member in
                                     select p.view_oid, l.row_count, l.started_at, l.finished_at
                                     from whoop_internal.load_rows(v_targets, v_queries) with ordinality l(target, row_count, started_at, finished_at, n)
-                                    join whoop.refresh_plan p on p.view_oid = v_order[l.n]
+                                    join unnest(v_plans) p on p.view_oid = v_order[l.n]
                                 loop
                                     v_batched := jsonb_set(v_batched, array[v_member.view_oid::oid::text],
                                         (v_batched -> v_member.view_oid::oid::text)
@@ -626,7 +630,7 @@ begin
                                     v_recreate_start := clock_timestamp();
                                     v_member_name := (select c.relname from pg_class c where c.oid = v_oid);
                                     if v_batched -> v_oid::oid::text ? 'changes' then
-                                        v_stored_in := (select p.stored_in from whoop.refresh_plan p where p.view_oid = v_oid);
+                                        v_stored_in := (select p.stored_in from unnest(v_plans) p where p.view_oid = v_oid);
                                         perform whoop_internal.apply_changes(
                                             v_stored_in, (v_batched -> v_oid::oid::text ->> 'changes')::oid::regclass);
                                         -- counted, not derived from the old count:

@@ -138,15 +138,18 @@ def last_refresh_per_object():
         "order by refresh_order"))
 
 
-def differences():
+def differences(what):
     """differences counts, per maintained object, the rows in which it and
-    its definition evaluated now differ (EXCEPT ALL both ways)."""
+    its definition evaluated now differ (EXCEPT ALL both ways), prints the
+    verdict on WHAT and returns the counts."""
     diffs = {}
     for n in list(INTERMEDIATES) + MAINTAINED:
         v = ("whoop_internal." if n in INTERMEDIATES else "whoop.") + n
         diffs[n] = int(scalar(timeout=7200, sql="select count(*) from ((select * from %s except all select * from whoop_internal.%s_def) "
                               "union all (select * from whoop_internal.%s_def except all select * from %s)) d"
                               % (v, n, n, v)))
+    print("%s vs a full rebuild: %s" % (what, "identical (all twelve, EXCEPT ALL both ways)"
+                                        if not any(diffs.values()) else "DIFFERENT: %s" % diffs), flush=True)
     return diffs
 
 
@@ -206,18 +209,12 @@ def main(cluster):
     print(per_object)
 
     sys.stdout.flush()
-    diffs = differences()
-    print("incremental result vs a full rebuild: %s" % (
-        "identical (all twelve, EXCEPT ALL both ways)" if not any(diffs.values())
-        else "DIFFERENT: %s" % diffs))
+    diffs = differences("incremental result")
     second_full = timed("select count(*) from whoop.refresh(full => true)")
     print("whoop.refresh(full => true) over built tables (only the rows that differ rewritten): %.1f s"
           % second_full)
     print(last_refresh_per_object(), flush=True)
-    full_diffs = differences()
-    print("full => true's result vs a full rebuild: %s" % (
-        "identical (all twelve, EXCEPT ALL both ways)" if not any(full_diffs.values())
-        else "DIFFERENT: %s" % full_diffs))
+    full_diffs = differences("full => true's result")
     diffs.update({n + " (full => true)": d for n, d in full_diffs.items()})
     # 1.0's way: the nine as materialized views over the same definitions
     psql("create schema bench_mv")
