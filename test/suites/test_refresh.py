@@ -495,6 +495,27 @@ class RefreshTest(unittest.TestCase):
                                    "whoop.training_readiness_gap", "whoop.autonomic_balance"])
         self.assertEqualToFull()
 
+    def test_15_a_full_build_reads_cycles_main_sleeps_and_recoveries_off_indexes(self):
+        """What the full builds of cycle_day and cycle_workouts read of the
+        cycles, the candidate main sleeps and the recoveries (ids, times,
+        offsets, the sleep a recovery names) is held by indexes: at a team's
+        size, on settled tables (all visible, as autovacuum leaves them),
+        every scan of those raw tables is an index-only scan; none reads the
+        records' jsonb."""
+        settled = ("update pg_class set relallvisible = relpages where oid in "
+                   "('whoop.raw_cycle'::regclass, 'whoop.raw_sleep'::regclass, 'whoop.raw_recovery'::regclass); ")
+        for name, indexes in (("cycle_day", {"raw_cycle_user_id_start_idx", "raw_sleep_main_sleeps_idx",
+                                              "raw_recovery_sleep_ids_idx"}),
+                              ("cycle_workouts", {"raw_cycle_user_id_start_idx"})):
+            with self.subTest(name=name):
+                plan = psql("begin; " + TEAM_COPIES + "analyze; " + settled
+                            + "set max_parallel_workers_per_gather = 0; "
+                            "explain (costs off) select * from whoop_internal.%s_def; rollback" % name)
+                scans = re.findall(r"(Seq Scan|Bitmap Heap Scan|Index Scan|Index Only Scan)"
+                                   r"(?: Backward)?(?: using (\S+))? on (raw_cycle|raw_sleep|raw_recovery)\b", plan)
+                self.assertEqual({index for kind, index, table in scans}, indexes, plan)
+                self.assertEqual({kind for kind, index, table in scans}, {"Index Only Scan"}, plan)
+
 
 class LoadRowsTest(unittest.TestCase):
     """whoop_internal.load_rows(), with which a first build loads the
