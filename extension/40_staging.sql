@@ -74,7 +74,25 @@ $$;
 comment on function whoop_internal.recovery_zone(double precision) is
     'WHOOP''s recovery zone of a score: green >= 67, yellow 34 up to (not including) 67, red below 34 (so 33.5 is red and 66.9 yellow)';
 
-create view whoop.stg_cycle as
+-- The scores' numbers.  (record -> 'score' -> 'stage_summary' ->>
+-- 'total_in_bed_time_milli')::double precision copies the containers on its
+-- way down and the value's text; over the 1.5 million sleeps of 2,000
+-- members x 2 years that is about a second of a first build's critical path
+-- (whoop.fact_daily_recovery).  jsonb_number() reads the value in place:
+-- the same double for every value, the same error for every value the cast
+-- refuses.
+--upgrade 1.0--1.1 begin
+create function whoop_internal.jsonb_number(document jsonb, path text)
+returns double precision
+language c immutable strict parallel safe
+as 'MODULE_PATHNAME', 'jsonb_number';
+
+comment on function whoop_internal.jsonb_number(jsonb, text) is
+    'the value at a path of keys separated by dots (''score.stage_summary.total_in_bed_time_milli'') as (document #>> keys)::double precision gives it: NULL when a key is missing, the value is JSON null or a step is not an object; the cast''s error when the value is not a number';
+--upgrade 1.0--1.1 end
+
+--upgrade 1.0--1.1 begin
+create or replace view whoop.stg_cycle as
 select
     c.id as cycle_id,
     c.user_id,
@@ -94,12 +112,13 @@ select
     c.updated_at
 from whoop.raw_cycle c
 left join lateral (
-    select (c.record #>> '{score,strain}')::double precision as strain,
-           (c.record #>> '{score,kilojoule}')::double precision as kilojoule,
+    select whoop_internal.jsonb_number(c.record, 'score.strain') as strain,
+           whoop_internal.jsonb_number(c.record, 'score.kilojoule') as kilojoule,
            (c.record #>> '{score,average_heart_rate}')::numeric::integer as average_heart_rate,
            (c.record #>> '{score,max_heart_rate}')::numeric::integer as max_heart_rate
     where c.score_state = 'SCORED'
 ) s on true;
+--upgrade 1.0--1.1 end
 
 comment on view whoop.stg_cycle is
     'WHOOP cycles (sleep onset to next sleep onset), typed; score columns only for SCORED cycles';
@@ -150,24 +169,22 @@ select
     s.updated_at
 from whoop.raw_sleep s
 left join lateral (
-    select (st ->> 'total_in_bed_time_milli')::double precision as in_bed_milli,
-           (st ->> 'total_awake_time_milli')::double precision as awake_milli,
-           (st ->> 'total_no_data_time_milli')::double precision as no_data_milli,
-           (st ->> 'total_light_sleep_time_milli')::double precision as light_milli,
-           (st ->> 'total_slow_wave_sleep_time_milli')::double precision as slow_wave_milli,
-           (st ->> 'total_rem_sleep_time_milli')::double precision as rem_milli,
-           (st ->> 'sleep_cycle_count')::numeric::integer as sleep_cycle_count,
-           (st ->> 'disturbance_count')::numeric::integer as disturbance_count,
-           (sn ->> 'baseline_milli')::double precision as need_baseline_milli,
-           coalesce((sn ->> 'need_from_sleep_debt_milli')::double precision, 0) as need_debt_milli,
-           coalesce((sn ->> 'need_from_recent_strain_milli')::double precision, 0) as need_strain_milli,
-           coalesce((sn ->> 'need_from_recent_nap_milli')::double precision, 0) as need_nap_milli,
-           (sc ->> 'respiratory_rate')::double precision as respiratory_rate,
-           (sc ->> 'sleep_performance_percentage')::double precision as sleep_performance_percentage,
-           (sc ->> 'sleep_consistency_percentage')::double precision as sleep_consistency_percentage,
-           (sc ->> 'sleep_efficiency_percentage')::double precision as sleep_efficiency_percentage
-    from (select s.record -> 'score' as sc) x,
-         lateral (select x.sc -> 'stage_summary' as st, x.sc -> 'sleep_needed' as sn) y
+    select whoop_internal.jsonb_number(s.record, 'score.stage_summary.total_in_bed_time_milli') as in_bed_milli,
+           whoop_internal.jsonb_number(s.record, 'score.stage_summary.total_awake_time_milli') as awake_milli,
+           whoop_internal.jsonb_number(s.record, 'score.stage_summary.total_no_data_time_milli') as no_data_milli,
+           whoop_internal.jsonb_number(s.record, 'score.stage_summary.total_light_sleep_time_milli') as light_milli,
+           whoop_internal.jsonb_number(s.record, 'score.stage_summary.total_slow_wave_sleep_time_milli') as slow_wave_milli,
+           whoop_internal.jsonb_number(s.record, 'score.stage_summary.total_rem_sleep_time_milli') as rem_milli,
+           (s.record #>> '{score,stage_summary,sleep_cycle_count}')::numeric::integer as sleep_cycle_count,
+           (s.record #>> '{score,stage_summary,disturbance_count}')::numeric::integer as disturbance_count,
+           whoop_internal.jsonb_number(s.record, 'score.sleep_needed.baseline_milli') as need_baseline_milli,
+           coalesce(whoop_internal.jsonb_number(s.record, 'score.sleep_needed.need_from_sleep_debt_milli'), 0) as need_debt_milli,
+           coalesce(whoop_internal.jsonb_number(s.record, 'score.sleep_needed.need_from_recent_strain_milli'), 0) as need_strain_milli,
+           coalesce(whoop_internal.jsonb_number(s.record, 'score.sleep_needed.need_from_recent_nap_milli'), 0) as need_nap_milli,
+           whoop_internal.jsonb_number(s.record, 'score.respiratory_rate') as respiratory_rate,
+           whoop_internal.jsonb_number(s.record, 'score.sleep_performance_percentage') as sleep_performance_percentage,
+           whoop_internal.jsonb_number(s.record, 'score.sleep_consistency_percentage') as sleep_consistency_percentage,
+           whoop_internal.jsonb_number(s.record, 'score.sleep_efficiency_percentage') as sleep_efficiency_percentage
     where s.score_state = 'SCORED'
 ) sc on true
 where s.deleted_at is null;
@@ -220,11 +237,11 @@ select
 from whoop.raw_recovery r
 left join lateral (
     select (r.record #>> '{score,user_calibrating}')::boolean as user_calibrating,
-           (r.record #>> '{score,recovery_score}')::double precision as recovery_score,
-           (r.record #>> '{score,resting_heart_rate}')::double precision as resting_heart_rate,
-           (r.record #>> '{score,hrv_rmssd_milli}')::double precision as hrv_rmssd_milli,
-           (r.record #>> '{score,spo2_percentage}')::double precision as spo2_percentage,
-           (r.record #>> '{score,skin_temp_celsius}')::double precision as skin_temp_celsius
+           whoop_internal.jsonb_number(r.record, 'score.recovery_score') as recovery_score,
+           whoop_internal.jsonb_number(r.record, 'score.resting_heart_rate') as resting_heart_rate,
+           whoop_internal.jsonb_number(r.record, 'score.hrv_rmssd_milli') as hrv_rmssd_milli,
+           whoop_internal.jsonb_number(r.record, 'score.spo2_percentage') as spo2_percentage,
+           whoop_internal.jsonb_number(r.record, 'score.skin_temp_celsius') as skin_temp_celsius
     where r.score_state = 'SCORED'
 ) s on true
 where r.deleted_at is null;
@@ -284,22 +301,20 @@ left join lateral (
     limit 1
 ) c on true
 left join lateral (
-    select (sc ->> 'strain')::double precision as strain,
-           (sc ->> 'average_heart_rate')::numeric::integer as average_heart_rate,
-           (sc ->> 'max_heart_rate')::numeric::integer as max_heart_rate,
-           (sc ->> 'kilojoule')::double precision as kilojoule,
-           (sc ->> 'percent_recorded')::double precision as percent_recorded,
-           (sc ->> 'distance_meter')::double precision as distance_meter,
-           (sc ->> 'altitude_gain_meter')::double precision as altitude_gain_meter,
-           (sc ->> 'altitude_change_meter')::double precision as altitude_change_meter,
-           coalesce((z ->> 'zone_zero_milli')::double precision, 0) as z0,
-           coalesce((z ->> 'zone_one_milli')::double precision, 0) as z1,
-           coalesce((z ->> 'zone_two_milli')::double precision, 0) as z2,
-           coalesce((z ->> 'zone_three_milli')::double precision, 0) as z3,
-           coalesce((z ->> 'zone_four_milli')::double precision, 0) as z4,
-           coalesce((z ->> 'zone_five_milli')::double precision, 0) as z5
-    from (select w.record -> 'score' as sc) x,
-         lateral (select x.sc -> 'zone_durations' as z) y
+    select whoop_internal.jsonb_number(w.record, 'score.strain') as strain,
+           (w.record #>> '{score,average_heart_rate}')::numeric::integer as average_heart_rate,
+           (w.record #>> '{score,max_heart_rate}')::numeric::integer as max_heart_rate,
+           whoop_internal.jsonb_number(w.record, 'score.kilojoule') as kilojoule,
+           whoop_internal.jsonb_number(w.record, 'score.percent_recorded') as percent_recorded,
+           whoop_internal.jsonb_number(w.record, 'score.distance_meter') as distance_meter,
+           whoop_internal.jsonb_number(w.record, 'score.altitude_gain_meter') as altitude_gain_meter,
+           whoop_internal.jsonb_number(w.record, 'score.altitude_change_meter') as altitude_change_meter,
+           coalesce(whoop_internal.jsonb_number(w.record, 'score.zone_durations.zone_zero_milli'), 0) as z0,
+           coalesce(whoop_internal.jsonb_number(w.record, 'score.zone_durations.zone_one_milli'), 0) as z1,
+           coalesce(whoop_internal.jsonb_number(w.record, 'score.zone_durations.zone_two_milli'), 0) as z2,
+           coalesce(whoop_internal.jsonb_number(w.record, 'score.zone_durations.zone_three_milli'), 0) as z3,
+           coalesce(whoop_internal.jsonb_number(w.record, 'score.zone_durations.zone_four_milli'), 0) as z4,
+           coalesce(whoop_internal.jsonb_number(w.record, 'score.zone_durations.zone_five_milli'), 0) as z5
     where w.score_state = 'SCORED'
 ) s on true
 where w.deleted_at is null;

@@ -15,15 +15,16 @@
  *	oauth.c					-- token cache, serialized refresh, token hand-off
  *	transport.c option.c	-- retries, 429 waits, the budget's waits, counters; settings
  *	http.c token_writer.c record.c token.c webhook_parse.c
- *	json.c parse.c endpoint.c store.c rolling.c budget.c bulk_load.c
+ *	json.c parse.c endpoint.c store.c rolling.c budget.c bulk_load.c jsonb_number.c
  *
  * http.c (the wire) and transport.c (the policy: what is retried, waited
  * for and counted) are the transport layer; the callers above it only say
  * what an answer means to them.  What WHOOP sends is read by json, parse,
  * token and webhook_parse, which need neither libcurl nor the server's
  * catalogs, so test/fuzz/ can link them alone.  libcurl appears only in
- * http.c and json-c only in json.c; rolling.c and bulk_load.c (the
- * parallel load of a first build) stand apart.  budget.c
+ * http.c and json-c only in json.c; rolling.c, bulk_load.c (the
+ * parallel load of a first build) and jsonb_number.c (the staging views'
+ * reader of scores) stand apart.  budget.c
  * keeps the app's request budget in shared memory and only counts:
  * transport.c waits or refuses on its word.
  *

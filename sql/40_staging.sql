@@ -95,3 +95,43 @@ from whoop.stg_recovery where user_id = 4004 order by cycle_id;
 select cycle_id, sport_name, score_state, duration_minutes, strain, kcal, distance_km,
        zone_0_minutes, zone_1_minutes, zone_2_minutes, zone_3_minutes, zone_4_minutes, zone_5_minutes
 from whoop.stg_workout where user_id = 4004 order by start;
+
+-- jsonb_number() gives what #>> and ::double precision give: integers on
+-- both sides of 2^53, fractions, a number beyond bigint, a string, JSON
+-- null, a missing key, and steps through an array, a scalar or a string.
+select p, d, whoop_internal.jsonb_number(d, p) as number,
+       float8send(whoop_internal.jsonb_number(d, p))
+           is not distinct from float8send((d #>> string_to_array(p, '.'))::double precision) as same_bits
+from (values ('score.a', '{"score": {"a": 28800000}}'::jsonb),
+             ('score.a', '{"score": {"a": -9007199254740992}}'),
+             ('score.a', '{"score": {"a": 9007199254740993}}'),
+             ('score.a', '{"score": {"a": 14.2734375}}'),
+             ('score.a', '{"score": {"a": 96.0}}'),
+             ('score.a', '{"score": {"a": 0.1}}'),
+             ('score.a', '{"score": {"a": -0}}'),
+             ('score.a', '{"score": {"a": 1e-7}}'),
+             ('score.a', '{"score": {"a": 123456789012345678901234567890}}'),
+             ('score.a', '{"score": {"a": "12.5"}}'),
+             ('score.a', '{"score": {"a": null}}'),
+             ('score.a', '{"score": {"b": 1}}'),
+             ('score.a', '{"score": [1, 2]}'),
+             ('score.a', '{"score": 5}'),
+             ('score.a', '{"score": "a"}'),
+             ('score', '[1]'),
+             ('score.a.b', '{"score": {"a": {"b": 2.5}}}')) v(p, d);
+-- and the same bits for 100,000 numbers of every size and precision
+select setseed(0.5);
+select count(*) as numbers,
+       count(*) filter (where float8send(whoop_internal.jsonb_number(d, 'x'))
+                              is distinct from float8send((d ->> 'x')::double precision)) as different
+from (select jsonb_build_object('x', round(((random() - 0.5) * 10 ^ (g % 40 - 12))::numeric, g % 17)) as d
+      from generate_series(1, 100000) g) v;
+-- the cast's errors, word for word: a boolean, a non-numeric string, an
+-- object, a number beyond double precision
+select ('{"a": true}'::jsonb ->> 'a')::double precision;
+select whoop_internal.jsonb_number('{"a": true}', 'a');
+select whoop_internal.jsonb_number('{"a": "abc"}', 'a');
+select whoop_internal.jsonb_number('{"a": {"b": 1}}', 'a');
+select ('{"a": 1e309}'::jsonb ->> 'a')::double precision;
+select whoop_internal.jsonb_number('{"a": 1e309}', 'a');
+select whoop_internal.jsonb_number('{"a": 1}', 'a.b.c.d.e.f.g.h.i');
