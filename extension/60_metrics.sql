@@ -183,9 +183,10 @@ create view whoop_internal.recovery_momentum_def as
 with w as (
     select
         user_id, day, recovery_score,
-        max(recovery_score) over (partition by user_id order by day
-                                  range between '1 day' preceding and '1 day' preceding)
-            as previous_recovery,
+        -- the day before's score: the previous row when it is that day
+        -- (one row per day; lag() needs no window of its own, a
+        -- one-day frame would)
+        case when lag(day) over w3 = day - 1 then lag(recovery_score) over w3 end as previous_recovery,
         whoop.momentum(recovery_score, day) over w3 as m3, count(recovery_score) over w3 as n3,
         whoop.momentum(recovery_score, day) over w7 as m7, count(recovery_score) over w7 as n7,
         whoop.momentum(recovery_score, day) over w14 as m14, count(recovery_score) over w14 as n14
@@ -240,9 +241,9 @@ with b as (
         user_id, day, day_strain, recovery_score,
         whoop.rolling_avg(recovery_score) over wb as baseline_mean,
         count(recovery_score) over wb as baseline_n,
-        max(recovery_score) over (partition by user_id order by day
-                                  range between '1 day' following and '1 day' following)
-            as next_day_recovery
+        -- the next day's score: the next row when it is that day (one row
+        -- per day; lead() needs no window of its own, a one-day frame would)
+        case when lead(day) over wb = day + 1 then lead(recovery_score) over wb end as next_day_recovery
     from whoop_internal.daily_scores
     window wb as (partition by user_id order by day range between '7 days' preceding and '1 day' preceding)
 ),
