@@ -5,7 +5,8 @@ off), then clones their raw rows in SQL into 2,000 members (new user_ids,
 cycle ids and uuids, derived deterministically from the originals and the
 copy number) before the first refresh.  Then, side by side in one run:
   1. after a VACUUM ANALYZE of the raw tables (autovacuum's visit, which
-     a real sync of this size would long have had), whoop.refresh() the
+     a real sync of this size would long have had) and before each full
+     build a checkpoint and autovacuum's end (settle()), whoop.refresh() the
      first time (never built: full), the objects that do not read each
      other loaded side by side by parallel workers
      (whoop_internal.load_rows()); then the same first build with parallel
@@ -153,6 +154,20 @@ def differences(what):
     return diffs
 
 
+def settle():
+    """settle starts a timed build on a quiet server: it writes out what the
+    step before dirtied (a checkpoint) and waits, up to five minutes, until
+    no autovacuum worker runs (a build's new tables draw one: millions of
+    rows inserted).  Else a build would share the two cores and the disk with
+    work that a real server does between refreshes, not during one."""
+    psql("checkpoint")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and scalar(
+            "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'") != "0":
+        time.sleep(1)
+    psql("checkpoint")
+
+
 def main(cluster):
     t0 = time.perf_counter()
     sim = harness.Simulator("--athletes", str(ATHLETES), "--days", str(DAYS),
@@ -182,18 +197,21 @@ def main(cluster):
     print("vacuum analyze of the raw tables: %.1f s" % settle_time)
 
     # first builds, alternating: side by side (parallel workers), one after
-    # the other (none), side by side again
+    # the other (none), side by side again; each on a settled server
+    settle()
     first_full = timed("select count(*) from whoop.refresh()")
     sizes = dict(rows("select name, row_count from whoop_internal.maintained"))
     print("rows: " + ", ".join("%s %s" % (n, sizes[n]) for n in list(INTERMEDIATES) + MAINTAINED))
     print("whoop.refresh() first (never built, full), side by side: %.1f s" % first_full)
     print(last_refresh_per_object(), flush=True)
     psql(UNBUILD_SQL)
+    settle()
     serial_full = timed("set max_parallel_workers_per_gather = 0; select count(*) from whoop.refresh()")
     print("whoop.refresh() first again, parallel workers off (one object after the other): %.1f s"
           % serial_full)
     print(last_refresh_per_object(), flush=True)
     psql(UNBUILD_SQL)
+    settle()
     again_full = timed("select count(*) from whoop.refresh()")
     print("whoop.refresh() first again, side by side: %.1f s; side by side %.2fx faster (mean of two)"
           % (again_full, serial_full / ((first_full + again_full) / 2)))
@@ -210,6 +228,7 @@ def main(cluster):
 
     sys.stdout.flush()
     diffs = differences("incremental result")
+    settle()
     second_full = timed("select count(*) from whoop.refresh(full => true)")
     print("whoop.refresh(full => true) over built tables (only the rows that differ rewritten): %.1f s"
           % second_full)
@@ -230,9 +249,11 @@ def main(cluster):
                            lambda m: "(select * from %s) %s" % (inline, m.group(1) or name), query)
         psql("create materialized view bench_mv.%s as %s with no data; "
              "create unique index on bench_mv.%s (%s)" % (n, query, n, key))
+    settle()
     plain = {}
     for n in MAINTAINED:
         plain[n] = timed("set work_mem = '64MB'; refresh materialized view bench_mv.%s" % n)
+    settle()
     conc = {}
     for n in MAINTAINED:
         conc[n] = timed("set work_mem = '64MB'; refresh materialized view concurrently bench_mv.%s" % n)
