@@ -499,16 +499,22 @@ class RefreshTest(unittest.TestCase):
         """What the full builds of cycle_day and cycle_workouts read of the
         cycles, the candidate main sleeps and the recoveries (ids, times,
         offsets, the sleep a recovery names) is held by indexes: at a team's
-        size, on settled tables (all visible, as autovacuum leaves them),
-        every scan of those raw tables is an index-only scan; none reads the
-        records' jsonb."""
+        size, with records of a real sync's size, on settled tables (all
+        visible, as autovacuum leaves them), every scan of those raw tables
+        is an index-only scan; none reads the records' jsonb.  (The
+        fixture's records are smaller than WHOOP's, 0.5-1 KB at 2,000
+        members x 2 years; with them a table costs the planner about what
+        an index holding some of its columns does, so they are padded.)"""
+        real_size = ("update whoop.raw_cycle set record = record || jsonb_build_object('pad', repeat('x', 400)); "
+                     "update whoop.raw_sleep set record = record || jsonb_build_object('pad', repeat('x', 900)); "
+                     "update whoop.raw_recovery set record = record || jsonb_build_object('pad', repeat('x', 400)); ")
         settled = ("update pg_class set relallvisible = relpages where oid in "
                    "('whoop.raw_cycle'::regclass, 'whoop.raw_sleep'::regclass, 'whoop.raw_recovery'::regclass); ")
         for name, indexes in (("cycle_day", {"raw_cycle_user_id_start_idx", "raw_sleep_main_sleeps_idx",
                                               "raw_recovery_sleep_ids_idx"}),
                               ("cycle_workouts", {"raw_cycle_user_id_start_idx"})):
             with self.subTest(name=name):
-                plan = psql("begin; " + TEAM_COPIES + "analyze; " + settled
+                plan = psql("begin; " + TEAM_COPIES + real_size + "analyze; " + settled
                             + "set max_parallel_workers_per_gather = 0; "
                             "explain (costs off) select * from whoop_internal.%s_def; rollback" % name)
                 scans = re.findall(r"(Seq Scan|Bitmap Heap Scan|Index Scan|Index Only Scan)"
